@@ -1,0 +1,42 @@
+"""fuzz-birnn: property-based testing of PyTorch's recurrent layers.
+
+Check any implementation of ``nn.RNN`` / ``nn.GRU`` / ``nn.LSTM`` semantics (a *candidate*,
+``candidate(module, input, hx=None) -> (output, hidden)``) against torch's fused module::
+
+    from hypothesis import given
+    from fuzz_birnn import check
+    from strategies import cases
+
+    @given(cases())
+    def test_my_stack(case):
+        check(my_stack, case)
+"""
+
+from .case import DTYPES, MODES, Case, Config, Inputs
+from .check import Candidate, CheckFailure, Outcome, check, check_fused, fused
+from .compare import Mismatch
+from .decomposition import DecomposedStack, decomposed
+from .devices import available_devices
+from .reference import CellReference, reference
+
+__all__ = [
+    "DTYPES",
+    "MODES",
+    "Candidate",
+    "Case",
+    "CellReference",
+    "CheckFailure",
+    "Config",
+    "DecomposedStack",
+    "Inputs",
+    "Mismatch",
+    "Outcome",
+    "available_devices",
+    "check",
+    "check_fused",
+    "decomposed",
+    "fused",
+    "reference",
+]
+
+__version__ = "0.1.0"

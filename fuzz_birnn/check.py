@@ -1,0 +1,156 @@
+"""The public entry points: check a candidate, or torch's fused module itself, on one case."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .case import Built, Case, backend
+from .compare import Mismatch, Tolerances, check_structure, compare_values, tensors_of
+from .reference import CellReference
+
+__all__ = ["Candidate", "CheckFailure", "Outcome", "check", "check_fused", "fused"]
+
+#: ``candidate(module, input, hx=None) -> (output, hidden)``, with the semantics of ``module(input, hx)``.
+Candidate = Callable[..., Any]
+
+_REFERENCE64 = CellReference(torch.float64)
+_REFERENCE32 = CellReference(torch.float32)
+
+
+def fused(module: torch.nn.RNNBase, input: Any, hx: Any = None) -> Any:
+    """Torch's own fused module, as a candidate: ``module(input, hx)``."""
+    return module(input, hx)
+
+
+class CheckFailure(AssertionError):
+    """A result that differs from the fused module's; ``mismatch`` says where and how."""
+
+    def __init__(self, mismatch: Mismatch, case: Case, candidate: str) -> None:
+        super().__init__(f"{mismatch.message} [{case.describe()}]")
+        self.mismatch = mismatch
+        self.case = case
+        self.candidate = candidate
+        self.add_note(reproducer(case, candidate))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A passed check: each tensor's worst error and its allowance, or why values were not compared."""
+
+    case: Case
+    errors: dict[str, float]
+    allowed: dict[str, float]
+    skipped: str | None = None
+
+
+def check(candidate: Candidate, case: Case, *, name: str | None = None) -> Outcome:
+    """Check ``candidate`` against torch's fused module on ``case``; raise :class:`CheckFailure`.
+
+    The candidate gets a freshly built module (eval mode) and the case's exact ``input`` and
+    ``hx``, under the case's CPU backend. Its result must have the fused result's structure
+    (types, shapes, dtypes, devices) and values within the tolerance model of
+    :mod:`fuzz_birnn.compare`, which allows for torch's own error on the case.
+    """
+    label = name or _label(candidate)
+    if candidate is fused:
+        return check_fused(case)
+    evaluation = _evaluate(case)
+    if evaluation.skipped:
+        return Outcome(case, {}, {}, evaluation.skipped)
+    built = case.build()
+    with backend(case.inputs), torch.no_grad():
+        try:
+            actual = candidate(built.module, built.input, built.hx)
+        except Exception as error:  # the candidate's bug, reported as a finding
+            message = f"candidate raised {type(error).__name__}: {error}".splitlines()[0]
+            raise CheckFailure(Mismatch("result", message), case, label) from error
+    return _verdict(actual, evaluation, evaluation.tolerances.candidate, case, label)
+
+
+def check_fused(case: Case) -> Outcome:
+    """Check torch's fused module against the float64 reference on ``case``."""
+    evaluation = _evaluate(case)
+    if evaluation.skipped:
+        return Outcome(case, {}, {}, evaluation.skipped)
+    return _verdict(evaluation.fused_result, evaluation, evaluation.tolerances.fused, case, "fused")
+
+
+def reproducer(case: Case, candidate: str) -> str:
+    """A copy-paste snippet that re-runs this check."""
+    imports = ["from fuzz_birnn import Case, check_fused" if candidate == "fused" else "from fuzz_birnn import Case, check"]
+    if candidate == "fused":
+        call = "check_fused(case)"
+    elif ":" in candidate:
+        module, attr = candidate.split(":", 1)
+        imports.append(f"from {module} import {attr.split('.')[0]}")
+        call = f"check({attr}, case)"
+    else:
+        call = f"check(candidate, case)  # candidate: {candidate}"
+    lines = [*imports, f"case = Case.from_dict({json.dumps(case.to_dict())})", call]
+    return "Reproduce with:\n" + "\n".join("    " + line for line in lines)
+
+
+@dataclass(frozen=True)
+class _Evaluation:
+    fused_result: Any
+    ref: dict[str, torch.Tensor]
+    tolerances: Tolerances
+    skipped: str | None
+
+
+def _evaluate(case: Case) -> _Evaluation:
+    """Run the fused module and the references, and measure the tolerances for this case."""
+    built = case.build()
+    with backend(case.inputs), torch.no_grad():
+        fused_result = built.module(built.input, built.hx)
+        on_cpu = _on_cpu(case, built)
+        ref = tensors_of(_REFERENCE64.compute(*on_cpu), case)
+        limit = torch.finfo(case.inputs.torch_dtype).max / 16
+        for tensor_name, tensor in ref.items():
+            if float(tensor.abs().max()) > limit:
+                return _Evaluation(fused_result, ref, Tolerances({}, {}),
+                                   f"{tensor_name} exceeds the {case.inputs.dtype} range")
+        ref32 = tensors_of(_REFERENCE32.compute(*on_cpu), case)
+        native = None
+        if case.inputs.dtype in ("bfloat16", "float16"):
+            native = tensors_of(CellReference(case.inputs.torch_dtype).compute(*on_cpu), case)
+        tolerances = Tolerances.measure(case, ref, ref32, native, tensors_of(fused_result, case))
+    return _Evaluation(fused_result, ref, tolerances, None)
+
+
+def _on_cpu(case: Case, built: Built) -> tuple[Any, ...]:
+    """The built call itself, or an identical one on the CPU (MPS has no float64)."""
+    if case.inputs.device == "cpu":
+        return built.module, built.input, built.hx
+    cpu = dataclasses.replace(case, inputs=dataclasses.replace(case.inputs, device="cpu")).build()
+    return cpu.module, cpu.input, cpu.hx
+
+
+def _verdict(actual: Any, evaluation: _Evaluation, allowed: dict[str, float], case: Case,
+             label: str) -> Outcome:
+    mismatch = check_structure(actual, evaluation.fused_result, case)
+    if mismatch is None:
+        values = tensors_of(actual, case)
+        mismatch = compare_values(values, evaluation.ref, allowed)
+    if mismatch is not None:
+        raise CheckFailure(mismatch, case, label)
+    errors = {k: float((values[k] - evaluation.ref[k]).abs().max()) for k in evaluation.ref}
+    return Outcome(case, errors, allowed)
+
+
+def _label(candidate: Candidate) -> str:
+    """``module:attr`` where the candidate is importable under that name, else its repr."""
+    module = getattr(candidate, "__module__", None) or type(candidate).__module__
+    qualname = getattr(candidate, "__qualname__", None)
+    if qualname is None:  # an instance: find the module-level name bound to it
+        import sys
+
+        namespace = vars(sys.modules.get(module, object()))
+        qualname = next((k for k, v in namespace.items() if v is candidate), None)
+    return f"{module}:{qualname}" if qualname and "<" not in qualname else repr(candidate)

@@ -1,0 +1,206 @@
+"""Comparing a result with the fused module's: structure first, then values under a tolerance model.
+
+Tolerance model
+---------------
+Let ``ref`` be the float64 reference computed from the case's own (already rounded) parameters
+and inputs, so it is the exact answer up to float64 rounding. For each returned tensor
+(``output``, ``h_n``, ``c_n``) separately:
+
+* ``scale = max(1, max|ref|)``; the *sensitivity* ``kappa = max|ref32 - ref| / eps(float32)``,
+  where ``ref32`` is the same reference computed in float32. Forward error of a straightforward
+  implementation grows linearly with the unit roundoff, so ``eps(d) * max(kappa, scale)`` is what
+  a plain implementation in dtype ``d`` is expected to get wrong on *this* case; the reference's
+  own float64 error, ``eps(float64) * max(kappa, scale)``, is added, since at float64 it is as
+  large as the error being measured.
+* For bfloat16 and float16 that linear estimate is joined (``max``) by the measured error of the
+  reference run natively in that dtype, because at 8 or 11 bits rounding is no longer small.
+* ``allowed = RATIO * expected``. ``RATIO`` absorbs the spread between two samples of rounding
+  error and activation functions that are accurate to a few ulps rather than half of one (oneDNN's
+  approximations); ``benchmarks/calibrate_tolerance.py`` prints how much of it correct
+  implementations use. Torch's fused module is held to that. A candidate is held to
+  ``RATIO * max(expected, max|fused - ref|)``: it may be as inexact as torch itself is on the
+  case, so a candidate that copies torch's arithmetic, or computes in float64 and casts back,
+  passes at every dtype.
+
+A layout bug moves values by O(1) relative to ``scale``, far above ``RATIO * eps(d) * scale``
+at every dtype but for cases whose values are all tiny.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
+
+from .case import Case
+
+__all__ = ["RATIO", "Mismatch", "Tolerances", "check_structure", "compare_values", "tensors_of"]
+
+#: How many times the expected error a correct implementation may make (see module docstring).
+RATIO = 16.0
+
+TENSOR_NAMES = ("output", "h_n", "c_n")
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """Where and how a result differs; ``tensor`` is ``output``/``h_n``/``c_n`` or ``result``."""
+
+    tensor: str
+    message: str
+    layer: int | None = None
+    direction: str | None = None
+    time_step: int | None = None
+    batch_index: int | None = None
+    max_abs_error: float | None = None
+    tolerance: float | None = None
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """Per-tensor allowed absolute error for torch's fused module and for candidates."""
+
+    fused: dict[str, float]
+    candidate: dict[str, float]
+
+    @classmethod
+    def measure(cls, case: Case, ref: dict[str, torch.Tensor], ref32: dict[str, torch.Tensor],
+                native: dict[str, torch.Tensor] | None, fused: dict[str, torch.Tensor]) -> Tolerances:
+        """Build the model from canonical float64 tensors (see :func:`tensors_of`)."""
+        eps = torch.finfo(case.inputs.torch_dtype).eps
+        eps32 = torch.finfo(torch.float32).eps
+        eps64 = torch.finfo(torch.float64).eps
+        allowed_fused, allowed_candidate = {}, {}
+        for name, exact in ref.items():
+            scale = max(1.0, _max_abs(exact))
+            kappa = _max_abs(ref32[name] - exact) / eps32
+            expected = (eps + eps64) * max(kappa, scale)
+            if native is not None:
+                expected = max(expected, _max_abs(native[name] - exact))
+            allowed_fused[name] = RATIO * expected
+            allowed_candidate[name] = RATIO * max(expected, _max_abs(fused[name] - exact))
+        return cls(allowed_fused, allowed_candidate)
+
+
+def tensors_of(result: object, case: Case) -> dict[str, torch.Tensor]:
+    """``output`` as ``(T, B, directions, F)`` and ``h_n``/``c_n`` as ``(layers, directions, B, F)``,
+    in float64 on the CPU, batch in the caller's order, from a result of the expected structure."""
+    output, hidden = result  # type: ignore[misc]
+    c, i = case.config, case.inputs
+    if isinstance(output, PackedSequence):
+        output, _ = pad_packed_sequence(output)
+    elif i.unbatched:
+        output = output.unsqueeze(1)
+    elif c.batch_first:
+        output = output.transpose(0, 1)
+    directions = c.num_directions
+    tensors = {"output": output.unflatten(-1, (directions, -1))}
+    states = hidden if isinstance(hidden, tuple) else (hidden,)
+    for name, state in zip(("h_n", "c_n"), states, strict=False):
+        if i.unbatched:
+            state = state.unsqueeze(1)
+        tensors[name] = state.unflatten(0, (c.num_layers, directions))
+    return {name: t.detach().to("cpu", torch.float64) for name, t in tensors.items()}
+
+
+def check_structure(actual: object, expected: tuple, case: Case) -> Mismatch | None:
+    """Types, shapes, dtypes and devices of ``actual`` against the fused module's ``expected``."""
+    if not isinstance(actual, (tuple, list)) or len(actual) != 2:
+        return Mismatch("result", f"result is {_kind(actual)}, but should be a pair (output, hidden)")
+    output, hidden = actual
+    want_output, want_hidden = expected
+    if isinstance(want_output, PackedSequence) != isinstance(output, PackedSequence):
+        return Mismatch("output", f"output is {_kind(output)}, but should be {_kind(want_output)}")
+    if isinstance(want_output, PackedSequence):
+        for field in ("batch_sizes", "sorted_indices", "unsorted_indices"):
+            got, want = getattr(output, field), getattr(want_output, field)
+            if (got is None) != (want is None) or (want is not None and not torch.equal(got.cpu(), want.cpu())):
+                return Mismatch("output", f"output.{field}={_short(got)}, but should be {_short(want)}")
+        problem = _tensor_problem("output.data", output.data, want_output.data)
+    else:
+        problem = _tensor_problem("output", output, want_output)
+    if problem:
+        return Mismatch("output", problem)
+    if isinstance(want_hidden, tuple):
+        if not isinstance(hidden, (tuple, list)) or len(hidden) != 2:
+            return Mismatch("result", f"hidden is {_kind(hidden)}, but should be a pair (h_n, c_n)")
+        pairs = zip(("h_n", "c_n"), hidden, want_hidden, strict=True)
+    else:
+        if not isinstance(hidden, torch.Tensor):
+            return Mismatch("h_n", f"hidden is {_kind(hidden)}, but should be a tensor h_n")
+        pairs = zip(("h_n",), (hidden,), (want_hidden,), strict=True)
+    for name, got, want in pairs:
+        problem = _tensor_problem(name, got, want)
+        if problem:
+            return Mismatch(name, problem)
+    return None
+
+
+def compare_values(actual: dict[str, torch.Tensor], ref: dict[str, torch.Tensor],
+                   allowed: dict[str, float]) -> Mismatch | None:
+    """The earliest fault: lowest layer, then forward before reverse, then first time step."""
+    faults = []
+    for name in TENSOR_NAMES:
+        if name not in ref:
+            continue
+        error = (actual[name] - ref[name]).abs().nan_to_num(nan=float("inf"))
+        bad = error > allowed[name]
+        if not bad.any():
+            continue
+        if name == "output":  # (T, B, D, F): only the last layer's output is visible
+            steps, batches, directions = bad.any(dim=3).nonzero(as_tuple=True)
+            layers = torch.full_like(steps, ref["h_n"].shape[0] - 1)
+        else:  # (L, D, B, F)
+            layers, directions, batches = bad.any(dim=3).nonzero(as_tuple=True)
+            steps = None
+        for k in range(len(layers)):
+            direction = int(directions[k])
+            # In processing order the reverse direction meets its last time step first.
+            step = None if steps is None else int(steps[k]) * (-1 if direction else 1)
+            rank = (int(layers[k]), direction, name != "output", step or 0, int(batches[k]))
+            faults.append((rank, name, step, error, allowed[name]))
+    if not faults:
+        return None
+    (layer, direction, _, _, batch), name, step, error, tolerance = min(faults, key=lambda f: f[0])
+    time_step = None if step is None else abs(step)
+    where = f"layer {layer} ({'reverse' if direction else 'forward'} direction)"
+    if time_step is not None:
+        where += f", time step {time_step}"
+    worst = float(error.max())
+    message = (f"{name} differs first at {where}, batch index {batch}: "
+               f"max abs error {worst:.3g} > tolerance {tolerance:.3g}")
+    return Mismatch(name, message, layer, "reverse" if direction else "forward", time_step, batch,
+                    worst, tolerance)
+
+
+def _tensor_problem(name: str, got: object, want: torch.Tensor) -> str | None:
+    if not isinstance(got, torch.Tensor):
+        return f"{name} is {_kind(got)}, but should be a tensor"
+    for field in ("shape", "dtype", "device"):
+        have, should = getattr(got, field), getattr(want, field)
+        if have != should:
+            return f"{name}.{field}={_short(have)}, but should be {_short(should)}"
+    return None
+
+
+def _max_abs(tensor: torch.Tensor) -> float:
+    return float(tensor.abs().max()) if tensor.numel() else 0.0
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, PackedSequence):
+        return "a PackedSequence"
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of shape {tuple(value.shape)}"
+    if isinstance(value, (tuple, list)):
+        return f"a {type(value).__name__} of length {len(value)}"
+    return f"a {type(value).__name__}"
+
+
+def _short(value: object) -> str:
+    if isinstance(value, torch.Size):
+        return str(tuple(value))
+    if isinstance(value, torch.Tensor):
+        return str(value.tolist())
+    return str(value)

@@ -1,0 +1,26 @@
+"""Which devices and CPU backends this machine offers."""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["available_devices", "environment_summary"]
+
+
+def available_devices() -> tuple[str, ...]:
+    """``cpu`` always, then ``cuda`` and ``mps`` where torch reports them available."""
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices.append("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        devices.append("mps")
+    return tuple(devices)
+
+
+def environment_summary() -> str:
+    """One line for logs and pytest headers: torch version, devices, oneDNN state."""
+    onednn = "available" if torch.backends.mkldnn.is_available() else "unavailable"
+    if torch.backends.mkldnn.is_available():
+        onednn += ", enabled" if torch.backends.mkldnn.enabled else ", disabled"
+    return f"torch {torch.__version__}; devices: {', '.join(available_devices())}; oneDNN: {onednn}"

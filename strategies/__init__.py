@@ -1,0 +1,173 @@
+"""Hypothesis strategies for recurrent-layer test cases.
+
+:func:`cases` draws a whole :class:`fuzz_birnn.Case` (a module configuration and the inputs it is
+called with). Every dimension is drawn by default and each can be fixed or narrowed by a keyword
+argument, so a candidate that supports only part of the space is tested on that part.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
+
+from fuzz_birnn import DTYPES, MODES, Case, Config, Inputs, available_devices
+
+__all__ = ["FORMS", "SCALES", "cases"]
+
+#: Input forms, simplest first.
+FORMS = ("padded", "unbatched", "packed_sorted", "packed_unsorted")
+#: Value scales (multiplying the default weight bound and the input range), simplest first:
+#: 0.25 keeps every nonlinearity near linear, 4.0 saturates tanh/sigmoid and lets relu grow.
+SCALES = (1.0, 0.25, 4.0)
+_DROPOUTS = (0.5, 0.1, 0.9)
+
+
+@st.composite
+def cases(
+    draw: st.DrawFn,
+    *,
+    modes: Sequence[str] = MODES,
+    bidirectional: bool | None = True,
+    min_layers: int = 1,
+    max_layers: int = 4,
+    max_size: int = 8,
+    max_seq_len: int = 8,
+    max_batch: int = 8,
+    bias: bool | None = None,
+    batch_first: bool | None = None,
+    proj: bool | None = None,
+    forms: Sequence[str] = FORMS,
+    initial_state: bool | None = None,
+    dropout: bool | None = None,
+    dtypes: Sequence[str] = DTYPES,
+    devices: Sequence[str] | None = None,
+    onednn: bool | None = None,
+    contiguous: bool | None = None,
+    scales: Sequence[float] = SCALES,
+) -> Case:
+    """A recurrent-layer case: configuration first, then input form and sizes, then values.
+
+    Parameters
+    ----------
+    modes, forms, dtypes, devices, scales
+        The values to draw from, simplest first; ``devices=None`` means every device torch reports
+        available (``cpu`` always, ``cuda``/``mps`` where present).
+    bidirectional, bias, batch_first, initial_state, onednn, contiguous
+        ``None`` draws both values; ``True``/``False`` fixes it. ``bidirectional`` is fixed to
+        ``True`` by default, the case this project exists for.
+    proj, dropout
+        ``None`` draws whether LSTM cases get ``proj_size > 0`` / whether ``dropout > 0`` (eval
+        mode, so it must change nothing); ``True`` always, ``False`` never.
+    min_layers, max_layers, max_size, max_seq_len, max_batch
+        Bounds for ``num_layers``, ``input_size``/``hidden_size``, the sequence length and batch.
+
+    Returns
+    -------
+    SearchStrategy[Case]
+        Shrinks towards one layer, RNN tanh, no bias, time-major, a padded tensor, batch 1,
+        sequence length 1, sizes 1, no initial state, float64, cpu, oneDNN on, contiguous,
+        scale 1, seed 0.
+
+    Raises
+    ------
+    InvalidArgument
+        When drawing, for an argument out of range or a combination that leaves nothing to draw.
+
+    Examples
+    --------
+    >>> from hypothesis import given
+    >>> @given(cases(modes=["LSTM"], forms=["padded"], dtypes=["float32"]))
+    ... def test_my_lstm(case): ...
+    """
+    devices = tuple(available_devices()) if devices is None else tuple(devices)
+    _validate(modes=modes, forms=forms, dtypes=dtypes, devices=devices, scales=scales,
+              min_layers=min_layers, max_layers=max_layers, max_size=max_size,
+              max_seq_len=max_seq_len, max_batch=max_batch, proj=proj,
+              flags={"bidirectional": bidirectional, "bias": bias, "batch_first": batch_first,
+                     "proj": proj, "initial_state": initial_state, "dropout": dropout,
+                     "onednn": onednn, "contiguous": contiguous})
+
+    mode = draw(st.sampled_from(tuple(modes)))
+    with_proj = mode == "LSTM" and max_size >= 2 and _flag(draw, proj)
+    input_size = draw(st.integers(1, max_size))
+    hidden_size = draw(st.integers(2 if with_proj else 1, max_size))
+    config = Config(
+        mode=mode,
+        input_size=input_size,
+        hidden_size=hidden_size,
+        num_layers=draw(st.integers(min_layers, max_layers)),
+        bias=_flag(draw, bias),
+        batch_first=_flag(draw, batch_first),
+        bidirectional=_flag(draw, bidirectional, simplest=True),
+        proj_size=draw(st.integers(1, hidden_size - 1)) if with_proj else 0,
+        dropout=draw(st.sampled_from(_DROPOUTS)) if _flag(draw, dropout) else 0.0,
+    )
+
+    form = draw(st.sampled_from(tuple(forms)))
+    seq_len = draw(st.integers(1, max_seq_len))
+    # Drawn even when unbatched, so that "padded" stays the simplest form for the shrinker.
+    drawn_batch = draw(st.integers(1, max_batch))
+    batch_size = None if form == "unbatched" else drawn_batch
+    lengths = None
+    if form.startswith("packed"):
+        drawn = draw(st.lists(st.integers(1, seq_len), min_size=batch_size, max_size=batch_size))
+        lengths = tuple(sorted(drawn, reverse=True) if form == "packed_sorted" else drawn)
+
+    device = draw(st.sampled_from(devices))
+    usable_dtypes = [d for d in dtypes if not (device == "mps" and d == "float64")]
+    if not usable_dtypes:
+        raise InvalidArgument(f"dtypes={list(dtypes)} leaves nothing to draw on device {device!r} (no float64 on MPS)")
+    inputs = Inputs(
+        seq_len=seq_len,
+        batch_size=batch_size,
+        packed=lengths is not None,
+        lengths=lengths,
+        enforce_sorted=form != "packed_unsorted",
+        unbatched=form == "unbatched",
+        initial_state=_flag(draw, initial_state),
+        dtype=draw(st.sampled_from(usable_dtypes)),
+        device=device,
+        onednn=_flag(draw, onednn, simplest=True) if device == "cpu" else True,
+        contiguous=_flag(draw, contiguous, simplest=True),
+        seed=draw(st.integers(0, 2**32 - 1)),
+        scale=draw(st.sampled_from(tuple(scales))),
+    )
+    return Case(config, inputs)
+
+
+def _flag(draw: st.DrawFn, fixed: bool | None, *, simplest: bool = False) -> bool:
+    """``fixed`` if given, else a drawn bool that shrinks towards ``simplest``."""
+    if fixed is not None:
+        return fixed
+    return draw(st.sampled_from((simplest, not simplest)))
+
+
+def _validate(*, modes: Sequence[str], forms: Sequence[str], dtypes: Sequence[str],
+              devices: Sequence[str], scales: Sequence[float], min_layers: int, max_layers: int,
+              max_size: int, max_seq_len: int, max_batch: int, proj: bool | None,
+              flags: dict[str, bool | None]) -> None:
+    for name, values, allowed in (("modes", modes, MODES), ("forms", forms, FORMS), ("dtypes", dtypes, DTYPES)):
+        if isinstance(values, str) or not values or any(v not in allowed for v in values):
+            raise InvalidArgument(f"{name}={values!r} must be a non-empty sequence drawn from {list(allowed)}")
+    known_devices = ("cpu", "cuda", "mps")
+    if isinstance(devices, str) or not devices or any(d.split(":")[0] not in known_devices for d in devices):
+        raise InvalidArgument(f"devices={devices!r} must be a non-empty sequence of cpu, cuda[:N], mps")
+    if isinstance(scales, str) or not scales or any(
+            isinstance(s, bool) or not isinstance(s, (int, float)) or not 0 < s <= 100 for s in scales):
+        raise InvalidArgument(f"scales={scales!r} must be a non-empty sequence of numbers in (0, 100]")
+    for name, value, lowest in (("min_layers", min_layers, 1), ("max_layers", max_layers, 1),
+                                ("max_size", max_size, 1), ("max_seq_len", max_seq_len, 1),
+                                ("max_batch", max_batch, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
+            raise InvalidArgument(f"{name}={value!r} must be an integer >= {lowest}")
+    if min_layers > max_layers:
+        raise InvalidArgument(f"min_layers={min_layers} is larger than max_layers={max_layers}")
+    for name, value in flags.items():
+        if value is not None and not isinstance(value, bool):
+            raise InvalidArgument(f"{name}={value!r} must be True, False or None (draw both)")
+    if proj is True and max_size < 2:
+        raise InvalidArgument(f"proj=True needs hidden_size >= 2, but max_size={max_size}")
+    if proj is True and "LSTM" not in modes:
+        raise InvalidArgument(f"proj=True applies to LSTM only, but modes={list(modes)}")

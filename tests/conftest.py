@@ -1,0 +1,35 @@
+"""Hypothesis profiles and the pytest header.
+
+Profiles, chosen by ``FUZZ_BIRNN_PROFILE`` (default ``dev``):
+
+* ``dev``: quick local runs, 30 examples a property, no deadline.
+* ``ci``: 60 examples a property, derandomised so CI is repeatable.
+* ``nightly``: 5,000 examples a property, to look hard for rare cases.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, Phase, settings
+
+from fuzz_birnn.devices import environment_summary
+
+_COMMON = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}
+settings.register_profile("dev", max_examples=30, **_COMMON)
+settings.register_profile("ci", max_examples=60, derandomize=True, print_blob=True, **_COMMON)
+settings.register_profile("nightly", max_examples=5000, print_blob=True, **_COMMON)
+PROFILE = os.environ.get("FUZZ_BIRNN_PROFILE", "dev")
+if PROFILE not in ("dev", "ci", "nightly"):
+    raise pytest.UsageError(f"FUZZ_BIRNN_PROFILE={PROFILE!r} must be dev, ci or nightly")
+settings.load_profile(PROFILE)
+
+#: Settings for tests that search for a planted bug: enough examples to find it on any profile,
+#: no example database (each run must find the bug on its own), and the full shrink.
+SEARCH = settings(max_examples=1000, database=None, derandomize=True, deadline=None,
+                  phases=[Phase.generate, Phase.shrink], suppress_health_check=list(HealthCheck))
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return [f"fuzz-birnn: {environment_summary()}; Hypothesis profile: {PROFILE}"]

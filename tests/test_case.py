@@ -1,0 +1,87 @@
+"""Case: validation, serialisation and deterministic building."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch.nn.utils.rnn import PackedSequence
+
+from fuzz_birnn import Case, Config, Inputs
+
+
+def _case(**inputs):
+    return Case(Config(mode="LSTM", input_size=3, hidden_size=4, num_layers=2, bias=True, proj_size=2),
+                Inputs(**{"seq_len": 5, "batch_size": 3, "seed": 11, **inputs}))
+
+
+def test_to_dict_is_json_with_the_documented_keys():
+    data = json.loads(json.dumps(_case(packed=True, lengths=(5, 2, 4), enforce_sorted=False).to_dict()))
+    assert set(data) == {"config", "inputs"}
+    assert set(data["config"]) == {"mode", "input_size", "hidden_size", "num_layers", "bias", "batch_first",
+                                   "bidirectional", "proj_size", "dropout"}
+    assert {"seq_len", "batch_size", "packed", "lengths", "enforce_sorted", "unbatched", "initial_state",
+            "dtype", "device", "onednn", "contiguous", "seed"} <= set(data["inputs"])
+    assert Case.from_dict(data) == _case(packed=True, lengths=(5, 2, 4), enforce_sorted=False)
+
+
+def test_build_is_deterministic_and_exact():
+    first, second = _case(initial_state=True).build(), _case(initial_state=True).build()
+    for a, b in zip(first.module.parameters(), second.module.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert torch.equal(first.input, second.input)
+    assert all(torch.equal(a, b) for a, b in zip(first.hx, second.hx, strict=True))
+    assert first.module(first.input, first.hx)[0].shape == (5, 3, 4)
+
+
+def test_build_does_not_touch_the_global_rng():
+    state = torch.get_rng_state()
+    _case().build()
+    assert torch.equal(state, torch.get_rng_state())
+
+
+def test_dtype_rounding_happens_before_building_so_all_dtypes_share_values():
+    low = _case(dtype="bfloat16").build()
+    high = _case(dtype="float64").build()
+    assert torch.equal(low.input.double(), high.input.to(torch.bfloat16).double())
+
+
+def test_input_forms():
+    assert isinstance(_case(packed=True, lengths=(5, 4, 1)).build().input, PackedSequence)
+    assert _case(unbatched=True, batch_size=None).build().input.shape == (5, 3)
+    batch_first = Case(Config(batch_first=True, input_size=2), Inputs(seq_len=4, batch_size=3)).build()
+    assert batch_first.input.shape == (3, 4, 2)
+    strided = _case(contiguous=False, initial_state=True).build()
+    assert not strided.input.is_contiguous() and not strided.hx[0].is_contiguous()
+
+
+BAD = [
+    ({"config": {"mode": "TRANSFORMER"}}, "mode='TRANSFORMER'"),
+    ({"config": {"mode": "GRU", "proj_size": 1, "hidden_size": 2}}, "proj_size=1 is only valid for LSTM"),
+    ({"config": {"mode": "LSTM", "proj_size": 3, "hidden_size": 3}}, "proj_size=3 must be smaller"),
+    ({"config": {"num_layers": 0}}, "num_layers=0"),
+    ({"config": {"bias": "yes"}}, "bias='yes'"),
+    ({"config": {"colour": 1}}, "unknown field"),
+    ({"inputs": {"dtype": "int8"}}, "dtype='int8'"),
+    ({"inputs": {"packed": True, "batch_size": 2, "lengths": [1]}}, "one length per sequence"),
+    ({"inputs": {"packed": True, "batch_size": 2, "lengths": [1, 2], "seq_len": 2}}, "sorted longest first"),
+    ({"inputs": {"packed": True, "batch_size": 1, "lengths": [3], "seq_len": 2}}, "must each be in 1..seq_len=2"),
+    ({"inputs": {"unbatched": True}}, "batch_size=None"),
+    ({"inputs": {"seed": -1}}, "seed=-1"),
+]
+
+
+@pytest.mark.parametrize(("change", "message"), BAD, ids=[m for _, m in BAD])
+def test_from_dict_names_the_bad_field(change, message):
+    data = Case().to_dict()
+    for section, values in change.items():
+        data[section].update(values)
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        Case.from_dict(data)
+
+
+@pytest.mark.parametrize("data", [[], {"config": {}}, {"config": {}, "inputs": 3}])
+def test_from_dict_refuses_malformed_documents(data):
+    with pytest.raises(ValueError, match="case"):
+        Case.from_dict(data)

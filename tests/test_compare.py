@@ -1,0 +1,111 @@
+"""The comparison: structure errors in one grammar, the fault located, the tolerance model sound."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import assume, given
+from torch.nn.utils.rnn import PackedSequence
+
+from fuzz_birnn import Case, CheckFailure, Config, Inputs, check, reference
+from fuzz_birnn.layout import reverse_within_lengths
+from strategies import cases
+
+LSTM_CASE = Case(Config(mode="LSTM", input_size=2, hidden_size=3, num_layers=2, bias=True),
+                 Inputs(seq_len=4, batch_size=2, packed=True, lengths=(4, 2), initial_state=True))
+
+
+def _failure(candidate, case=LSTM_CASE):
+    with pytest.raises(CheckFailure) as raised:
+        check(candidate, case)
+    return raised.value
+
+
+def test_reverse_within_lengths_keeps_padding_in_place():
+    x = torch.arange(8.0).reshape(4, 2, 1)  # sequence 0: 0 2 4 6; sequence 1: 1 3 5 7
+    out = reverse_within_lengths(x, torch.tensor([4, 2]))
+    assert out[:, 0, 0].tolist() == [6, 4, 2, 0]
+    assert out[:, 1, 0].tolist() == [3, 1, 5, 7]
+    assert torch.equal(reverse_within_lengths(out, torch.tensor([4, 2])), x)
+
+
+@pytest.mark.parametrize(("candidate", "message"), [
+    (lambda m, x, hx=None: m(x, hx)[0], "result is a PackedSequence, but should be a pair (output, hidden)"),
+    (lambda m, x, hx=None: (torch.nn.utils.rnn.pad_packed_sequence(x)[0], m(x, hx)[1]),
+     "output is a tensor of shape (4, 2, 2), but should be a PackedSequence"),
+    (lambda m, x, hx=None: (m(x, hx)[0], m(x, hx)[1][0]), "hidden is a tensor of shape (4, 2, 3), but should be a pair (h_n, c_n)"),
+    (lambda m, x, hx=None: (m(x, hx)[0], (m(x, hx)[1][0][:2], m(x, hx)[1][1])), "h_n.shape=(2, 2, 3), but should be (4, 2, 3)"),
+    (lambda m, x, hx=None: (m(x, hx)[0], (m(x, hx)[1][0].float(), m(x, hx)[1][1])),
+     "h_n.dtype=torch.float32, but should be torch.float64"),
+    (lambda m, x, hx=None: 1 / 0, "candidate raised ZeroDivisionError: division by zero"),
+])
+def test_structure_errors_say_what_and_what_should_be(candidate, message):
+    failure = _failure(candidate)
+    assert str(failure).startswith(message)
+    assert LSTM_CASE.describe() in str(failure)
+    assert "Reproduce with:" in "".join(failure.__notes__)
+
+
+def test_unsorted_pack_restored_in_the_wrong_order_is_a_structure_error():
+    case = Case(Config(hidden_size=2), Inputs(seq_len=3, batch_size=3, packed=True, lengths=(1, 3, 2),
+                                              enforce_sorted=False))
+
+    def forgets_indices(m, x, hx=None):
+        out, h = m(x, hx)
+        return PackedSequence(out.data, out.batch_sizes), h
+
+    assert "output.sorted_indices=None, but should be [1, 2, 0]" in str(_failure(forgets_indices, case))
+
+
+def _nudge(row, step=None, batch=0, amount=1e-3):
+    """A candidate equal to torch's module except one value moved by ``amount``."""
+    def candidate(m, x, hx=None):
+        out, (h, c) = m(x, hx)
+        if step is None:
+            h = h.clone()
+            h[row, batch, 0] += amount
+        else:
+            padded, lengths = torch.nn.utils.rnn.pad_packed_sequence(out)
+            padded[step, batch, row * 3] += amount
+            out = torch.nn.utils.rnn.pack_padded_sequence(padded, lengths)
+        return out, (h, c)
+    return candidate
+
+
+@pytest.mark.parametrize(("nudge", "where"), [
+    (_nudge(row=3, batch=1), ("h_n", 1, "reverse", None, 1)),
+    (_nudge(row=0, step=2), ("output", 1, "forward", 2, 0)),
+    (_nudge(row=1, step=0), ("output", 1, "reverse", 0, 0)),
+])
+def test_a_tiny_error_is_caught_and_located(nudge, where):
+    mismatch = _failure(nudge).mismatch
+    assert (mismatch.tensor, mismatch.layer, mismatch.direction, mismatch.time_step, mismatch.batch_index) == where
+    assert mismatch.max_abs_error == pytest.approx(1e-3) and mismatch.tolerance < 1e-10
+
+
+def test_location_prefers_the_earliest_layer():
+    def off_everywhere(m, x, hx=None):
+        out, (h, c) = m(x, hx)
+        return out, (h + torch.tensor([0, 0, 1.0, 1.0]).view(4, 1, 1), c)
+
+    assert _failure(off_everywhere).mismatch.layer == 1
+
+
+@given(cases(dtypes=["float64", "float32"]))
+def test_a_small_systematic_drift_is_caught(case):
+    """0.1% of the largest value added to every output is far outside the float32/64 tolerance."""
+    def drifting(m, x, hx=None):
+        out, h = m(x, hx)
+        values = out.data if isinstance(out, PackedSequence) else out
+        drifted = values + 1e-3 * max(1.0, float(values.abs().max()))
+        return (out._replace(data=drifted) if isinstance(out, PackedSequence) else drifted), h
+
+    with pytest.raises(CheckFailure):
+        outcome = check(drifting, case)
+        assume(outcome.skipped is None)
+
+
+@given(cases())
+def test_a_candidate_computing_in_float64_passes_at_every_dtype(case):
+    """``reference`` computes in float64 and casts back: more exact than torch, never a false alarm."""
+    check(reference, case)
