@@ -14,7 +14,7 @@ from .case import Built, Case, backend
 from .compare import Mismatch, Tolerances, check_structure, compare_values, tensors_of
 from .reference import CellReference
 
-__all__ = ["Candidate", "CheckFailure", "Outcome", "check", "check_fused", "fused"]
+__all__ = ["Candidate", "CheckFailure", "Evaluation", "Outcome", "check", "check_fused", "evaluate", "fused"]
 
 #: ``candidate(module, input, hx=None) -> (output, hidden)``, with the semantics of ``module(input, hx)``.
 Candidate = Callable[..., Any]
@@ -60,7 +60,7 @@ def check(candidate: Candidate, case: Case, *, name: str | None = None) -> Outco
     label = name or _label(candidate)
     if candidate is fused:
         return check_fused(case)
-    evaluation = _evaluate(case)
+    evaluation = evaluate(case)
     if evaluation.skipped:
         return Outcome(case, {}, {}, evaluation.skipped)
     built = case.build()
@@ -75,7 +75,7 @@ def check(candidate: Candidate, case: Case, *, name: str | None = None) -> Outco
 
 def check_fused(case: Case) -> Outcome:
     """Check torch's fused module against the float64 reference on ``case``."""
-    evaluation = _evaluate(case)
+    evaluation = evaluate(case)
     if evaluation.skipped:
         return Outcome(case, {}, {}, evaluation.skipped)
     return _verdict(evaluation.fused_result, evaluation, evaluation.tolerances.fused, case, "fused")
@@ -97,31 +97,38 @@ def reproducer(case: Case, candidate: str) -> str:
 
 
 @dataclass(frozen=True)
-class _Evaluation:
+class Evaluation:
+    """What a case is checked against: the fused result, the float64 reference in canonical
+    form (see :func:`~fuzz_birnn.compare.tensors_of`), and the tolerances measured on it."""
+
     fused_result: Any
     ref: dict[str, torch.Tensor]
     tolerances: Tolerances
     skipped: str | None
 
 
-def _evaluate(case: Case) -> _Evaluation:
+def evaluate(case: Case) -> Evaluation:
     """Run the fused module and the references, and measure the tolerances for this case."""
     built = case.build()
     with backend(case.inputs), torch.no_grad():
-        fused_result = built.module(built.input, built.hx)
+        try:
+            fused_result = built.module(built.input, built.hx)
+        except Exception as error:  # a valid call that torch refuses is a finding about torch
+            message = f"torch's fused module raised {type(error).__name__}: {error}".splitlines()[0]
+            raise CheckFailure(Mismatch("result", message), case, "fused") from error
         on_cpu = _on_cpu(case, built)
         ref = tensors_of(_REFERENCE64.compute(*on_cpu), case)
         limit = torch.finfo(case.inputs.torch_dtype).max / 16
         for tensor_name, tensor in ref.items():
             if float(tensor.abs().max()) > limit:
-                return _Evaluation(fused_result, ref, Tolerances({}, {}),
+                return Evaluation(fused_result, ref, Tolerances({}, {}),
                                    f"{tensor_name} exceeds the {case.inputs.dtype} range")
         ref32 = tensors_of(_REFERENCE32.compute(*on_cpu), case)
         native = None
         if case.inputs.dtype in ("bfloat16", "float16"):
             native = tensors_of(CellReference(case.inputs.torch_dtype).compute(*on_cpu), case)
         tolerances = Tolerances.measure(case, ref, ref32, native, tensors_of(fused_result, case))
-    return _Evaluation(fused_result, ref, tolerances, None)
+    return Evaluation(fused_result, ref, tolerances, None)
 
 
 def _on_cpu(case: Case, built: Built) -> tuple[Any, ...]:
@@ -132,7 +139,7 @@ def _on_cpu(case: Case, built: Built) -> tuple[Any, ...]:
     return cpu.module, cpu.input, cpu.hx
 
 
-def _verdict(actual: Any, evaluation: _Evaluation, allowed: dict[str, float], case: Case,
+def _verdict(actual: Any, evaluation: Evaluation, allowed: dict[str, float], case: Case,
              label: str) -> Outcome:
     mismatch = check_structure(actual, evaluation.fused_result, case)
     if mismatch is None:

@@ -1,0 +1,56 @@
+"""Naming candidates: the built-ins, and ``MODULE:ATTR`` for a user's own."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from .check import fused
+from .decomposition import decomposed
+from .reference import reference
+
+__all__ = ["BUILTIN", "CandidateError", "load_candidate", "validate_spec"]
+
+#: Built-in candidates by name.
+BUILTIN: dict[str, Callable[..., Any]] = {"decomposed": decomposed, "reference": reference, "fused": fused}
+
+_SPEC = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+
+
+class CandidateError(ValueError):
+    """A candidate that cannot be named, imported or called; the message says what to do."""
+
+
+def validate_spec(spec: str) -> str:
+    """``spec`` itself if it is a built-in name or a well-formed ``MODULE:ATTR``."""
+    if spec in BUILTIN or (isinstance(spec, str) and _SPEC.match(spec)):
+        return spec
+    raise CandidateError(f"candidate {spec!r} must be MODULE:ATTR (like mypkg.rnn:my_stack) "
+                         f"or one of {', '.join(BUILTIN)}")
+
+
+def load_candidate(spec: str) -> Callable[..., Any]:
+    """Import ``MODULE:ATTR`` with the current directory on the path, as pytest does."""
+    validate_spec(spec)
+    if spec in BUILTIN:
+        return BUILTIN[spec]
+    module_name, attr_path = spec.split(":")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        target: Any = importlib.import_module(module_name)
+    except Exception as error:
+        raise CandidateError(f"candidate {spec!r}: cannot import {module_name!r}: "
+                             f"{type(error).__name__}: {error}".splitlines()[0]) from error
+    for attr in attr_path.split("."):
+        if not hasattr(target, attr):
+            raise CandidateError(f"candidate {spec!r}: {module_name!r} has no attribute {attr_path!r}")
+        target = getattr(target, attr)
+    if not callable(target):
+        raise CandidateError(f"candidate {spec!r} is a {type(target).__name__}, not callable as "
+                             "candidate(module, input, hx=None)")
+    return target

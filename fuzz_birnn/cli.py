@@ -1,0 +1,277 @@
+"""``fuzz-birnn run`` and ``fuzz-birnn replay``.
+
+Exit status: 0 when nothing failed, 1 when a failure was found (run) or still fails (replay),
+2 for a usage or configuration error (one line on stderr, no traceback), 130 on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+__all__ = ["main"]
+
+_MODES = {"rnn_tanh": "RNN_TANH", "rnn_relu": "RNN_RELU", "gru": "GRU", "lstm": "LSTM"}
+_DTYPES = ("float64", "float32", "bfloat16", "float16")
+_DEVICES = ("cpu", "cuda", "mps")
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = _parser().parse_args(argv)
+        return args.command(args)
+    except UsageError as error:
+        print(f"fuzz-birnn: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nfuzz-birnn: interrupted", file=sys.stderr)
+        return 130
+
+
+# -- run -------------------------------------------------------------------------------------
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .candidates import CandidateError, load_candidate, validate_spec
+    from .devices import available_devices, environment_summary
+    from .engine import jobs_for, run_jobs
+
+    reports = Path(args.reports)
+    _writable(reports)
+    if args.candidate is not None:
+        try:
+            load_candidate(validate_spec(args.candidate))  # fail here, not in every worker
+        except CandidateError as error:
+            raise UsageError(str(error)) from None
+    missing = [d for d in args.devices if d not in available_devices()]
+    if missing:
+        raise UsageError(f"--devices {','.join(missing)}: not available here (available: "
+                         f"{','.join(available_devices())})")
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
+    jobs = jobs_for(args.candidate, args.modes, args.max_examples, seed, _strategy(args), reports)
+    workers = max(1, min(args.workers or os.cpu_count() or 1, len(jobs)))
+
+    print(f"fuzz-birnn run: {environment_summary()}")
+    what = f"candidate {args.candidate} against torch's fused modules" if args.candidate else \
+        "torch's fused modules against the decomposed stack and the float64 reference"
+    print(f"checking {what}; {args.max_examples} examples over {len(jobs)} searches on {workers} "
+          f"worker(s); seed {seed} (repeat with --seed {seed})")
+    progress = _Progress()
+    started = time.perf_counter()
+    results = []
+    try:
+        for result in run_jobs(jobs, workers, progress.event):
+            results.append(result)
+    except KeyboardInterrupt:
+        progress.done()
+        print("interrupted: the summary covers what ran; every report written is whole")
+        _summary(progress, results, time.perf_counter() - started)
+        return 130
+    progress.done()
+    return _summary(progress, results, time.perf_counter() - started)
+
+
+def _strategy(args: argparse.Namespace) -> dict[str, Any]:
+    forms = ["padded"]
+    if args.unbatched:
+        forms.append("unbatched")
+    if args.packed:
+        forms += ["packed_sorted", "packed_unsorted"]
+    return {"dtypes": args.dtypes, "devices": args.devices, "forms": forms,
+            "min_layers": 1, "max_layers": args.max_layers, "max_size": args.max_size,
+            "max_seq_len": args.max_seq_len, "max_batch": args.max_batch,
+            "proj": None if args.proj else False,
+            "bidirectional": {"yes": True, "no": False, "both": None}[args.bidirectional],
+            "batch_first": None if args.batch_first else False,
+            "initial_state": None if args.initial_state else False,
+            "onednn": None if args.onednn_off else True}
+
+
+class _Progress:
+    """Counts events from the workers and keeps one status line up to date."""
+
+    def __init__(self) -> None:
+        self.checked = 0
+        self.failed = 0
+        self.skipped = 0
+        self.coverage: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+        self._last = 0.0
+        self._tty = sys.stdout.isatty()
+
+    def event(self, event: dict[str, Any]) -> None:
+        self.checked += 1
+        self.failed += event["failed"]
+        self.skipped += event["skipped"]
+        for key in ("mode", "dtype", "form"):
+            self.coverage[key][event[key]] += 1
+        now = time.monotonic()
+        if now - self._last > (0.2 if self._tty else 10.0):
+            self._last = now
+            line = f"  {self.checked} cases checked, {self.failed} failing (before shrinking)"
+            print(f"\r{line}" if self._tty else line, end="" if self._tty else "\n", flush=True)
+
+    def done(self) -> None:
+        if self._tty:
+            print()
+
+
+def _summary(progress: _Progress, results: list, elapsed: float) -> int:
+    rate = progress.checked / elapsed if elapsed else 0.0
+    print(f"\n{progress.checked} cases checked (generation and shrinking) in {elapsed:.1f}s "
+          f"({rate:.1f}/s); {progress.skipped} skipped (values beyond the dtype's range)")
+    print("coverage:")
+    for key in ("mode", "dtype", "form"):
+        counts = progress.coverage[key]
+        print(f"  {key:<6}" + "  ".join(f"{name} {counts[name]}" for name in sorted(counts)))
+    errors = [r for r in results if r.error]
+    reports = [report for r in results for report in r.reports]
+    for result in errors:
+        print(f"\nharness error in {result.job.prop} ({result.job.mode}):\n{result.error}", file=sys.stderr)
+    if not reports:
+        print("\nno failures" if not errors else "\nno failures found, but a search stopped with an error")
+        return 2 if errors else 0
+    print(f"\n{len(reports)} failure(s):")
+    for folder, new, summary in reports:
+        print(f"  {folder}{'' if new else ' (already reported)'}\n    {summary}")
+    return 1
+
+
+def _writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise UsageError(f"--reports {folder}: cannot write there ({error.strerror or error})") from None
+
+
+# -- replay ----------------------------------------------------------------------------------
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from .candidates import CandidateError, load_candidate
+    from .check import CheckFailure, check, check_fused
+    from .reports import ReportError, load_report
+
+    folders = []
+    for path in map(Path, args.paths):
+        if path.is_dir() and not (path / "case.json").exists():
+            found = sorted(p.parent for p in path.glob("*/case.json"))
+            if not found:
+                raise UsageError(f"{path}: no reports (no */case.json) in this folder")
+            folders += found
+        elif path.exists():
+            folders.append(path)
+        else:
+            raise UsageError(f"{path}: no such report or folder")
+    still_failing = 0
+    for folder in folders:
+        try:
+            report = load_report(folder)
+            candidate = load_candidate(report["candidate"])
+        except (ReportError, CandidateError) as error:
+            raise UsageError(str(error)) from None
+        case = report["case"]
+        try:
+            if report["candidate"] == "fused":
+                check_fused(case)
+            else:
+                check(candidate, case, name=report["candidate"])
+        except CheckFailure as failure:
+            still_failing += 1
+            print(f"STILL FAILS  {folder}: {str(failure).splitlines()[0]}")
+        else:
+            print(f"FIXED        {folder}")
+    import torch
+
+    print(f"{len(folders)} report(s) replayed on torch {torch.__version__}: {still_failing} still failing, "
+          f"{len(folders) - still_failing} fixed")
+    return 1 if still_failing else 0
+
+
+# -- arguments -------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="fuzz-birnn", description="Property-based fuzzing of torch's recurrent layers.")
+    commands = parser.add_subparsers(dest="name", required=True, parser_class=_Parser)
+
+    run = commands.add_parser("run", help="search for cases where a candidate (or torch) is wrong")
+    run.set_defaults(command=_run)
+    run.add_argument("--candidate", metavar="MODULE:ATTR",
+                     help="callable candidate(module, input, hx=None) to check against torch's fused module; "
+                          "built-ins: decomposed, reference. Default: check torch itself")
+    run.add_argument("--max-examples", type=_positive, default=1600, metavar="N",
+                     help="cases to generate in all, split over the searches (default 1600)")
+    run.add_argument("--seed", type=_non_negative, metavar="N", help="make the run repeatable")
+    run.add_argument("--reports", default="reports", metavar="DIR", help="where failures go (default ./reports)")
+    run.add_argument("--workers", type=_positive, metavar="N", help="processes (default: one per CPU)")
+    run.add_argument("--modes", type=_choices(_MODES), default=list(_MODES.values()),
+                     metavar="LIST", help="comma-separated: rnn_tanh,rnn_relu,gru,lstm")
+    run.add_argument("--dtypes", type=_choices({d: d for d in _DTYPES}), default=list(_DTYPES),
+                     metavar="LIST", help="comma-separated: float64,float32,bfloat16,float16")
+    run.add_argument("--devices", type=_choices({d: d for d in _DEVICES}), default=["cpu"],
+                     metavar="LIST", help="comma-separated: cpu,cuda,mps (default cpu)")
+    run.add_argument("--max-layers", type=_positive, default=4, metavar="N")
+    run.add_argument("--max-size", type=_positive, default=8, metavar="N", help="input_size/hidden_size bound")
+    run.add_argument("--max-seq-len", type=_positive, default=8, metavar="N")
+    run.add_argument("--max-batch", type=_positive, default=8, metavar="N")
+    run.add_argument("--bidirectional", choices=("yes", "no", "both"), default="yes")
+    for flag, what in (("packed", "PackedSequence input"), ("unbatched", "unbatched 2-D input"),
+                       ("proj", "LSTM proj_size > 0"), ("batch-first", "batch_first=True"),
+                       ("initial-state", "given h0/c0")):
+        run.add_argument(f"--no-{flag}", dest=flag.replace("-", "_"), action="store_false", help=f"never use {what}")
+    run.add_argument("--no-onednn-off", dest="onednn_off", action="store_false",
+                     help="keep oneDNN at torch's default instead of also running with it disabled")
+
+    replay = commands.add_parser("replay", help="re-run reports on the torch installed now")
+    replay.set_defaults(command=_replay)
+    replay.add_argument("paths", nargs="+", metavar="PATH", help="a report folder, its case.json, or a folder of reports")
+    return parser
+
+
+def _positive(text: str) -> int:
+    value = _non_negative(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative")
+    return value
+
+
+def _choices(allowed: dict[str, str]) -> Any:
+    def parse(text: str) -> list[str]:
+        names = [t.strip().lower() for t in text.split(",") if t.strip()]
+        unknown = [n for n in names if n not in allowed]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(f"{text!r}: choose from {','.join(allowed)}")
+        return list(dict.fromkeys(allowed[n] for n in names))
+    return parse
+
+
+if __name__ == "__main__":
+    sys.exit(main())

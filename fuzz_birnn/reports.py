@@ -1,0 +1,154 @@
+"""Writing a failure to ``DIR/<id>/`` whole or not at all, and reading it back.
+
+A report folder holds ``case.json`` (the case, the mismatch, the environment), ``tensors.pt``
+(parameters, inputs, the float64 reference; loads with ``weights_only=True``), ``repro.py`` (a
+standalone reproducer) and ``summary.md``. The id hashes the candidate, the property and the case,
+so the same failure found by two workers or two runs is one report. A report is assembled in a
+hidden temporary folder and renamed into place, so no reader ever sees half of one.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import platform
+import shutil
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import hypothesis
+import torch
+
+from . import __version__
+from .candidates import validate_spec
+from .case import Case
+from .check import CheckFailure, evaluate
+
+__all__ = ["SCHEMA_VERSION", "ReportError", "load_report", "report_id", "write_report"]
+
+SCHEMA_VERSION = 1
+_REPRO = Path(__file__).with_name("repro_script.py")
+
+
+class ReportError(ValueError):
+    """A report that cannot be read: the message names the file and what is wrong."""
+
+
+def report_id(candidate: str, prop: str, case: Case) -> str:
+    key = json.dumps([candidate, prop, case.to_dict()], sort_keys=True)
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def write_report(failure: CheckFailure, prop: str, directory: Path) -> tuple[Path, bool]:
+    """Write ``failure`` under ``directory``; returns its folder and whether it is new."""
+    candidate = validate_spec(failure.candidate)
+    case = failure.case
+    ident = report_id(candidate, prop, case)
+    final = directory / ident
+    if final.exists():
+        return final, False
+    directory.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{ident}-", dir=directory))
+    try:
+        evaluation = evaluate(case)
+        allowed = evaluation.tolerances.fused if candidate == "fused" else evaluation.tolerances.candidate
+        summary = f"{failure.mismatch.message} [{case.describe()}]"
+        document = {
+            "schema_version": SCHEMA_VERSION,
+            "id": ident,
+            "candidate": candidate,
+            "property": prop,
+            "case": case.to_dict(),
+            "mismatch": asdict(failure.mismatch),
+            "tolerances": allowed,
+            "summary": summary,
+            "environment": _environment(),
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
+        (staging / "case.json").write_text(json.dumps(document, indent=2) + "\n")
+        torch.save(_tensors(case, evaluation.ref), staging / "tensors.pt")
+        shutil.copyfile(_REPRO, staging / "repro.py")
+        (staging / "summary.md").write_text(_markdown(document))
+        try:
+            staging.rename(final)  # atomic; fails if another writer got there first
+        except OSError:
+            if not final.exists():
+                raise
+            return final, False
+        return final, True
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def load_report(folder: Path) -> dict[str, Any]:
+    """``case.json`` of a report, checked enough to replay it; raises :class:`ReportError`."""
+    path = folder / "case.json" if folder.is_dir() else folder
+    try:
+        document = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ReportError(f"{path}: no such report file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ReportError(f"{path}: cannot read it: {error}") from None
+    except json.JSONDecodeError as error:
+        raise ReportError(f"{path}: not valid JSON (truncated?): {error}") from None
+    if not isinstance(document, dict):
+        raise ReportError(f"{path}: a report is a JSON object, not {type(document).__name__}")
+    version = document.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ReportError(f"{path}: schema_version={version!r} is not understood by this fuzz-birnn "
+                          f"{__version__} (it reads version {SCHEMA_VERSION})")
+    for key in ("candidate", "property", "case"):
+        if key not in document:
+            raise ReportError(f"{path}: missing {key!r}")
+    try:
+        validate_spec(document["candidate"])
+        document["case"] = Case.from_dict(document["case"])
+    except ValueError as error:
+        raise ReportError(f"{path}: {error}") from None
+    return document
+
+
+def _tensors(case: Case, ref: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """The exact call as plain tensors (the padded input before packing), and the reference."""
+    built = case.build()
+    tensors: dict[str, Any] = {
+        "parameters": {k: v.detach().cpu() for k, v in built.module.state_dict().items()},
+        "expected": ref,
+    }
+    x = built.input
+    if case.inputs.packed:
+        x, _ = torch.nn.utils.rnn.pad_packed_sequence(x, batch_first=case.config.batch_first,
+                                                      total_length=case.inputs.seq_len)  # caller's order
+        tensors["lengths"] = torch.tensor(case.inputs.lengths)
+    tensors["input"] = x.detach().cpu().contiguous()
+    if built.hx is not None:
+        h0, c0 = built.hx if isinstance(built.hx, tuple) else (built.hx, None)
+        tensors["h0"] = h0.cpu().contiguous()
+        if c0 is not None:
+            tensors["c0"] = c0.cpu().contiguous()
+    return tensors
+
+
+def _environment() -> dict[str, str]:
+    return {"torch": torch.__version__, "hypothesis": hypothesis.__version__,
+            "python": platform.python_version(), "platform": platform.platform(),
+            "fuzz_birnn": __version__}
+
+
+def _markdown(document: dict[str, Any]) -> str:
+    mismatch = document["mismatch"]
+    where = "the result's structure" if mismatch["layer"] is None else (
+        f"layer {mismatch['layer']}, {mismatch['direction']} direction"
+        + ("" if mismatch["time_step"] is None else f", time step {mismatch['time_step']}")
+        + ("" if mismatch["batch_index"] is None else f", batch index {mismatch['batch_index']}"))
+    case = Case.from_dict(document["case"])
+    return (f"# fuzz-birnn report {document['id']}\n\n"
+            f"- **Candidate**: `{document['candidate']}` ({document['property']})\n"
+            f"- **Case**: {case.describe()}\n"
+            f"- **First divergence**: `{mismatch['tensor']}` at {where}\n"
+            f"- **Error**: {mismatch['message']}\n"
+            f"- **Found with**: torch {document['environment']['torch']}, {document['created']}\n\n"
+            "Reproduce: `python repro.py` (exit 1 while it fails), or `fuzz-birnn replay` on this folder.\n")
