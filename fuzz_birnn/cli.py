@@ -172,7 +172,8 @@ def _replay(args: argparse.Namespace) -> int:
     folders = []
     for path in map(Path, args.paths):
         if path.is_dir() and not (path / "case.json").exists():
-            found = sorted(p.parent for p in path.glob("*/case.json"))
+            # Hidden folders are reports still being written (or whose writer was killed).
+            found = sorted(p.parent for p in path.glob("*/case.json") if not p.parent.name.startswith("."))
             if not found:
                 raise UsageError(f"{path}: no reports (no */case.json) in this folder")
             folders += found

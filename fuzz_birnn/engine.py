@@ -88,7 +88,7 @@ def run_job(job: Job, events: Any) -> JobResult:
 
     from .candidates import load_candidate
     from .check import CheckFailure, check, check_fused
-    from .reports import write_report
+    from .reports import check_failures, write_report
 
     warnings.filterwarnings("ignore", category=UserWarning, module="torch")
     result = JobResult(job)
@@ -114,7 +114,7 @@ def run_job(job: Job, events: Any) -> JobResult:
     try:
         search()
     except BaseException as raised:  # noqa: BLE001 - sorted below
-        failures, others = _split(raised)
+        failures, others = check_failures(raised)
         for failure in failures:
             folder, new = write_report(failure, job.prop, Path(job.reports))
             result.reports.append((str(folder), new, str(failure).splitlines()[0]))
@@ -123,20 +123,6 @@ def run_job(job: Job, events: Any) -> JobResult:
         if isinstance(raised, KeyboardInterrupt):
             raise
     return result
-
-
-def _split(raised: BaseException) -> tuple[list[Any], list[BaseException]]:
-    """CheckFailures (found bugs) and anything else (harness or candidate-import errors)."""
-    from .check import CheckFailure
-
-    if isinstance(raised, BaseExceptionGroup):
-        failures, others = [], []
-        for inner in raised.exceptions:
-            f, o = _split(inner)
-            failures += f
-            others += o
-        return failures, others
-    return ([raised], []) if isinstance(raised, CheckFailure) else ([], [raised])
 
 
 def _drain(events: Any, on_event: Any) -> None:

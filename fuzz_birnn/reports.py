@@ -27,7 +27,7 @@ from .candidates import validate_spec
 from .case import Case
 from .check import CheckFailure, evaluate
 
-__all__ = ["SCHEMA_VERSION", "ReportError", "load_report", "report_id", "write_report"]
+__all__ = ["SCHEMA_VERSION", "ReportError", "check_failures", "load_report", "report_id", "write_failures", "write_report"]
 
 SCHEMA_VERSION = 1
 _REPRO = Path(__file__).with_name("repro_script.py")
@@ -81,6 +81,24 @@ def write_report(failure: CheckFailure, prop: str, directory: Path) -> tuple[Pat
         return final, True
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def check_failures(raised: BaseException) -> tuple[list[CheckFailure], list[BaseException]]:
+    """Split what a search raised into found bugs (CheckFailures) and anything else."""
+    if isinstance(raised, BaseExceptionGroup):
+        failures: list[CheckFailure] = []
+        others: list[BaseException] = []
+        for inner in raised.exceptions:
+            found, other = check_failures(inner)
+            failures += found
+            others += other
+        return failures, others
+    return ([raised], []) if isinstance(raised, CheckFailure) else ([], [raised])
+
+
+def write_failures(raised: BaseException, prop: str, directory: Path) -> list[tuple[Path, bool]]:
+    """Write a report for every CheckFailure in ``raised`` (one exception or a group)."""
+    return [write_report(failure, prop, directory) for failure in check_failures(raised)[0]]
 
 
 def load_report(folder: Path) -> dict[str, Any]:

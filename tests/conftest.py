@@ -10,6 +10,7 @@ Profiles, chosen by ``FUZZ_BIRNN_PROFILE`` (default ``dev``):
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, Phase, settings
@@ -33,3 +34,18 @@ SEARCH = settings(max_examples=1000, database=None, derandomize=True, deadline=N
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     return [f"fuzz-birnn: {environment_summary()}; Hypothesis profile: {PROFILE}"]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """A property that fails with a CheckFailure writes its shrunk case to the reports folder
+    (``FUZZ_BIRNN_REPORTS``, default ``./reports``), the same way ``fuzz-birnn run`` does."""
+    report = yield
+    if call.when == "call" and call.excinfo is not None:
+        from fuzz_birnn.reports import write_failures
+
+        written = write_failures(call.excinfo.value, f"pytest:{item.nodeid}",
+                                 Path(os.environ.get("FUZZ_BIRNN_REPORTS", "reports")))
+        for folder, _new in written:
+            report.sections.append(("fuzz-birnn report", f"written to {folder}"))
+    return report

@@ -1,0 +1,82 @@
+"""Candidates written against the candidate contract alone, each with a layout mistake the harness
+was never told about, plus two correct ones that compute in float64 and cast back.
+
+They wrap torch's own module and then make the mistake, which is how such bugs look from outside.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn.utils.rnn import PackedSequence
+
+
+def _map_states(hidden, fn):
+    return tuple(fn(h) for h in hidden) if isinstance(hidden, tuple) else fn(hidden)
+
+
+def h_n_left_in_sorted_order(module, input, hx=None):
+    """Forgets to put h_n/c_n back in the caller's order after an unsorted pack."""
+    output, hidden = module(input, hx)
+    if isinstance(input, PackedSequence) and input.sorted_indices is not None:
+        hidden = _map_states(hidden, lambda h: h.index_select(1, input.sorted_indices))
+    return output, hidden
+
+
+def output_directions_swapped(module, input, hx=None):
+    """Concatenates the final output as [reverse, forward]."""
+    output, hidden = module(input, hx)
+    data = output.data if isinstance(output, PackedSequence) else output
+    forward, reverse = data.chunk(2, dim=-1)
+    data = torch.cat([reverse, forward], dim=-1)
+    return (output._replace(data=data) if isinstance(output, PackedSequence) else data), hidden
+
+
+def reverse_h_n_from_last_output_step(module, input, hx=None):
+    """Believes h_n equals the output at the last time step for both directions."""
+    output, hidden = module(input, hx)
+    if isinstance(output, PackedSequence) or not module.bidirectional:
+        return output, hidden
+    last = output[..., -1, :] if module.batch_first or output.dim() == 2 else output[-1]
+    h_n = hidden[0] if isinstance(hidden, tuple) else hidden
+    h_n = h_n.clone()
+    h_n[-1] = last[..., h_n.shape[-1]:]
+    return output, ((h_n, hidden[1]) if isinstance(hidden, tuple) else h_n)
+
+
+def initial_state_ignored(module, input, hx=None):
+    """Drops the caller's h0/c0 and starts from zeros."""
+    return module(input)
+
+
+def c_n_direction_major(module, input, hx=None):
+    """Returns LSTM c_n with rows ordered direction-major."""
+    output, hidden = module(input, hx)
+    if not isinstance(hidden, tuple) or not module.bidirectional:
+        return output, hidden
+    h_n, c_n = hidden
+    rows = [d * module.num_layers + l for l in range(module.num_layers) for d in range(2)]
+    order = sorted(range(len(rows)), key=lambda k: rows[k])
+    return output, (h_n, c_n[order])
+
+
+def torch_in_float64(module, input, hx=None):
+    """Correct: torch itself in float64, cast back to the input's dtype."""
+    dtype = module.weight_ih_l0.dtype
+    wide = {name: p.double() for name, p in module.named_parameters()}
+    double = type(module)(**_kwargs(module), dtype=torch.float64, device=module.weight_ih_l0.device)
+    double.load_state_dict(wide)
+    x = input._replace(data=input.data.double()) if isinstance(input, PackedSequence) else input.double()
+    output, hidden = double(x, None if hx is None else _map_states(hx, torch.Tensor.double))
+    cast = lambda t: t.to(dtype)  # noqa: E731
+    output = output._replace(data=cast(output.data)) if isinstance(output, PackedSequence) else cast(output)
+    return output, _map_states(hidden, cast)
+
+
+def _kwargs(module):
+    kwargs = {"input_size": module.input_size, "hidden_size": module.hidden_size, "num_layers": module.num_layers,
+              "bias": module.bias, "batch_first": module.batch_first, "bidirectional": module.bidirectional}
+    if isinstance(module, torch.nn.LSTM):
+        kwargs["proj_size"] = module.proj_size
+    if type(module) is torch.nn.RNN:
+        kwargs["nonlinearity"] = module.nonlinearity
+    return kwargs

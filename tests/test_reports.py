@@ -1,0 +1,117 @@
+"""Reports are whole or absent, one per distinct failure, and damaged ones are refused clearly."""
+
+from __future__ import annotations
+
+import re
+import json
+import multiprocessing
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fuzz_birnn import Case, CheckFailure, Config, Inputs, check
+from fuzz_birnn.reports import ReportError, load_report, write_report
+
+from . import planted
+
+ROOT = Path(__file__).resolve().parent.parent
+CASE = Case(Config(num_layers=2), Inputs(seq_len=2))
+
+
+def _failure() -> CheckFailure:
+    with pytest.raises(CheckFailure) as raised:
+        check(planted.seed_missing_re_reversal, CASE, name="tests.planted:seed_missing_re_reversal")
+    return raised.value
+
+
+def _write_in_process(folder: str) -> str:
+    path, _ = write_report(_failure(), "prop", Path(folder))
+    return str(path)
+
+
+def test_a_report_holds_everything_to_replay_it(tmp_path):
+    folder, new = write_report(_failure(), "prop", tmp_path)
+    assert new and sorted(p.name for p in folder.iterdir()) == ["case.json", "repro.py", "summary.md", "tensors.pt"]
+    document = load_report(folder)
+    assert document["case"] == CASE and document["property"] == "prop"
+    assert [p.name for p in tmp_path.iterdir()] == [folder.name]  # no staging folder left behind
+
+
+def test_parallel_writers_of_one_failure_leave_one_whole_report(tmp_path):
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        paths = pool.map(_write_in_process, [str(tmp_path)] * 8)
+    assert len(set(paths)) == 1
+    assert [p.name for p in tmp_path.iterdir()] == [Path(paths[0]).name]
+    load_report(Path(paths[0]))
+
+
+def test_a_writer_that_dies_midway_leaves_nothing(tmp_path, monkeypatch):
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("fuzz_birnn.reports.torch.save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        write_report(_failure(), "prop", tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_killed_writer_leaves_only_a_hidden_staging_folder_that_replay_ignores(tmp_path):
+    folder, _ = write_report(_failure(), "prop", tmp_path)
+    shutil.copytree(folder, tmp_path / f".{folder.name}-killed")  # as if killed before the rename
+    done = subprocess.run([sys.executable, "-m", "fuzz_birnn.cli", "replay", str(tmp_path)], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert "1 report(s) replayed" in done.stdout, done.stdout + done.stderr
+
+
+DAMAGE = [
+    (lambda d: "{ not json", "not valid JSON"),
+    (lambda d: json.dumps(d)[: len(json.dumps(d)) // 2], "not valid JSON (truncated?)"),
+    (lambda d: json.dumps([d]), "a report is a JSON object"),
+    (lambda d: json.dumps({**d, "schema_version": 99}), "schema_version=99 is not understood"),
+    (lambda d: json.dumps({k: v for k, v in d.items() if k != "case"}), "missing 'case'"),
+    (lambda d: json.dumps({**d, "candidate": "__import__('os').system('x')"}), "must be MODULE:ATTR"),
+    (lambda d: json.dumps({**d, "case": {**d["case"], "config": {**d["case"]["config"], "num_layers": -1}}}),
+     "num_layers=-1"),
+]
+
+
+@pytest.mark.parametrize(("damage", "message"), DAMAGE, ids=[m for _, m in DAMAGE])
+def test_a_damaged_report_is_refused_with_one_line(tmp_path, damage, message):
+    folder, _ = write_report(_failure(), "prop", tmp_path)
+    case_json = folder / "case.json"
+    case_json.write_text(damage(json.loads(case_json.read_text())))
+    with pytest.raises(ReportError, match=re.escape(message)):
+        load_report(folder)
+    done = subprocess.run([sys.executable, "-m", "fuzz_birnn.cli", "replay", str(folder)], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
+
+
+def test_repro_refuses_a_missing_tensor_file_clearly(tmp_path):
+    folder, _ = write_report(_failure(), "prop", tmp_path)
+    (folder / "tensors.pt").unlink()
+    done = subprocess.run([sys.executable, str(folder / "repro.py")], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 2 and "cannot read the report" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_failing_property_under_pytest_writes_its_report(tmp_path):
+    test_file = tmp_path / "test_user_stack.py"
+    test_file.write_text(
+        "from hypothesis import given\n"
+        "from fuzz_birnn import check\n"
+        "from strategies import cases\n"
+        "from tests.planted import seed_missing_re_reversal\n\n"
+        "@given(cases(modes=['RNN_TANH'], forms=['padded']))\n"
+        "def test_my_stack(case):\n"
+        "    check(seed_missing_re_reversal, case, name='tests.planted:seed_missing_re_reversal')\n")
+    env = {**os.environ, "FUZZ_BIRNN_REPORTS": str(tmp_path / "reports"), "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-m", "pytest", str(test_file), "-p", "tests.conftest", "-q",
+                           "-p", "no:cacheprovider"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 1, done.stdout + done.stderr
+    [report] = [p.parent for p in (tmp_path / "reports").glob("*/case.json")]
+    assert load_report(report)["case"].config.num_layers == 2
+    assert "fuzz-birnn report" in done.stdout
