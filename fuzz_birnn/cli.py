@@ -218,8 +218,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--candidate", metavar="MODULE:ATTR",
                      help="callable candidate(module, input, hx=None) to check against torch's fused module; "
                           "built-ins: decomposed, reference. Default: check torch itself")
-    run.add_argument("--max-examples", type=_positive, default=1600, metavar="N",
-                     help="cases to generate in all, split over the searches (default 1600)")
+    run.add_argument("--max-examples", type=_positive, default=12000, metavar="N",
+                     help="cases to generate in all, split over the searches (default 12000)")
     run.add_argument("--seed", type=_non_negative, metavar="N", help="make the run repeatable")
     run.add_argument("--reports", default="reports", metavar="DIR", help="where failures go (default ./reports)")
     run.add_argument("--workers", type=_positive, metavar="N", help="processes (default: one per CPU)")

@@ -82,6 +82,7 @@ def run_job(job: Job, events: Any) -> JobResult:
     """Worker side: search, and write a report for each distinct shrunk failure."""
     import warnings
 
+    import torch
     from hypothesis import HealthCheck, Verbosity, assume, given, seed, settings
 
     from strategies import cases
@@ -91,6 +92,8 @@ def run_job(job: Job, events: Any) -> JobResult:
     from .reports import check_failures, write_report
 
     warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+    # Cases are tiny: intra-op threads only fight the other workers for the cores.
+    torch.set_num_threads(1)
     result = JobResult(job)
     candidate = load_candidate(job.candidate)
 
