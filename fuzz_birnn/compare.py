@@ -38,7 +38,8 @@ from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 from .case import Case
 
-__all__ = ["ACTIVATION_ULPS", "RATIO", "Mismatch", "Tolerances", "check_structure", "compare_values", "tensors_of"]
+__all__ = ["ACTIVATION_ULPS", "RATIO", "Mismatch", "Tolerances", "canonical_tensors", "check_structure", "compare_values",
+           "tensors_of"]
 
 #: How many times the expected rounding error a correct implementation may make.
 RATIO = 8.0
@@ -89,24 +90,33 @@ class Tolerances:
         return cls(allowed_fused, allowed_candidate)
 
 
-def tensors_of(result: object, case: Case) -> dict[str, torch.Tensor]:
+def canonical_tensors(result: object, *, num_layers: int, bidirectional: bool, batch_first: bool,
+                      unbatched: bool) -> dict[str, torch.Tensor]:
     """``output`` as ``(T, B, directions, F)`` and ``h_n``/``c_n`` as ``(layers, directions, B, F)``,
-    in float64 on the CPU, batch in the caller's order, from a result of the expected structure."""
+    batch in the caller's order, from ``(output, hidden)`` of the expected structure. Views of the
+    result, so still differentiable and on the result's device and dtype."""
     output, hidden = result  # type: ignore[misc]
-    c, i = case.config, case.inputs
     if isinstance(output, PackedSequence):
         output, _ = pad_packed_sequence(output)
-    elif i.unbatched:
+    elif unbatched:
         output = output.unsqueeze(1)
-    elif c.batch_first:
+    elif batch_first:
         output = output.transpose(0, 1)
-    directions = c.num_directions
+    directions = 2 if bidirectional else 1
     tensors = {"output": output.unflatten(-1, (directions, -1))}
     states = hidden if isinstance(hidden, tuple) else (hidden,)
     for name, state in zip(("h_n", "c_n"), states, strict=False):
-        if i.unbatched:
+        if unbatched:
             state = state.unsqueeze(1)
-        tensors[name] = state.unflatten(0, (c.num_layers, directions))
+        tensors[name] = state.unflatten(0, (num_layers, directions))
+    return tensors
+
+
+def tensors_of(result: object, case: Case) -> dict[str, torch.Tensor]:
+    """:func:`canonical_tensors` of a result of ``case``, detached, in float64 on the CPU."""
+    c = case.config
+    tensors = canonical_tensors(result, num_layers=c.num_layers, bidirectional=c.bidirectional,
+                                batch_first=c.batch_first, unbatched=case.inputs.unbatched)
     return {name: t.detach().to("cpu", torch.float64) for name, t in tensors.items()}
 
 

@@ -61,3 +61,92 @@ seed_missing_re_reversal = SeedMissingReReversal()
 h0_direction_major = H0DirectionMajor()
 packed_reverse_from_padded_end = PackedReverseFromPaddedEnd()
 gru_bias_outside_reset = GruBiasOutsideReset()
+
+
+# -- bugs for the metamorphic relations and the gradient property -------------------------------
+
+
+def lengths_ignored(module, input, hx=None):
+    """Runs a packed batch as if it were padded: short sequences keep stepping over the padding."""
+    from fuzz_birnn.layout import canonical
+
+    if not isinstance(input, torch.nn.utils.rnn.PackedSequence):
+        return module(input, hx)
+    call = canonical(module, input, hx)
+    steps = call.sequences.transpose(0, 1) if module.batch_first else call.sequences
+    output, hidden = module(steps, hx)
+    return call.restore_output(output.transpose(0, 1) if module.batch_first else output), hidden
+
+
+def unbatched_time_as_batch(module, input, hx=None):
+    """Reads a 2-D input (T, F) as T sequences of one step each."""
+    if input.dim() != 2:
+        return module(input, hx)
+    steps = input.unsqueeze(1 if module.batch_first else 0)  # (1, T, F) time-major: one step, batch T
+    states = None if hx is None else _map(hx, lambda h: h.unsqueeze(1).expand(-1, input.shape[0], -1).contiguous())
+    output, hidden = module(steps, states)
+    output = output[:, 0] if module.batch_first else output[0]
+    return output, _map(hidden, lambda h: h[:, -1])
+
+
+def batch_first_output_left_time_major(module, input, hx=None):
+    """Computes time-major internally and forgets to transpose the output back for batch_first."""
+    if not module.batch_first or input.dim() != 3:
+        return module(input, hx)
+    module.batch_first = False
+    try:
+        return module(input.transpose(0, 1), hx)
+    finally:
+        module.batch_first = True
+
+
+class ReverseReadsForwardH0(DecomposedStack):
+    """Starts both directions of a layer from the forward direction's row of h0/c0."""
+
+    def initial_state(self, call, layer, direction, directions, num_layers):
+        row = layer * directions
+        return call.h0[row], None if call.c0 is None else call.c0[row]
+
+
+def dropout_in_eval(module, input, hx=None):
+    """Applies dropout between layers even in eval mode (seeded, so the bug is repeatable)."""
+    was_training = module.training
+    module.train()
+    try:
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            return module(input, hx)
+    finally:
+        module.train(was_training)
+
+
+def missing_state_is_ones(module, input, hx=None):
+    """Starts from ones, not zeros, when no h0/c0 is given."""
+    if hx is None:
+        from fuzz_birnn.layout import canonical
+
+        call = canonical(module, input, None)
+        ones = torch.ones_like(call.h0)
+        unbatched = not isinstance(input, torch.nn.utils.rnn.PackedSequence) and input.dim() == 2
+        h0 = ones[:, 0] if unbatched else ones
+        c0 = None if call.c0 is None else (torch.ones_like(call.c0)[:, 0] if unbatched else torch.ones_like(call.c0))
+        hx = h0 if c0 is None else (h0, c0)
+    return module(input, hx)
+
+
+def reverse_output_detached(module, input, hx=None):
+    """Forward values exactly right; no gradient flows through the reverse half of the output."""
+    output, hidden = module(input, hx)
+    if not module.bidirectional:
+        return output, hidden
+    data = output.data if isinstance(output, torch.nn.utils.rnn.PackedSequence) else output
+    forward, reverse = data.chunk(2, dim=-1)
+    data = torch.cat([forward, reverse.detach()], dim=-1)
+    return (output._replace(data=data) if isinstance(output, torch.nn.utils.rnn.PackedSequence) else data), hidden
+
+
+def _map(hidden, fn):
+    return tuple(fn(h) for h in hidden) if isinstance(hidden, tuple) else fn(hidden)
+
+
+reverse_reads_forward_h0 = ReverseReadsForwardH0()

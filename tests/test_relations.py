@@ -1,0 +1,82 @@
+"""Metamorphic relations and gradients: they hold for torch, the decomposition and the reference,
+and each catches (and shrinks) the planted bug it exists for."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import assume, find, given
+from hypothesis import strategies as st
+
+from fuzz_birnn import CheckFailure, check, decomposed, fused, reference
+from fuzz_birnn.gradients import check_gradients
+from fuzz_birnn.metamorphic import RELATIONS, check_relation
+from strategies import cases
+
+from . import contract_bugs, planted
+from .conftest import SEARCH
+
+#: What each relation's follow-up call needs from a case.
+NARROWING = {
+    "batch_independence": {"forms": ["padded", "packed_sorted", "packed_unsorted"]},
+    "unbatched": {"forms": ["unbatched"]},
+    "layout": {"forms": ["padded"]},
+    "sorting": {"forms": ["packed_sorted", "packed_unsorted"]},
+    "time_reversal": {},
+    "dropout_eval": {"dropout": True},
+    "zero_state": {"initial_state": False},
+}
+
+
+@pytest.mark.parametrize("candidate", [fused, decomposed, reference], ids=["fused", "decomposed", "reference"])
+@pytest.mark.parametrize("relation", list(RELATIONS))
+@given(data=st.data())
+def test_relation_holds(relation, candidate, data):
+    case = data.draw(cases(bidirectional=None, **NARROWING[relation]), label="case")
+    assume(check_relation(relation, candidate, case).skipped is None)
+
+
+@pytest.mark.parametrize("candidate", [fused, decomposed], ids=["fused", "decomposed"])
+@given(data=st.data())
+def test_gradients_match_the_float64_truth(candidate, data):
+    case = data.draw(cases(bidirectional=None, dtypes=["float64", "float32"] if candidate is fused else
+                           ["float64", "float32", "bfloat16", "float16"]), label="case")
+    assume(check_gradients(candidate, case).skipped is None)
+
+
+def _fails(check_one):
+    def condition(case):
+        try:
+            check_one(case)
+        except CheckFailure:
+            return True
+        return False
+    return condition
+
+
+PLANTED = [
+    ("batch_independence", planted.lengths_ignored),
+    ("unbatched", planted.unbatched_time_as_batch),
+    ("layout", planted.batch_first_output_left_time_major),
+    ("sorting", contract_bugs.h_n_left_in_sorted_order),
+    ("time_reversal", planted.reverse_reads_forward_h0),
+    ("dropout_eval", planted.dropout_in_eval),
+    ("zero_state", planted.missing_state_is_ones),
+]
+
+
+@pytest.mark.parametrize(("relation", "bug"), PLANTED, ids=[r for r, _ in PLANTED])
+def test_each_relation_catches_its_planted_bug_and_shrinks_it(relation, bug):
+    case = find(cases(**NARROWING[relation]), _fails(lambda c: check_relation(relation, bug, c)), settings=SEARCH)
+    c, i = case.config, case.inputs
+    assert c.input_size == 1 and i.dtype == "float64" and c.num_layers <= 2
+    assert i.seq_len <= 2 and (i.batch_size or 1) <= 2
+    check_relation(relation, decomposed, case)  # and the correct implementation passes it
+
+
+def test_gradient_property_catches_a_backward_bug_that_forward_checks_cannot():
+    bug = planted.reverse_output_detached
+    case = find(cases(), _fails(lambda c: check_gradients(bug, c)), settings=SEARCH)
+    check(bug, case)  # the forward pass is exactly right...
+    with pytest.raises(CheckFailure, match="gradient of"):  # ...the backward pass is not
+        check_gradients(bug, case)
+    assert (case.config.num_layers, case.inputs.seq_len, case.inputs.dtype) == (1, 1, "float64")
