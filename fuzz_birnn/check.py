@@ -29,14 +29,19 @@ def fused(module: torch.nn.RNNBase, input: Any, hx: Any = None) -> Any:
 
 
 class CheckFailure(AssertionError):
-    """A result that differs from the fused module's; ``mismatch`` says where and how."""
+    """A property that does not hold: ``mismatch`` says where and how, ``prop`` which property
+    (``agreement``, ``fused-vs-reference``, ``relation:NAME``, ``gradients``, ``backends`` or
+    ``invalid-calls``), ``details`` what else it takes to replay it."""
 
-    def __init__(self, mismatch: Mismatch, case: Case, candidate: str) -> None:
+    def __init__(self, mismatch: Mismatch, case: Case, candidate: str, prop: str = "agreement",
+                 details: dict[str, Any] | None = None) -> None:
         super().__init__(f"{mismatch.message} [{case.describe()}]")
         self.mismatch = mismatch
         self.case = case
         self.candidate = candidate
-        self.add_note(reproducer(case, candidate))
+        self.prop = prop
+        self.details = details or {}
+        self.add_note(reproducer(case, candidate, prop, self.details))
 
 
 @dataclass(frozen=True)
@@ -70,7 +75,7 @@ def check(candidate: Candidate, case: Case, *, name: str | None = None) -> Outco
         except Exception as error:  # the candidate's bug, reported as a finding
             message = f"candidate raised {type(error).__name__}: {error}".splitlines()[0]
             raise CheckFailure(Mismatch("result", message), case, label) from error
-    return _verdict(actual, evaluation, evaluation.tolerances.candidate, case, label)
+    return _verdict(actual, evaluation, evaluation.tolerances.candidate, case, label, "agreement")
 
 
 def check_fused(case: Case) -> Outcome:
@@ -78,20 +83,35 @@ def check_fused(case: Case) -> Outcome:
     evaluation = evaluate(case)
     if evaluation.skipped:
         return Outcome(case, {}, {}, evaluation.skipped)
-    return _verdict(evaluation.fused_result, evaluation, evaluation.tolerances.fused, case, "fused")
+    return _verdict(evaluation.fused_result, evaluation, evaluation.tolerances.fused, case, "fused",
+                    "fused-vs-reference")
 
 
-def reproducer(case: Case, candidate: str) -> str:
+_CALLS = {
+    "agreement": ("fuzz_birnn", "check", "check({candidate}, case)"),
+    "fused-vs-reference": ("fuzz_birnn", "check_fused", "check_fused(case)"),
+    "gradients": ("fuzz_birnn.gradients", "check_gradients", "check_gradients({candidate}, case)"),
+    "backends": ("fuzz_birnn.backends", "check_backends", "check_backends(case)"),
+    "invalid-calls": ("fuzz_birnn.invalid", "check_invalid", "check_invalid(case, {corruption!r}, strict=True)"),
+    "relation": ("fuzz_birnn.metamorphic", "check_relation", "check_relation({relation!r}, {candidate}, case)"),
+}
+
+
+def reproducer(case: Case, candidate: str, prop: str = "agreement", details: dict[str, Any] | None = None) -> str:
     """A copy-paste snippet that re-runs this check."""
-    imports = ["from fuzz_birnn import Case, check_fused" if candidate == "fused" else "from fuzz_birnn import Case, check"]
+    family, _, relation = prop.partition(":")
+    module, function, call = _CALLS.get(family, _CALLS["agreement"])
+    imports = ["from fuzz_birnn import Case", f"from {module} import {function}"]
     if candidate == "fused":
-        call = "check_fused(case)"
+        name = "fused"
+        imports.append("from fuzz_birnn import fused")
     elif ":" in candidate:
-        module, attr = candidate.split(":", 1)
-        imports.append(f"from {module} import {attr.split('.')[0]}")
-        call = f"check({attr}, case)"
+        source, attr = candidate.split(":", 1)
+        imports.append(f"from {source} import {attr.split('.')[0]}")
+        name = attr
     else:
-        call = f"check(candidate, case)  # candidate: {candidate}"
+        name = "candidate"
+    call = call.format(candidate=name, relation=relation, corruption=(details or {}).get("corruption"))
     lines = [*imports, f"case = Case.from_dict({json.dumps(case.to_dict())})", call]
     return "Reproduce with:\n" + "\n".join("    " + line for line in lines)
 
@@ -115,7 +135,7 @@ def evaluate(case: Case) -> Evaluation:
             fused_result = built.module(built.input, built.hx)
         except Exception as error:  # a valid call that torch refuses is a finding about torch
             message = f"torch's fused module raised {type(error).__name__}: {error}".splitlines()[0]
-            raise CheckFailure(Mismatch("result", message), case, "fused") from error
+            raise CheckFailure(Mismatch("result", message), case, "fused", "fused-vs-reference") from error
         on_cpu = _on_cpu(case, built)
         ref = tensors_of(_REFERENCE64.compute(*on_cpu), case)
         limit = torch.finfo(case.inputs.torch_dtype).max / 16
@@ -140,13 +160,13 @@ def _on_cpu(case: Case, built: Built) -> tuple[Any, ...]:
 
 
 def _verdict(actual: Any, evaluation: Evaluation, allowed: dict[str, float], case: Case,
-             label: str) -> Outcome:
+             label: str, prop: str) -> Outcome:
     mismatch = check_structure(actual, evaluation.fused_result, case)
     if mismatch is None:
         values = tensors_of(actual, case)
         mismatch = compare_values(values, evaluation.ref, allowed)
     if mismatch is not None:
-        raise CheckFailure(mismatch, case, label)
+        raise CheckFailure(mismatch, case, label, prop)
     errors = {k: float((values[k] - evaluation.ref[k]).abs().max()) for k in evaluation.ref}
     return Outcome(case, errors, allowed)
 

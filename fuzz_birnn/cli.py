@@ -50,6 +50,7 @@ def _run(args: argparse.Namespace) -> int:
     from .candidates import CandidateError, load_candidate, validate_spec
     from .devices import available_devices, environment_summary
     from .engine import jobs_for, run_jobs
+    from .properties import PROPERTIES, default_properties
 
     reports = Path(args.reports)
     _writable(reports)
@@ -62,8 +63,15 @@ def _run(args: argparse.Namespace) -> int:
     if missing:
         raise UsageError(f"--devices {','.join(missing)}: not available here (available: "
                          f"{','.join(available_devices())})")
+    properties = args.properties or default_properties(args.candidate, args.grad)
+    unknown = [p for p in properties if p not in PROPERTIES]
+    if unknown:
+        raise UsageError(f"--properties {','.join(unknown)}: choose from {','.join(PROPERTIES)}")
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
-    jobs = jobs_for(args.candidate, args.modes, args.max_examples, seed, _strategy(args), reports)
+    jobs, impossible = jobs_for(args.candidate, properties, args.modes, args.max_examples, seed,
+                                _strategy(args), reports)
+    if not jobs:
+        raise UsageError(f"the flags leave no cases for {','.join(impossible)}")
     workers = max(1, min(args.workers or os.cpu_count() or 1, len(jobs)))
 
     print(f"fuzz-birnn run: {environment_summary()}")
@@ -71,6 +79,9 @@ def _run(args: argparse.Namespace) -> int:
         "torch's fused modules against the decomposed stack and the float64 reference"
     print(f"checking {what}; {args.max_examples} examples over {len(jobs)} searches on {workers} "
           f"worker(s); seed {seed} (repeat with --seed {seed})")
+    print(f"properties: {', '.join(p for p in properties if p not in impossible)}")
+    if impossible:
+        print(f"not run (the flags leave no cases for them): {', '.join(impossible)}")
     progress = _Progress()
     started = time.perf_counter()
     results = []
@@ -108,7 +119,7 @@ class _Progress:
     def __init__(self) -> None:
         self.checked = 0
         self.failed = 0
-        self.skipped = 0
+        self.skipped: collections.Counter = collections.Counter()
         self.coverage: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
         self._last = 0.0
         self._tty = sys.stdout.isatty()
@@ -116,8 +127,9 @@ class _Progress:
     def event(self, event: dict[str, Any]) -> None:
         self.checked += 1
         self.failed += event["failed"]
-        self.skipped += event["skipped"]
-        for key in ("mode", "dtype", "form"):
+        if event["skipped"]:
+            self.skipped[event["skipped"]] += 1
+        for key in ("job", "mode", "dtype", "form"):
             self.coverage[key][event[key]] += 1
         now = time.monotonic()
         if now - self._last > (0.2 if self._tty else 10.0):
@@ -132,12 +144,15 @@ class _Progress:
 
 def _summary(progress: _Progress, results: list, elapsed: float) -> int:
     rate = progress.checked / elapsed if elapsed else 0.0
-    print(f"\n{progress.checked} cases checked (generation and shrinking) in {elapsed:.1f}s "
-          f"({rate:.1f}/s); {progress.skipped} skipped (values beyond the dtype's range)")
+    print(f"\n{progress.checked} cases checked (generation and shrinking) in {elapsed:.1f}s ({rate:.1f}/s)")
     print("coverage:")
-    for key in ("mode", "dtype", "form"):
+    for key, label in (("job", "property"), ("mode", "mode"), ("dtype", "dtype"), ("form", "form")):
         counts = progress.coverage[key]
-        print(f"  {key:<6}" + "  ".join(f"{name} {counts[name]}" for name in sorted(counts)))
+        print(f"  {label:<9}" + "  ".join(f"{name} {counts[name]}" for name in sorted(counts)))
+    if progress.skipped:
+        print(f"not compared ({sum(progress.skipped.values())}):")
+        for reason, count in progress.skipped.most_common():
+            print(f"  {count:>5}  {reason}")
     errors = [r for r in results if r.error]
     reports = [report for r in results for report in r.reports]
     for result in errors:
@@ -166,7 +181,8 @@ def _writable(folder: Path) -> None:
 
 def _replay(args: argparse.Namespace) -> int:
     from .candidates import CandidateError, load_candidate
-    from .check import CheckFailure, check, check_fused
+    from .check import CheckFailure
+    from .properties import PROPERTIES
     from .reports import ReportError, load_report
 
     folders = []
@@ -188,17 +204,15 @@ def _replay(args: argparse.Namespace) -> int:
             candidate = load_candidate(report["candidate"])
         except (ReportError, CandidateError) as error:
             raise UsageError(str(error)) from None
-        case = report["case"]
+        prop = PROPERTIES[report["property"]]
+        drawn = (report["case"], report["details"]["corruption"]) if prop.invalid else report["case"]
         try:
-            if report["candidate"] == "fused":
-                check_fused(case)
-            else:
-                check(candidate, case, name=report["candidate"])
+            outcome = prop.run(candidate, drawn, report["candidate"])
         except CheckFailure as failure:
             still_failing += 1
             print(f"STILL FAILS  {folder}: {str(failure).splitlines()[0]}")
         else:
-            print(f"FIXED        {folder}")
+            print(f"FIXED        {folder}" + (f" ({outcome.skipped})" if outcome.skipped else ""))
     import torch
 
     print(f"{len(folders)} report(s) replayed on torch {torch.__version__}: {still_failing} still failing, "
@@ -221,6 +235,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--max-examples", type=_positive, default=12000, metavar="N",
                      help="cases to generate in all, split over the searches (default 12000)")
     run.add_argument("--seed", type=_non_negative, metavar="N", help="make the run repeatable")
+    run.add_argument("--properties", type=lambda text: [t.strip() for t in text.split(",") if t.strip()],
+                     metavar="LIST", help="comma-separated subset of: agreement, fused-vs-reference, "
+                     "relation:batch_independence, relation:unbatched, relation:layout, relation:sorting, "
+                     "relation:time_reversal, relation:dropout_eval, relation:zero_state, gradients, backends, "
+                     "invalid-calls (default: all that apply)")
+    run.add_argument("--grad", action="store_true",
+                     help="also check gradients through the candidate (it must be differentiable)")
     run.add_argument("--reports", default="reports", metavar="DIR", help="where failures go (default ./reports)")
     run.add_argument("--workers", type=_positive, metavar="N", help="processes (default: one per CPU)")
     run.add_argument("--modes", type=_choices(_MODES), default=list(_MODES.values()),

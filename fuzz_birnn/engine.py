@@ -20,12 +20,6 @@ from typing import Any
 
 __all__ = ["Job", "JobResult", "jobs_for", "run_jobs"]
 
-PROPERTIES = {
-    "fused-vs-decomposed": "decomposed",
-    "fused-vs-reference": "fused",
-}
-
-
 @dataclass(frozen=True)
 class Job:
     """One search: ``property`` over ``mode``, checking ``candidate``."""
@@ -46,14 +40,23 @@ class JobResult:
     error: str | None = None
 
 
-def jobs_for(candidate: str | None, modes: list[str], max_examples: int, seed: int,
-             strategy: dict[str, Any], reports: Path) -> list[Job]:
-    """The searches for a run: torch's own properties, or the candidate against torch."""
-    targets = list(PROPERTIES.items()) if candidate is None else [("fused-vs-candidate", candidate)]
-    count = len(targets) * len(modes)
-    per_job = max(1, -(-max_examples // count))
-    return [Job(prop, spec, mode, per_job, seed + index, strategy, str(reports))
-            for index, ((prop, spec), mode) in enumerate((t, m) for t in targets for m in modes)]
+def jobs_for(candidate: str | None, properties: list[str], modes: list[str], max_examples: int, seed: int,
+             strategy: dict[str, Any], reports: Path) -> tuple[list[Job], list[str]]:
+    """The searches for a run, and the properties the user's flags leave no cases for."""
+    from .properties import PROPERTIES, candidate_for, narrowed
+
+    planned, impossible = [], []
+    for name in properties:
+        prop = PROPERTIES[name]
+        kwargs = narrowed(prop, strategy)
+        if kwargs is None:
+            impossible.append(name)
+            continue
+        planned += [(name, candidate_for(prop, candidate), mode, kwargs) for mode in modes]
+    per_job = max(1, -(-max_examples // max(1, len(planned))))
+    jobs = [Job(name, spec, mode, per_job, seed + index, kwargs, str(reports))
+            for index, (name, spec, mode, kwargs) in enumerate(planned)]
+    return jobs, impossible
 
 
 def run_jobs(jobs: list[Job], workers: int, on_event: Any) -> Iterator[JobResult]:
@@ -85,10 +88,11 @@ def run_job(job: Job, events: Any) -> JobResult:
     import torch
     from hypothesis import HealthCheck, Verbosity, assume, given, seed, settings
 
-    from strategies import cases
+    from strategies import cases, invalid_calls
 
     from .candidates import load_candidate
-    from .check import CheckFailure, check, check_fused
+    from .check import CheckFailure
+    from .properties import PROPERTIES
     from .reports import check_failures, write_report
 
     warnings.filterwarnings("ignore", category=UserWarning, module="torch")
@@ -96,22 +100,25 @@ def run_job(job: Job, events: Any) -> JobResult:
     torch.set_num_threads(1)
     result = JobResult(job)
     candidate = load_candidate(job.candidate)
+    prop = PROPERTIES[job.prop]
+    strategy = (invalid_calls if prop.invalid else cases)(modes=[job.mode], **job.strategy)
 
     @settings(max_examples=job.max_examples, database=None, deadline=None, verbosity=Verbosity.quiet,
               suppress_health_check=list(HealthCheck), report_multiple_bugs=True)
     @seed(job.seed)
-    @given(cases(modes=[job.mode], **job.strategy))
-    def search(case):
+    @given(strategy)
+    def search(drawn):
+        case = drawn[0] if prop.invalid else drawn
         event = {"job": job.prop, "mode": case.config.mode, "dtype": case.inputs.dtype,
                  "form": case.inputs.form, "failed": False, "skipped": False}
         try:
-            outcome = check_fused(case) if job.candidate == "fused" else check(candidate, case, name=job.candidate)
+            outcome = prop.run(candidate, drawn, job.candidate)
+            event["skipped"] = _reason(outcome.skipped)
         except CheckFailure:
             event["failed"] = True
             raise
         finally:
             events.put(event)
-        event["skipped"] = outcome.skipped is not None
         assume(outcome.skipped is None)
 
     try:
@@ -119,13 +126,20 @@ def run_job(job: Job, events: Any) -> JobResult:
     except BaseException as raised:  # noqa: BLE001 - sorted below
         failures, others = check_failures(raised)
         for failure in failures:
-            folder, new = write_report(failure, job.prop, Path(job.reports))
+            folder, new = write_report(failure, Path(job.reports), origin="fuzz-birnn run")
             result.reports.append((str(folder), new, str(failure).splitlines()[0]))
         if others:
             result.error = "".join(traceback.format_exception(others[0])).rstrip()
         if isinstance(raised, KeyboardInterrupt):
             raise
     return result
+
+
+def _reason(skipped: str | None) -> str | None:
+    """A skip reason without case-specific numbers, so that reasons can be counted."""
+    if skipped is None:
+        return None
+    return "values beyond the dtype's range" if "range" in skipped else skipped
 
 
 def _drain(events: Any, on_event: Any) -> None:

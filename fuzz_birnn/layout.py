@@ -55,8 +55,18 @@ class Canonical:
 
 
 def canonical(module: nn.RNNBase, input: torch.Tensor | PackedSequence, hx: Hidden | None) -> Canonical:
-    """Bring ``module(input, hx)`` into canonical form; missing initial states become zeros."""
+    """Bring ``module(input, hx)`` into canonical form; missing initial states become zeros.
+
+    Refuses what ``nn.RNNBase`` refuses (wrong rank, feature size, dtype, state shape or kind),
+    with ``ValueError``/``RuntimeError`` messages in torch's words.
+    """
+    name = type(module).__name__
     packed = input if isinstance(input, PackedSequence) else None
+    data = packed.data if packed is not None else input
+    if not isinstance(data, torch.Tensor):
+        raise TypeError(f"{name}: input must be a Tensor or PackedSequence, not {type(input).__name__}")
+    if not data.is_floating_point() or data.dtype != module.weight_ih_l0.dtype:
+        raise ValueError(f"RNN input dtype ({data.dtype}) does not match weight dtype ({module.weight_ih_l0.dtype})")
     if packed is not None:
         sequences, lengths = pad_packed_sequence(packed)
         form, batch_first = "packed", False
@@ -66,16 +76,32 @@ def canonical(module: nn.RNNBase, input: torch.Tensor | PackedSequence, hx: Hidd
         batch_first = module.batch_first
         sequences, form = (input.transpose(0, 1) if batch_first else input), "padded"
     else:
-        raise ValueError(f"input.dim()={input.dim()}, but should be 2 (unbatched) or 3 (batched)")
+        raise ValueError(f"{name}: Expected input to be 2D or 3D, got {input.dim()}D instead")
+    if sequences.shape[-1] != module.input_size:
+        raise RuntimeError(f"input.size(-1) must be equal to input_size. Expected {module.input_size}, "
+                           f"got {sequences.shape[-1]}")
     if packed is None:
         lengths = torch.full((sequences.shape[1],), sequences.shape[0], dtype=torch.int64)
 
     rows = module.num_layers * (2 if module.bidirectional else 1)
     batch = sequences.shape[1]
+    is_lstm = isinstance(module, nn.LSTM)
+    if hx is not None and is_lstm != isinstance(hx, tuple):
+        raise TypeError(f"{name}: hx must be {'a tuple (h0, c0)' if is_lstm else 'a tensor'}, "
+                        f"not {type(hx).__name__}")
     h0, c0 = (hx if isinstance(hx, tuple) else (hx, None)) if hx is not None else (None, None)
+    states = {"hidden[0]": (h0, module.proj_size or module.hidden_size), "hidden[1]": (c0, module.hidden_size)}
+    for label, (state, features) in states.items():
+        if state is None:
+            continue
+        want = (rows, features) if form == "unbatched" else (rows, batch, features)
+        if tuple(state.shape) != want:
+            raise RuntimeError(f"Expected {label} size {want}, got {list(state.shape)}")
+        if state.dtype != data.dtype:
+            raise RuntimeError(f"Expected {label} dtype {data.dtype}, got {state.dtype}")
     if h0 is None:
         h0 = sequences.new_zeros(rows, batch, module.proj_size or module.hidden_size)
-    if c0 is None and isinstance(module, nn.LSTM):
+    if c0 is None and is_lstm:
         c0 = sequences.new_zeros(rows, batch, module.hidden_size)
     if form == "unbatched":
         h0 = h0 if h0.dim() == 3 else h0.unsqueeze(1)

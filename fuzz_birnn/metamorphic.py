@@ -48,6 +48,7 @@ class _Call:
 
     candidate: Candidate
     label: str
+    prop: str
     case: Case
     built: Built
     call: Canonical
@@ -60,7 +61,7 @@ class _Call:
                                         batch_first=module.batch_first, unbatched=unbatched)
         except Exception as error:
             message = f"on a follow-up call, candidate raised {type(error).__name__}: {error}".splitlines()[0]
-            raise CheckFailure(Mismatch("result", message), self.case, self.label) from error
+            raise CheckFailure(Mismatch("result", message), self.case, self.label, self.prop) from error
         return {name: t.detach().to("cpu", torch.float64) for name, t in tensors.items()}
 
     def hx_columns(self, index: torch.Tensor) -> object:
@@ -202,21 +203,22 @@ def check_relation(relation: str, candidate: Candidate, case: Case, *, name: str
     if evaluation.skipped:
         return Outcome(case, {}, {}, evaluation.skipped)
     label = name or ("fused" if candidate is fused else getattr(candidate, "__name__", repr(candidate)))
+    prop = f"relation:{relation}"
     allowed = {k: 2 * v for k, v in evaluation.tolerances.candidate.items()}
     built = case.build()
     with backend(case.inputs), torch.no_grad():
-        bound = _Call(candidate, label, case, built, canonical(built.module, built.input, built.hx))
+        bound = _Call(candidate, label, prop, case, built, canonical(built.module, built.input, built.hx))
         original = bound.run(built.module, built.input, built.hx, unbatched=case.inputs.unbatched)
         errors: dict[str, float] = {}
         for what, tensor, mine, theirs in relate(bound, original):
             if mine.shape != theirs.shape:
                 message = f"{relation}: {tensor}.shape={tuple(theirs.shape)} for {what}, but should be {tuple(mine.shape)}"
-                raise CheckFailure(Mismatch(tensor, message), case, label)
+                raise CheckFailure(Mismatch(tensor, message), case, label, prop)
             error = float((mine - theirs).abs().nan_to_num(nan=float("inf")).max()) if mine.numel() else 0.0
             errors[tensor] = max(errors.get(tensor, 0.0), error)
             if error > allowed[tensor]:
                 message = (f"{relation}: {tensor} differs for {what}: max abs difference {error:.3g} "
                            f"> tolerance {allowed[tensor]:.3g}")
                 raise CheckFailure(Mismatch(tensor, message, max_abs_error=error, tolerance=allowed[tensor]),
-                                   case, label)
+                                   case, label, prop)
     return Outcome(case, errors, allowed)

@@ -37,30 +37,40 @@ class ReportError(ValueError):
     """A report that cannot be read: the message names the file and what is wrong."""
 
 
-def report_id(candidate: str, prop: str, case: Case) -> str:
-    key = json.dumps([candidate, prop, case.to_dict()], sort_keys=True)
+def report_id(candidate: str, prop: str, what: dict[str, Any]) -> str:
+    key = json.dumps([candidate, prop, what], sort_keys=True)
     return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
-def write_report(failure: CheckFailure, prop: str, directory: Path) -> tuple[Path, bool]:
-    """Write ``failure`` under ``directory``; returns its folder and whether it is new."""
+def write_report(failure: CheckFailure, directory: Path, *, origin: str | None = None) -> tuple[Path, bool]:
+    """Write ``failure`` under ``directory``; returns its folder and whether it is new.
+
+    ``origin`` says what found it (``fuzz-birnn run``, a pytest node id), for the reader.
+    """
     candidate = validate_spec(failure.candidate)
-    case = failure.case
-    ident = report_id(candidate, prop, case)
+    case, prop = failure.case, failure.prop
+    ident = report_id(candidate, prop, {"case": case.to_dict(), **failure.details})
     final = directory / ident
     if final.exists():
         return final, False
     directory.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{ident}-", dir=directory))
     try:
-        evaluation = evaluate(case)
-        allowed = evaluation.tolerances.fused if candidate == "fused" else evaluation.tolerances.candidate
+        try:
+            evaluation = evaluate(case)
+        except CheckFailure:  # torch itself raised on the case: nothing to compare against
+            evaluation = None
+        ref = {} if evaluation is None or evaluation.skipped else evaluation.ref
+        allowed = {} if not ref else (evaluation.tolerances.fused if candidate == "fused"
+                                      else evaluation.tolerances.candidate)
         summary = f"{failure.mismatch.message} [{case.describe()}]"
         document = {
             "schema_version": SCHEMA_VERSION,
             "id": ident,
             "candidate": candidate,
             "property": prop,
+            "details": failure.details,
+            "origin": origin,
             "case": case.to_dict(),
             "mismatch": asdict(failure.mismatch),
             "tolerances": allowed,
@@ -69,7 +79,7 @@ def write_report(failure: CheckFailure, prop: str, directory: Path) -> tuple[Pat
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
         (staging / "case.json").write_text(json.dumps(document, indent=2) + "\n")
-        torch.save(_tensors(case, evaluation.ref), staging / "tensors.pt")
+        torch.save(_tensors(case, ref), staging / "tensors.pt")
         shutil.copyfile(_REPRO, staging / "repro.py")
         (staging / "summary.md").write_text(_markdown(document))
         try:
@@ -96,9 +106,9 @@ def check_failures(raised: BaseException) -> tuple[list[CheckFailure], list[Base
     return ([raised], []) if isinstance(raised, CheckFailure) else ([], [raised])
 
 
-def write_failures(raised: BaseException, prop: str, directory: Path) -> list[tuple[Path, bool]]:
+def write_failures(raised: BaseException, directory: Path, *, origin: str | None = None) -> list[tuple[Path, bool]]:
     """Write a report for every CheckFailure in ``raised`` (one exception or a group)."""
-    return [write_report(failure, prop, directory) for failure in check_failures(raised)[0]]
+    return [write_report(failure, directory, origin=origin) for failure in check_failures(raised)[0]]
 
 
 def load_report(folder: Path) -> dict[str, Any]:
@@ -121,12 +131,26 @@ def load_report(folder: Path) -> dict[str, Any]:
     for key in ("candidate", "property", "case"):
         if key not in document:
             raise ReportError(f"{path}: missing {key!r}")
+    from .properties import PROPERTIES
+
+    if document["property"] not in PROPERTIES:
+        raise ReportError(f"{path}: property={document['property']!r} is not one of {', '.join(PROPERTIES)}")
+    details = document.setdefault("details", {})
+    if not isinstance(details, dict) or (document["property"] == "invalid-calls"
+                                         and details.get("corruption") not in _corruptions()):
+        raise ReportError(f"{path}: details={details!r} does not name a known corruption")
     try:
         validate_spec(document["candidate"])
         document["case"] = Case.from_dict(document["case"])
     except ValueError as error:
         raise ReportError(f"{path}: {error}") from None
     return document
+
+
+def _corruptions() -> list[str]:
+    from .invalid import CORRUPTIONS
+
+    return list(CORRUPTIONS)
 
 
 def _tensors(case: Case, ref: dict[str, torch.Tensor]) -> dict[str, Any]:

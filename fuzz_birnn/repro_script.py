@@ -96,9 +96,21 @@ def canonical(result, config, inputs):
     return {name: t.detach().to("cpu", torch.float64) for name, t in tensors.items()}
 
 
+def replay_with_fuzz_birnn(report):
+    """Properties other than plain agreement (relations, gradients, backends, invalid calls)
+    need fuzz-birnn's own machinery to re-run."""
+    try:
+        from fuzz_birnn.cli import main as fuzz_birnn
+    except ImportError:
+        fail(f"property {report['property']!r} replays with fuzz-birnn installed: pip install fuzz-birnn")
+    return fuzz_birnn(["replay", str(HERE)])
+
+
 def main():
     try:
         report = json.loads((HERE / "case.json").read_text())
+        if report.get("property") not in ("agreement", "fused-vs-reference"):
+            return replay_with_fuzz_birnn(report)
         config, inputs = report["case"]["config"], report["case"]["inputs"]
         tolerances = report["tolerances"]
         tensors = torch.load(HERE / "tensors.pt", weights_only=True)

@@ -7,6 +7,7 @@ argument, so a candidate that supports only part of the space is tested on that 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 from hypothesis import strategies as st
@@ -14,7 +15,7 @@ from hypothesis.errors import InvalidArgument
 
 from fuzz_birnn import DTYPES, MODES, Case, Config, Inputs, available_devices
 
-__all__ = ["FORMS", "SCALES", "cases"]
+__all__ = ["FORMS", "SCALES", "cases", "invalid_calls"]
 
 #: Input forms, simplest first.
 FORMS = ("padded", "unbatched", "packed_sorted", "packed_unsorted")
@@ -171,3 +172,18 @@ def _validate(*, modes: Sequence[str], forms: Sequence[str], dtypes: Sequence[st
         raise InvalidArgument(f"proj=True needs hidden_size >= 2, but max_size={max_size}")
     if proj is True and "LSTM" not in modes:
         raise InvalidArgument(f"proj=True applies to LSTM only, but modes={list(modes)}")
+
+
+@st.composite
+def invalid_calls(draw: st.DrawFn, **case_kwargs: object) -> tuple[Case, str]:
+    """A valid case and the name of a corruption that makes an invalid call of it
+    (see :mod:`fuzz_birnn.invalid`); ``case_kwargs`` go to :func:`cases`. Shrinks towards the
+    simplest case and the first corruption that applies to it."""
+    from fuzz_birnn.invalid import applicable_corruptions
+
+    case = draw(cases(**case_kwargs))  # type: ignore[arg-type]
+    corruptions = applicable_corruptions(case)
+    if not corruptions:  # the simplest cases have no state to corrupt: give them one
+        case = Case(case.config, dataclasses.replace(case.inputs, initial_state=True))
+        corruptions = applicable_corruptions(case)
+    return case, draw(st.sampled_from(corruptions))

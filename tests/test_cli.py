@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from fuzz_birnn.metamorphic import RELATIONS
+
 ROOT = Path(__file__).resolve().parent.parent
 SEED = "examples.seed_decomposition"
-RNN_ONLY = ["--modes", "rnn_tanh", "--no-packed", "--no-unbatched"]
+RNN_ONLY = ["--modes", "rnn_tanh", "--no-packed", "--no-unbatched", "--properties", "agreement"]
 
 
 def fuzz(*args, cwd=ROOT):
@@ -24,12 +26,13 @@ def reports_in(folder):
 
 
 def test_run_checks_torch_over_the_whole_space(tmp_path):
-    done = fuzz("run", "--max-examples", 160, "--seed", 0, "--workers", 2, "--reports", tmp_path)
+    done = fuzz("run", "--max-examples", 400, "--seed", 0, "--workers", 2, "--reports", tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "no failures" in done.stdout
     coverage = done.stdout.split("coverage:")[1]
     for value in ("RNN_TANH", "RNN_RELU", "GRU", "LSTM", "float64", "float32", "bfloat16", "float16",
-                  "padded", "unbatched", "packed_sorted", "packed_unsorted"):
+                  "padded", "unbatched", "packed_sorted", "packed_unsorted", "agreement", "fused-vs-reference",
+                  "gradients", "backends", "invalid-calls", *(f"relation:{r}" for r in RELATIONS)):
         assert f"{value} " in coverage
     assert reports_in(tmp_path) == []
 
@@ -60,6 +63,18 @@ def test_seed_bug_is_found_shrunk_reported_and_reproduced(tmp_path):
     assert reports_in(tmp_path) == [report]
 
 
+def test_time_reversal_relation_finds_the_seed_bug_without_any_reference(tmp_path):
+    done = fuzz("run", "--candidate", f"{SEED}:seed_decomposition", *RNN_ONLY[:-1], "relation:time_reversal",
+                "--dtypes", "float64", "--seed", 1, "--workers", 1, "--reports", tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    [report] = reports_in(tmp_path)
+    document = json.loads((report / "case.json").read_text())
+    assert document["property"] == "relation:time_reversal"
+    assert document["case"]["config"]["num_layers"] == 2
+    replay = subprocess.run([sys.executable, report / "repro.py"], cwd=ROOT, capture_output=True, text=True)
+    assert replay.returncode == 1 and "STILL FAILS" in replay.stdout, replay.stdout + replay.stderr
+
+
 def test_replay_and_repro_tell_fixed_from_still_failing(tmp_path):
     (tmp_path / "mystack.py").write_text(
         "from examples.seed_decomposition import seed_decomposition as stack\n")
@@ -84,7 +99,8 @@ def test_replay_and_repro_tell_fixed_from_still_failing(tmp_path):
     ("c_n_direction_major", ["--modes", "lstm"]),
 ])
 def test_unseen_layout_bugs_are_caught(tmp_path, candidate, narrowing):
-    done = fuzz("run", "--candidate", f"tests.contract_bugs:{candidate}", *narrowing, "--max-examples", 300,
+    done = fuzz("run", "--candidate", f"tests.contract_bugs:{candidate}", *narrowing, "--properties", "agreement",
+                "--max-examples", 300,
                 "--seed", 0, "--workers", 1, "--reports", tmp_path)
     assert done.returncode == 1, done.stdout + done.stderr
     [report] = reports_in(tmp_path)
@@ -111,6 +127,8 @@ def test_correct_higher_precision_candidates_pass(tmp_path, candidate):
     (["run", "--candidate", "json:nothing_here"], "has no attribute 'nothing_here'"),
     (["run", "--candidate", "json:__doc__"], "is a str, not callable"),
     (["run", "--devices", "mps"], "not available here"),
+    (["run", "--properties", "agreement,telepathy"], "--properties telepathy: choose from"),
+    (["run", "--properties", "relation:unbatched", "--no-unbatched"], "the flags leave no cases for relation:unbatched"),
     (["run", "--reports", "/proc/fuzz-birnn"], "cannot write there"),
     (["replay", "/nonexistent/report"], "no such report or folder"),
     ([], "the following arguments are required"),

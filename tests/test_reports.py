@@ -29,15 +29,15 @@ def _failure() -> CheckFailure:
 
 
 def _write_in_process(folder: str) -> str:
-    path, _ = write_report(_failure(), "prop", Path(folder))
+    path, _ = write_report(_failure(), Path(folder))
     return str(path)
 
 
 def test_a_report_holds_everything_to_replay_it(tmp_path):
-    folder, new = write_report(_failure(), "prop", tmp_path)
+    folder, new = write_report(_failure(), tmp_path)
     assert new and sorted(p.name for p in folder.iterdir()) == ["case.json", "repro.py", "summary.md", "tensors.pt"]
     document = load_report(folder)
-    assert document["case"] == CASE and document["property"] == "prop"
+    assert document["case"] == CASE and document["property"] == "agreement"
     assert [p.name for p in tmp_path.iterdir()] == [folder.name]  # no staging folder left behind
 
 
@@ -55,12 +55,12 @@ def test_a_writer_that_dies_midway_leaves_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr("fuzz_birnn.reports.torch.save", crash)
     with pytest.raises(KeyboardInterrupt):
-        write_report(_failure(), "prop", tmp_path)
+        write_report(_failure(), tmp_path)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_a_killed_writer_leaves_only_a_hidden_staging_folder_that_replay_ignores(tmp_path):
-    folder, _ = write_report(_failure(), "prop", tmp_path)
+    folder, _ = write_report(_failure(), tmp_path)
     shutil.copytree(folder, tmp_path / f".{folder.name}-killed")  # as if killed before the rename
     done = subprocess.run([sys.executable, "-m", "fuzz_birnn.cli", "replay", str(tmp_path)], cwd=ROOT,
                           capture_output=True, text=True)
@@ -81,7 +81,7 @@ DAMAGE = [
 
 @pytest.mark.parametrize(("damage", "message"), DAMAGE, ids=[m for _, m in DAMAGE])
 def test_a_damaged_report_is_refused_with_one_line(tmp_path, damage, message):
-    folder, _ = write_report(_failure(), "prop", tmp_path)
+    folder, _ = write_report(_failure(), tmp_path)
     case_json = folder / "case.json"
     case_json.write_text(damage(json.loads(case_json.read_text())))
     with pytest.raises(ReportError, match=re.escape(message)):
@@ -92,7 +92,7 @@ def test_a_damaged_report_is_refused_with_one_line(tmp_path, damage, message):
 
 
 def test_repro_refuses_a_missing_tensor_file_clearly(tmp_path):
-    folder, _ = write_report(_failure(), "prop", tmp_path)
+    folder, _ = write_report(_failure(), tmp_path)
     (folder / "tensors.pt").unlink()
     done = subprocess.run([sys.executable, str(folder / "repro.py")], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 2 and "cannot read the report" in done.stderr and "Traceback" not in done.stderr

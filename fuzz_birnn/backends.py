@@ -1,0 +1,72 @@
+"""Cross-backend: the fused module agrees with itself across the implementations torch offers here.
+
+On the CPU: oneDNN on and off. With CUDA: the CPU against CUDA with cuDNN on and with it off.
+With MPS: the CPU against MPS (not for float64, which MPS lacks). Every variant builds the same
+values (they are drawn on the CPU and only then moved), and each must land within twice the
+fused tolerance of the first variant.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterator
+
+import torch
+
+from .case import Case, backend
+from .check import CheckFailure, Outcome, evaluate
+from .compare import Mismatch, tensors_of
+from .devices import available_devices
+
+__all__ = ["backend_variants", "check_backends"]
+
+
+def backend_variants(case: Case) -> list[tuple[str, Case, bool]]:
+    """``(label, case on that backend, cuDNN enabled)`` for every backend available here."""
+    on = dataclasses.replace
+
+    def at(device: str, onednn: bool = True) -> Case:
+        return on(case, inputs=on(case.inputs, device=device, onednn=onednn))
+
+    variants = [("cpu, oneDNN on", at("cpu", True), True), ("cpu, oneDNN off", at("cpu", False), True)]
+    devices = available_devices()
+    if "cuda" in devices:
+        variants += [("cuda, cuDNN on", at("cuda"), True), ("cuda, cuDNN off", at("cuda"), False)]
+    if "mps" in devices and case.inputs.dtype != "float64":
+        variants.append(("mps", at("mps"), True))
+    return variants
+
+
+def check_backends(case: Case) -> Outcome:
+    """Torch's fused module on every available backend against its result on the first."""
+    evaluation = evaluate(dataclasses.replace(case, inputs=dataclasses.replace(case.inputs, device="cpu")))
+    if evaluation.skipped:
+        return Outcome(case, {}, {}, evaluation.skipped)
+    allowed = {k: 2 * v for k, v in evaluation.tolerances.fused.items()}
+    results = []
+    for label, variant, cudnn in backend_variants(case):
+        built = variant.build()
+        with backend(variant.inputs), _cudnn(cudnn), torch.no_grad():
+            try:
+                results.append((label, tensors_of(built.module(built.input, built.hx), variant)))
+            except Exception as error:
+                message = f"torch's fused module on {label} raised {type(error).__name__}: {error}".splitlines()[0]
+                raise CheckFailure(Mismatch("result", message), case, "fused", "backends") from error
+    (first_label, first), errors = results[0], {}
+    for label, tensors in results[1:]:
+        for name, values in tensors.items():
+            error = float((values - first[name]).abs().nan_to_num(nan=float("inf")).max()) if values.numel() else 0.0
+            errors[name] = max(errors.get(name, 0.0), error)
+            if error > allowed[name]:
+                message = (f"{name} on {label} differs from {first_label}: max abs difference {error:.3g} "
+                           f"> tolerance {allowed[name]:.3g}")
+                raise CheckFailure(Mismatch(name, message, max_abs_error=error, tolerance=allowed[name]),
+                                   case, "fused", "backends")
+    return Outcome(case, errors, allowed)
+
+
+@contextlib.contextmanager
+def _cudnn(enabled: bool) -> Iterator[None]:
+    with torch.backends.cudnn.flags(enabled=enabled):
+        yield
