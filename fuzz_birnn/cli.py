@@ -69,7 +69,7 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(f"--properties {','.join(unknown)}: choose from {','.join(PROPERTIES)}")
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
     jobs, impossible = jobs_for(args.candidate, properties, args.modes, args.max_examples, seed,
-                                _strategy(args), reports)
+                                _strategy(args), reports, args.timeout)
     if not jobs:
         raise UsageError(f"the flags leave no cases for {','.join(impossible)}")
     workers = max(1, min(args.workers or os.cpu_count() or 1, len(jobs)))
@@ -156,7 +156,7 @@ def _summary(progress: _Progress, results: list, elapsed: float) -> int:
     errors = [r for r in results if r.error]
     reports = [report for r in results for report in r.reports]
     for result in errors:
-        print(f"\nharness error in {result.job.prop} ({result.job.mode}):\n{result.error}", file=sys.stderr)
+        print(f"\n{result.job.prop} ({result.job.mode}) stopped early: {result.error}", file=sys.stderr)
     if not reports:
         print("\nno failures" if not errors else "\nno failures found, but a search stopped with an error")
         return 2 if errors else 0
@@ -182,6 +182,7 @@ def _writable(folder: Path) -> None:
 def _replay(args: argparse.Namespace) -> int:
     from .candidates import CandidateError, load_candidate
     from .check import CheckFailure
+    from .engine import CaseTimeout, time_limit
     from .properties import PROPERTIES
     from .reports import ReportError, load_report
 
@@ -204,13 +205,22 @@ def _replay(args: argparse.Namespace) -> int:
             candidate = load_candidate(report["candidate"])
         except (ReportError, CandidateError) as error:
             raise UsageError(str(error)) from None
+        if report["mismatch"].get("tensor") in ("crash", "timeout") and not args.in_process:
+            verdict = _replay_isolated(folder, args.timeout)
+            still_failing += verdict is not None
+            print(f"STILL FAILS  {folder}: {verdict}" if verdict else f"FIXED        {folder}")
+            continue
         prop = PROPERTIES[report["property"]]
         drawn = (report["case"], report["details"]["corruption"]) if prop.invalid else report["case"]
         try:
-            outcome = prop.run(candidate, drawn, report["candidate"])
+            with time_limit(args.timeout):
+                outcome = prop.run(candidate, drawn, report["candidate"])
         except CheckFailure as failure:
             still_failing += 1
             print(f"STILL FAILS  {folder}: {str(failure).splitlines()[0]}")
+        except CaseTimeout:
+            still_failing += 1
+            print(f"STILL FAILS  {folder}: still runs past the {args.timeout}s limit")
         else:
             print(f"FIXED        {folder}" + (f" ({outcome.skipped})" if outcome.skipped else ""))
     import torch
@@ -218,6 +228,25 @@ def _replay(args: argparse.Namespace) -> int:
     print(f"{len(folders)} report(s) replayed on torch {torch.__version__}: {still_failing} still failing, "
           f"{len(folders) - still_failing} fixed")
     return 1 if still_failing else 0
+
+
+def _replay_isolated(folder: Path, timeout: int) -> str | None:
+    """Replay a report that crashed or hung its worker in a child process; ``None`` once fixed."""
+    import subprocess
+
+    from .engine import _exit_reason
+
+    command = [sys.executable, "-m", "fuzz_birnn", "replay", "--in-process", str(folder)]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return f"still runs past the {timeout}s limit"
+    if done.returncode == 0:
+        return None
+    if done.returncode == 1:
+        line = next((ln for ln in done.stdout.splitlines() if ln.startswith("STILL FAILS")), "STILL FAILS")
+        return line.split(": ", 1)[-1]
+    return f"the replaying process died ({_exit_reason(done.returncode)})"
 
 
 # -- arguments -------------------------------------------------------------------------------
@@ -240,6 +269,8 @@ def _parser() -> argparse.ArgumentParser:
                      "relation:batch_independence, relation:unbatched, relation:layout, relation:sorting, "
                      "relation:time_reversal, relation:dropout_eval, relation:zero_state, gradients, backends, "
                      "invalid-calls (default: all that apply)")
+    run.add_argument("--timeout", type=_positive, default=60, metavar="SECONDS",
+                     help="time limit for checking one case (default 60); an overrun is a timeout report")
     run.add_argument("--grad", action="store_true",
                      help="also check gradients through the candidate (it must be differentiable)")
     run.add_argument("--reports", default="reports", metavar="DIR", help="where failures go (default ./reports)")
@@ -265,6 +296,9 @@ def _parser() -> argparse.ArgumentParser:
     replay = commands.add_parser("replay", help="re-run reports on the torch installed now")
     replay.set_defaults(command=_replay)
     replay.add_argument("paths", nargs="+", metavar="PATH", help="a report folder, its case.json, or a folder of reports")
+    replay.add_argument("--timeout", type=_positive, default=60, metavar="SECONDS",
+                        help="time limit for replaying a crash or timeout report (default 60)")
+    replay.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
     return parser
 
 

@@ -26,8 +26,10 @@ from . import __version__
 from .candidates import validate_spec
 from .case import Case
 from .check import CheckFailure, evaluate
+from .compare import Mismatch
 
-__all__ = ["SCHEMA_VERSION", "ReportError", "check_failures", "load_report", "report_id", "write_failures", "write_report"]
+__all__ = ["SCHEMA_VERSION", "ReportError", "case_key", "check_failures", "load_report", "report_id", "write_crash",
+           "write_failures", "write_report"]
 
 SCHEMA_VERSION = 1
 _REPRO = Path(__file__).with_name("repro_script.py")
@@ -42,42 +44,58 @@ def report_id(candidate: str, prop: str, what: dict[str, Any]) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
+def case_key(candidate: str, prop: str, case: Case, details: dict[str, Any]) -> str:
+    """What identifies a failure: who, which property, which case (and corruption)."""
+    return report_id(candidate, prop, {"case": case.to_dict(), **details})
+
+
 def write_report(failure: CheckFailure, directory: Path, *, origin: str | None = None) -> tuple[Path, bool]:
     """Write ``failure`` under ``directory``; returns its folder and whether it is new.
 
     ``origin`` says what found it (``fuzz-birnn run``, a pytest node id), for the reader.
     """
     candidate = validate_spec(failure.candidate)
-    case, prop = failure.case, failure.prop
-    ident = report_id(candidate, prop, {"case": case.to_dict(), **failure.details})
+    case = failure.case
+    try:
+        evaluation = evaluate(case)
+    except CheckFailure:  # torch itself raised on the case: nothing to compare against
+        evaluation = None
+    ref = {} if evaluation is None or evaluation.skipped else evaluation.ref
+    allowed = {} if evaluation is None or not ref else (
+        evaluation.tolerances.fused if candidate == "fused" else evaluation.tolerances.candidate)
+    ident = case_key(candidate, failure.prop, case, failure.details)
+    return _assemble(directory, ident, case, ref, {
+        "candidate": candidate, "property": failure.prop, "details": failure.details, "origin": origin,
+        "mismatch": asdict(failure.mismatch), "tolerances": allowed,
+        "summary": f"{failure.mismatch.message} [{case.describe()}]"})
+
+
+def write_crash(record: dict[str, Any], message: str, directory: Path, *, kind: str) -> tuple[Path, bool, str]:
+    """Write a ``crash`` or ``timeout`` report from a case written ahead (nothing is run: the case
+    may crash this process too). Returns the folder, whether it is new, and the case's key."""
+    case = Case.from_dict(record["case"])
+    candidate, prop, details = validate_spec(record["candidate"]), record["property"], record.get("details", {})
+    key = case_key(candidate, prop, case, details)
+    ident = report_id(candidate, prop, {"case": case.to_dict(), **details, "kind": kind})
+    folder, new = _assemble(directory, ident, case, {}, {
+        "candidate": candidate, "property": prop, "details": details, "origin": "fuzz-birnn run",
+        "mismatch": asdict(Mismatch(kind, message)), "tolerances": {},
+        "summary": f"{kind}: {message} [{case.describe()}]"})
+    return folder, new, key
+
+
+def _assemble(directory: Path, ident: str, case: Case, ref: dict[str, torch.Tensor],
+              fields: dict[str, Any]) -> tuple[Path, bool]:
+    """Build the report in a hidden folder, then rename it into place (atomic; first one wins)."""
     final = directory / ident
     if final.exists():
         return final, False
     directory.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{ident}-", dir=directory))
     try:
-        try:
-            evaluation = evaluate(case)
-        except CheckFailure:  # torch itself raised on the case: nothing to compare against
-            evaluation = None
-        ref = {} if evaluation is None or evaluation.skipped else evaluation.ref
-        allowed = {} if not ref else (evaluation.tolerances.fused if candidate == "fused"
-                                      else evaluation.tolerances.candidate)
-        summary = f"{failure.mismatch.message} [{case.describe()}]"
-        document = {
-            "schema_version": SCHEMA_VERSION,
-            "id": ident,
-            "candidate": candidate,
-            "property": prop,
-            "details": failure.details,
-            "origin": origin,
-            "case": case.to_dict(),
-            "mismatch": asdict(failure.mismatch),
-            "tolerances": allowed,
-            "summary": summary,
-            "environment": _environment(),
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        }
+        document = {"schema_version": SCHEMA_VERSION, "id": ident, **fields, "case": case.to_dict(),
+                    "environment": _environment(),
+                    "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
         (staging / "case.json").write_text(json.dumps(document, indent=2) + "\n")
         torch.save(_tensors(case, ref), staging / "tensors.pt")
         shutil.copyfile(_REPRO, staging / "repro.py")
@@ -139,6 +157,8 @@ def load_report(folder: Path) -> dict[str, Any]:
     if not isinstance(details, dict) or (document["property"] == "invalid-calls"
                                          and details.get("corruption") not in _corruptions()):
         raise ReportError(f"{path}: details={details!r} does not name a known corruption")
+    if path.parent.joinpath("tensors.pt").exists() is False:
+        raise ReportError(f"{path.parent / 'tensors.pt'}: missing (the report is incomplete)")
     try:
         validate_spec(document["candidate"])
         document["case"] = Case.from_dict(document["case"])
@@ -182,15 +202,16 @@ def _environment() -> dict[str, str]:
 
 def _markdown(document: dict[str, Any]) -> str:
     mismatch = document["mismatch"]
-    where = "the result's structure" if mismatch["layer"] is None else (
-        f"layer {mismatch['layer']}, {mismatch['direction']} direction"
-        + ("" if mismatch["time_step"] is None else f", time step {mismatch['time_step']}")
-        + ("" if mismatch["batch_index"] is None else f", batch index {mismatch['batch_index']}"))
+    where = f"`{mismatch['tensor']}`"
+    if mismatch["layer"] is not None:
+        where += (f" at layer {mismatch['layer']}, {mismatch['direction']} direction"
+                  + ("" if mismatch["time_step"] is None else f", time step {mismatch['time_step']}")
+                  + ("" if mismatch["batch_index"] is None else f", batch index {mismatch['batch_index']}"))
     case = Case.from_dict(document["case"])
     return (f"# fuzz-birnn report {document['id']}\n\n"
             f"- **Candidate**: `{document['candidate']}` ({document['property']})\n"
             f"- **Case**: {case.describe()}\n"
-            f"- **First divergence**: `{mismatch['tensor']}` at {where}\n"
+            f"- **First divergence**: {where}\n"
             f"- **Error**: {mismatch['message']}\n"
             f"- **Found with**: torch {document['environment']['torch']}, {document['created']}\n\n"
             "Reproduce: `python repro.py` (exit 1 while it fails), or `fuzz-birnn replay` on this folder.\n")

@@ -80,3 +80,56 @@ def _kwargs(module):
     if type(module) is torch.nn.RNN:
         kwargs["nonlinearity"] = module.nonlinearity
     return kwargs
+
+
+# -- candidates that misbehave as processes ------------------------------------------------------
+
+
+def segfaults_on_lstm(module, input, hx=None):
+    """Kills its own process (as a segfault would) when given an LSTM; right otherwise."""
+    if isinstance(module, torch.nn.LSTM):
+        import os
+        import signal
+
+        os.kill(os.getpid(), signal.SIGSEGV)
+    return module(input, hx)
+
+
+def hangs_on_gru(module, input, hx=None):
+    """Never returns for a GRU; right otherwise."""
+    if isinstance(module, torch.nn.GRU):
+        import time
+
+        while True:
+            time.sleep(0.05)
+    return module(input, hx)
+
+
+def returns_nan(module, input, hx=None):
+    """Right shapes and types, NaN values."""
+    output, hidden = module(input, hx)
+    data = output.data if isinstance(output, PackedSequence) else output
+    data = torch.full_like(data, float("nan"))
+    return (output._replace(data=data) if isinstance(output, PackedSequence) else data), hidden
+
+
+def returns_a_tensor(module, input, hx=None):
+    """Returns only the output, not (output, hidden)."""
+    return module(input, hx)[0]
+
+
+def returns_padded_for_packed(module, input, hx=None):
+    """Returns a padded tensor where a PackedSequence is due."""
+    output, hidden = module(input, hx)
+    if isinstance(output, PackedSequence):
+        output = torch.nn.utils.rnn.pad_packed_sequence(output)[0]
+    return output, hidden
+
+
+def returns_wrong_dtype(module, input, hx=None):
+    output, hidden = module(input, hx)
+    return (output.double() if not isinstance(output, PackedSequence) else output), hidden
+
+
+def raises(module, input, hx=None):
+    raise NotImplementedError("bidirectional stacks are not supported yet")

@@ -91,11 +91,14 @@ def test_a_damaged_report_is_refused_with_one_line(tmp_path, damage, message):
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
 
 
-def test_repro_refuses_a_missing_tensor_file_clearly(tmp_path):
+def test_a_missing_tensor_file_is_refused_clearly(tmp_path):
     folder, _ = write_report(_failure(), tmp_path)
     (folder / "tensors.pt").unlink()
     done = subprocess.run([sys.executable, str(folder / "repro.py")], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 2 and "cannot read the report" in done.stderr and "Traceback" not in done.stderr
+    done = subprocess.run([sys.executable, "-m", "fuzz_birnn", "replay", str(folder)], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "tensors.pt: missing" in done.stderr and done.stderr.count("\n") == 1
 
 
 def test_a_failing_property_under_pytest_writes_its_report(tmp_path):
