@@ -295,7 +295,8 @@ def _parser() -> argparse.ArgumentParser:
 
     replay = commands.add_parser("replay", help="re-run reports on the torch installed now")
     replay.set_defaults(command=_replay)
-    replay.add_argument("paths", nargs="+", metavar="PATH", help="a report folder, its case.json, or a folder of reports")
+    replay.add_argument("paths", nargs="+", metavar="PATH",
+                        help="a report folder, its case.json, or a folder of reports")
     replay.add_argument("--timeout", type=_positive, default=60, metavar="SECONDS",
                         help="time limit for replaying a crash or timeout report (default 60)")
     replay.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)

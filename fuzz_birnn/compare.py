@@ -38,8 +38,8 @@ from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 from .case import Case
 
-__all__ = ["ACTIVATION_ULPS", "RATIO", "Mismatch", "Tolerances", "canonical_tensors", "check_structure", "compare_values",
-           "tensors_of"]
+__all__ = ["ACTIVATION_ULPS", "RATIO", "Mismatch", "Tolerances", "canonical_tensors", "check_structure",
+           "compare_values", "tensors_of"]
 
 #: How many times the expected rounding error a correct implementation may make.
 RATIO = 8.0

@@ -57,8 +57,8 @@ class DecomposedStack:
                 layer_input = self.next_layer_input(outputs, call)
                 if module.training and module.dropout > 0:
                     layer_input = F.dropout(layer_input, module.dropout, training=True)
-        order = [self.state_row(l, d, directions, module.num_layers)
-                 for l in range(module.num_layers) for d in range(directions)]
+        order = [self.state_row(layer, direction, directions, module.num_layers)
+                 for layer in range(module.num_layers) for direction in range(directions)]
         h_n = torch.stack(_in_row_order(h_rows, order))
         c_n = torch.stack(_in_row_order(c_rows, order)) if c_rows else None
         return call.restore_output(layer_input), call.restore_hidden(h_n, c_n)

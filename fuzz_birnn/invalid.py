@@ -99,7 +99,8 @@ CORRUPTIONS: dict[str, tuple[str, Callable[[Case], bool], Callable[[Case], Calla
     "input_integer": ("call", _plain_call, lambda c: _input(c, lambda x: x.to(torch.int64))),
     "length_zero": ("pack", lambda c: c.inputs.packed, lambda c: _pack(c, lambda ls, t: [*ls[:-1], 0], False)),
     "length_too_long": ("pack", lambda c: c.inputs.packed, lambda c: _pack(c, lambda ls, t: [t + 1, *ls[1:]], False)),
-    "unsorted_enforced": ("pack", lambda c: c.inputs.packed and (c.inputs.batch_size or 0) >= 2 and c.inputs.seq_len >= 2,
+    "unsorted_enforced": ("pack", lambda c: c.inputs.packed and (c.inputs.batch_size or 0) >= 2
+                          and c.inputs.seq_len >= 2,
                           lambda c: _pack(c, lambda ls, t: [1, t, *ls[2:]], True)),
     "proj_size_too_large": ("build", lambda c: c.config.mode == "LSTM", _projection),
 }
@@ -150,5 +151,6 @@ def _refusal(invalid_call: Callable[..., Any], implementation: Callable[..., Any
     except CLEAR_ERRORS as error:
         return None if str(error).strip() else f"raised {type(error).__name__} with no message"
     except Exception as error:
-        return f"raised {type(error).__name__} ({str(error).splitlines()[0] if str(error) else 'no message'}), not a clear error"
+        said = str(error).splitlines()[0] if str(error) else "no message"
+        return f"raised {type(error).__name__} ({said}), not a clear error"
     return "accepted the call"

@@ -212,7 +212,8 @@ def check_relation(relation: str, candidate: Candidate, case: Case, *, name: str
         errors: dict[str, float] = {}
         for what, tensor, mine, theirs in relate(bound, original):
             if mine.shape != theirs.shape:
-                message = f"{relation}: {tensor}.shape={tuple(theirs.shape)} for {what}, but should be {tuple(mine.shape)}"
+                message = (f"{relation}: {tensor}.shape={tuple(theirs.shape)} for {what}, "
+                           f"but should be {tuple(mine.shape)}")
                 raise CheckFailure(Mismatch(tensor, message), case, label, prop)
             error = float((mine - theirs).abs().nan_to_num(nan=float("inf")).max()) if mine.numel() else 0.0
             errors[tensor] = max(errors.get(tensor, 0.0), error)

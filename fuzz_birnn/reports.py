@@ -95,7 +95,7 @@ def _assemble(directory: Path, ident: str, case: Case, ref: dict[str, torch.Tens
     try:
         document = {"schema_version": SCHEMA_VERSION, "id": ident, **fields, "case": case.to_dict(),
                     "environment": _environment(),
-                    "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+                    "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
         (staging / "case.json").write_text(json.dumps(document, indent=2) + "\n")
         torch.save(_tensors(case, ref), staging / "tensors.pt")
         shutil.copyfile(_REPRO, staging / "repro.py")

@@ -90,7 +90,7 @@ def canonical(result, config, inputs):
         output = output.transpose(0, 1)
     directions = 2 if config["bidirectional"] else 1
     tensors = {"output": output.unflatten(-1, (directions, -1))}
-    for name, state in zip(("h_n", "c_n"), hidden if isinstance(hidden, tuple) else (hidden,)):
+    for name, state in zip(("h_n", "c_n"), hidden if isinstance(hidden, tuple) else (hidden,), strict=False):
         state = state.unsqueeze(1) if inputs["unbatched"] else state
         tensors[name] = state.unflatten(0, (config["num_layers"], directions))
     return {name: t.detach().to("cpu", torch.float64) for name, t in tensors.items()}

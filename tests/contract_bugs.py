@@ -54,7 +54,7 @@ def c_n_direction_major(module, input, hx=None):
     if not isinstance(hidden, tuple) or not module.bidirectional:
         return output, hidden
     h_n, c_n = hidden
-    rows = [d * module.num_layers + l for l in range(module.num_layers) for d in range(2)]
+    rows = [direction * module.num_layers + layer for layer in range(module.num_layers) for direction in range(2)]
     order = sorted(range(len(rows)), key=lambda k: rows[k])
     return output, (h_n, c_n[order])
 

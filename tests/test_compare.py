@@ -33,8 +33,10 @@ def test_reverse_within_lengths_keeps_padding_in_place():
     (lambda m, x, hx=None: m(x, hx)[0], "result is a PackedSequence, but should be a pair (output, hidden)"),
     (lambda m, x, hx=None: (torch.nn.utils.rnn.pad_packed_sequence(x)[0], m(x, hx)[1]),
      "output is a tensor of shape (4, 2, 2), but should be a PackedSequence"),
-    (lambda m, x, hx=None: (m(x, hx)[0], m(x, hx)[1][0]), "hidden is a tensor of shape (4, 2, 3), but should be a pair (h_n, c_n)"),
-    (lambda m, x, hx=None: (m(x, hx)[0], (m(x, hx)[1][0][:2], m(x, hx)[1][1])), "h_n.shape=(2, 2, 3), but should be (4, 2, 3)"),
+    (lambda m, x, hx=None: (m(x, hx)[0], m(x, hx)[1][0]),
+     "hidden is a tensor of shape (4, 2, 3), but should be a pair (h_n, c_n)"),
+    (lambda m, x, hx=None: (m(x, hx)[0], (m(x, hx)[1][0][:2], m(x, hx)[1][1])),
+     "h_n.shape=(2, 2, 3), but should be (4, 2, 3)"),
     (lambda m, x, hx=None: (m(x, hx)[0], (m(x, hx)[1][0].float(), m(x, hx)[1][1])),
      "h_n.dtype=torch.float32, but should be torch.float64"),
     (lambda m, x, hx=None: 1 / 0, "candidate raised ZeroDivisionError: division by zero"),
@@ -100,9 +102,12 @@ def test_a_small_systematic_drift_is_caught(case):
         drifted = values + 1e-3 * max(1.0, float(values.abs().max()))
         return (out._replace(data=drifted) if isinstance(out, PackedSequence) else drifted), h
 
-    with pytest.raises(CheckFailure):
+    try:
         outcome = check(drifting, case)
-        assume(outcome.skipped is None)
+    except CheckFailure:
+        return
+    assume(outcome.skipped is not None)  # only a case beyond the dtype's range may go unchecked
+    raise AssertionError(f"a 0.1% drift passed unnoticed on {case.describe()}")
 
 
 @given(cases())

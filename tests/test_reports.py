@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import re
 import json
 import multiprocessing
 import os
+import re
 import shutil
 import subprocess
 import sys

@@ -4,6 +4,7 @@ what the docstring promises, narrowing works, and bad arguments are refused when
 from __future__ import annotations
 
 import re
+
 import pytest
 from hypothesis import HealthCheck, find, given, settings
 from hypothesis.errors import InvalidArgument
@@ -28,7 +29,8 @@ REACHABLE = [
     ("given h0 and c0", lambda c: c.inputs.initial_state and c.config.mode == "LSTM"),
     ("oneDNN off", lambda c: not c.inputs.onednn),
     ("non-contiguous", lambda c: not c.inputs.contiguous),
-    ("unsorted lengths", lambda c: c.inputs.lengths is not None and list(c.inputs.lengths) != sorted(c.inputs.lengths, reverse=True)),
+    ("unsorted lengths", lambda c: c.inputs.lengths is not None
+     and list(c.inputs.lengths) != sorted(c.inputs.lengths, reverse=True)),
     ("a length shorter than seq_len", lambda c: c.inputs.packed and min(c.inputs.lengths) < c.inputs.seq_len),
     ("sizes 8", lambda c: c.config.input_size == 8 and c.config.hidden_size == 8),
     ("seq_len 8, batch 8", lambda c: c.inputs.seq_len == 8 and c.inputs.batch_size == 8),
@@ -41,7 +43,8 @@ def test_every_value_is_generated(name, condition):
 
 
 def test_unidirectional_is_generated_on_request():
-    assert not find(cases(bidirectional=None), lambda c: not c.config.bidirectional, settings=_FIND).config.bidirectional
+    case = find(cases(bidirectional=None), lambda c: not c.config.bidirectional, settings=_FIND)
+    assert not case.config.bidirectional
 
 
 def test_shrinks_to_the_simplest_case():
