@@ -12,6 +12,14 @@ Check any implementation of ``nn.RNN`` / ``nn.GRU`` / ``nn.LSTM`` semantics (a *
         check(my_stack, case)
 """
 
+import warnings
+
+with warnings.catch_warnings():
+    # torch without NumPy says so on import; nothing here needs NumPy, and the CLI's errors
+    # must stay one line.
+    warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
+    import torch  # noqa: F401
+
 from .case import DTYPES, MODES, Case, Config, Inputs
 from .check import Candidate, CheckFailure, Outcome, check, check_fused, fused
 from .compare import Mismatch

@@ -15,9 +15,12 @@ import json
 import os
 import re
 import sys
+import warnings
 from pathlib import Path
 
-import torch
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message="Failed to initialize NumPy")  # torch without NumPy
+    import torch
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 HERE = Path(__file__).resolve().parent
