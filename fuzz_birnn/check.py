@@ -14,7 +14,8 @@ from .case import Built, Case, backend
 from .compare import Mismatch, Tolerances, check_structure, compare_values, tensors_of
 from .reference import CellReference
 
-__all__ = ["Candidate", "CheckFailure", "Evaluation", "Outcome", "check", "check_fused", "evaluate", "fused"]
+__all__ = ["Candidate", "CheckFailure", "Evaluation", "Outcome", "candidate_label", "check", "check_fused", "evaluate",
+           "fused"]
 
 #: ``candidate(module, input, hx=None) -> (output, hidden)``, with the semantics of ``module(input, hx)``.
 Candidate = Callable[..., Any]
@@ -62,7 +63,7 @@ def check(candidate: Candidate, case: Case, *, name: str | None = None) -> Outco
     (types, shapes, dtypes, devices) and values within the tolerance model of
     :mod:`fuzz_birnn.compare`, which allows for torch's own error on the case.
     """
-    label = name or _label(candidate)
+    label = name or candidate_label(candidate)
     if candidate is fused:
         return check_fused(case)
     evaluation = evaluate(case)
@@ -171,8 +172,10 @@ def _verdict(actual: Any, evaluation: Evaluation, allowed: dict[str, float], cas
     return Outcome(case, errors, allowed)
 
 
-def _label(candidate: Candidate) -> str:
-    """``module:attr`` where the candidate is importable under that name, else its repr."""
+def candidate_label(candidate: Candidate) -> str:
+    """``fused``, or ``module:attr`` where the candidate is importable under that name, else its repr."""
+    if candidate is fused:
+        return "fused"
     module = getattr(candidate, "__module__", None) or type(candidate).__module__
     qualname = getattr(candidate, "__qualname__", None)
     if qualname is None:  # an instance: find the module-level name bound to it

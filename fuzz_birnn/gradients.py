@@ -21,7 +21,7 @@ import torch
 from torch.nn.utils.rnn import PackedSequence
 
 from .case import Built, Case, backend
-from .check import Candidate, CheckFailure, Outcome, fused
+from .check import Candidate, CheckFailure, Outcome, candidate_label, fused
 from .compare import Mismatch, Tolerances, canonical_tensors
 from .reference import CellReference
 
@@ -74,7 +74,7 @@ def gradients_of(candidate: Candidate, case: Case, dtype: torch.dtype | None = N
 def check_gradients(candidate: Candidate, case: Case, *, name: str | None = None) -> Outcome:
     """Gradients through ``candidate`` against the float64 truth, under the tolerance model;
     with ``candidate=fused``, torch's own backward is what is checked."""
-    label = name or ("fused" if candidate is fused else getattr(candidate, "__name__", repr(candidate)))
+    label = name or candidate_label(candidate)
     reference64, reference32 = CellReference(torch.float64), CellReference(torch.float32)
     cpu = {"device": "cpu"} if case.inputs.device != "cpu" else {}
     with backend(case.inputs):

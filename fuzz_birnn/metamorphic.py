@@ -31,7 +31,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from .case import Built, Case, backend
-from .check import Candidate, CheckFailure, Outcome, evaluate, fused
+from .check import Candidate, CheckFailure, Outcome, candidate_label, evaluate
 from .compare import Mismatch, canonical_tensors
 from .layout import Canonical, canonical, reverse_within_lengths
 
@@ -202,7 +202,7 @@ def check_relation(relation: str, candidate: Candidate, case: Case, *, name: str
     evaluation = evaluate(case)
     if evaluation.skipped:
         return Outcome(case, {}, {}, evaluation.skipped)
-    label = name or ("fused" if candidate is fused else getattr(candidate, "__name__", repr(candidate)))
+    label = name or candidate_label(candidate)
     prop = f"relation:{relation}"
     allowed = {k: 2 * v for k, v in evaluation.tolerances.candidate.items()}
     built = case.build()
