@@ -76,7 +76,7 @@ def _run(args: argparse.Namespace) -> int:
 
     print(f"fuzz-birnn run: {environment_summary()}")
     what = f"candidate {args.candidate} against torch's fused modules" if args.candidate else \
-        "torch's fused modules against the decomposed stack and the float64 reference"
+        "torch's own recurrent modules"
     print(f"checking {what}; {args.max_examples} examples over {len(jobs)} searches on {workers} "
           f"worker(s); seed {seed} (repeat with --seed {seed})")
     print(f"properties: {', '.join(p for p in properties if p not in impossible)}")

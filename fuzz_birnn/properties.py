@@ -33,10 +33,10 @@ class Property:
 
 
 _RELATION_NARROWING: dict[str, dict[str, Any]] = {
-    "batch_independence": {"forms": ["padded", "packed_sorted", "packed_unsorted"]},
+    "batch_independence": {"forms": ["padded", "packed_sorted", "packed_unsorted"], "min_batch": 2},
     "unbatched": {"forms": ["unbatched"]},
     "layout": {"forms": ["padded"]},
-    "sorting": {"forms": ["packed_sorted", "packed_unsorted"]},
+    "sorting": {"forms": ["packed_sorted", "packed_unsorted"], "min_batch": 2},
     "time_reversal": {},
     "dropout_eval": {"dropout": True},
     "zero_state": {"initial_state": False},

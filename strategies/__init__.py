@@ -35,6 +35,7 @@ def cases(
     max_layers: int = 4,
     max_size: int = 8,
     max_seq_len: int = 8,
+    min_batch: int = 1,
     max_batch: int = 8,
     bias: bool | None = None,
     batch_first: bool | None = None,
@@ -61,8 +62,9 @@ def cases(
     proj, dropout
         ``None`` draws whether LSTM cases get ``proj_size > 0`` / whether ``dropout > 0`` (eval
         mode, so it must change nothing); ``True`` always, ``False`` never.
-    min_layers, max_layers, max_size, max_seq_len, max_batch
-        Bounds for ``num_layers``, ``input_size``/``hidden_size``, the sequence length and batch.
+    min_layers, max_layers, max_size, max_seq_len, min_batch, max_batch
+        Bounds for ``num_layers``, ``input_size``/``hidden_size``, the sequence length and batch
+        (an unbatched case ignores the batch bounds).
 
     Returns
     -------
@@ -85,7 +87,7 @@ def cases(
     devices = tuple(available_devices()) if devices is None else tuple(devices)
     _validate(modes=modes, forms=forms, dtypes=dtypes, devices=devices, scales=scales,
               min_layers=min_layers, max_layers=max_layers, max_size=max_size,
-              max_seq_len=max_seq_len, max_batch=max_batch, proj=proj,
+              max_seq_len=max_seq_len, min_batch=min_batch, max_batch=max_batch, proj=proj,
               flags={"bidirectional": bidirectional, "bias": bias, "batch_first": batch_first,
                      "proj": proj, "initial_state": initial_state, "dropout": dropout,
                      "onednn": onednn, "contiguous": contiguous})
@@ -109,7 +111,7 @@ def cases(
     form = draw(st.sampled_from(tuple(forms)))
     seq_len = draw(st.integers(1, max_seq_len))
     # Drawn even when unbatched, so that "padded" stays the simplest form for the shrinker.
-    drawn_batch = draw(st.integers(1, max_batch))
+    drawn_batch = draw(st.integers(min_batch, max_batch))
     batch_size = None if form == "unbatched" else drawn_batch
     lengths = None
     if form.startswith("packed"):
@@ -147,7 +149,7 @@ def _flag(draw: st.DrawFn, fixed: bool | None, *, simplest: bool = False) -> boo
 
 def _validate(*, modes: Sequence[str], forms: Sequence[str], dtypes: Sequence[str],
               devices: Sequence[str], scales: Sequence[float], min_layers: int, max_layers: int,
-              max_size: int, max_seq_len: int, max_batch: int, proj: bool | None,
+              max_size: int, max_seq_len: int, min_batch: int, max_batch: int, proj: bool | None,
               flags: dict[str, bool | None]) -> None:
     for name, values, allowed in (("modes", modes, MODES), ("forms", forms, FORMS), ("dtypes", dtypes, DTYPES)):
         if isinstance(values, str) or not values or any(v not in allowed for v in values):
@@ -160,11 +162,13 @@ def _validate(*, modes: Sequence[str], forms: Sequence[str], dtypes: Sequence[st
         raise InvalidArgument(f"scales={scales!r} must be a non-empty sequence of numbers in (0, 100]")
     for name, value, lowest in (("min_layers", min_layers, 1), ("max_layers", max_layers, 1),
                                 ("max_size", max_size, 1), ("max_seq_len", max_seq_len, 1),
-                                ("max_batch", max_batch, 1)):
+                                ("min_batch", min_batch, 1), ("max_batch", max_batch, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
             raise InvalidArgument(f"{name}={value!r} must be an integer >= {lowest}")
     if min_layers > max_layers:
         raise InvalidArgument(f"min_layers={min_layers} is larger than max_layers={max_layers}")
+    if min_batch > max_batch:
+        raise InvalidArgument(f"min_batch={min_batch} is larger than max_batch={max_batch}")
     for name, value in flags.items():
         if value is not None and not isinstance(value, bool):
             raise InvalidArgument(f"{name}={value!r} must be True, False or None (draw both)")

@@ -11,21 +11,14 @@ from fuzz_birnn import CheckFailure, check, decomposed, fused, reference
 from fuzz_birnn.backends import check_backends
 from fuzz_birnn.gradients import check_gradients
 from fuzz_birnn.metamorphic import RELATIONS, check_relation
+from fuzz_birnn.properties import PROPERTIES
 from strategies import cases
 
 from . import contract_bugs, planted
 from .conftest import SEARCH
 
-#: What each relation's follow-up call needs from a case.
-NARROWING = {
-    "batch_independence": {"forms": ["padded", "packed_sorted", "packed_unsorted"]},
-    "unbatched": {"forms": ["unbatched"]},
-    "layout": {"forms": ["padded"]},
-    "sorting": {"forms": ["packed_sorted", "packed_unsorted"]},
-    "time_reversal": {},
-    "dropout_eval": {"dropout": True},
-    "zero_state": {"initial_state": False},
-}
+#: What each relation's follow-up call needs from a case (the same narrowing ``fuzz-birnn run`` uses).
+NARROWING = {name: PROPERTIES[f"relation:{name}"].narrowing for name in RELATIONS}
 
 
 @pytest.mark.parametrize("candidate", [fused, decomposed, reference], ids=["fused", "decomposed", "reference"])

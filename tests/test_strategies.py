@@ -74,6 +74,7 @@ def test_every_drawn_case_builds_and_round_trips(case):
 
 BAD_ARGUMENTS = [
     ({"min_layers": 3, "max_layers": 2}, "min_layers=3 is larger than max_layers=2"),
+    ({"min_batch": 4, "max_batch": 3}, "min_batch=4 is larger than max_batch=3"),
     ({"max_layers": 0}, "max_layers=0"),
     ({"max_size": 1.5}, "max_size=1.5"),
     ({"modes": ["LSTM", "TRANSFORMER"]}, "modes="),
