@@ -12,6 +12,7 @@ import os
 import random
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -32,6 +33,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv: list[str] | None = None) -> int:
+    # torch without NumPy says so, on import or lazily later; this process reports to a person.
+    warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
     try:
         args = _parser().parse_args(argv)
         return args.command(args)

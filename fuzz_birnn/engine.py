@@ -220,6 +220,7 @@ def _worker_main(worker_id: int, inbox: Any, outbox: Any) -> None:
     import torch
 
     warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+    warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
     torch.set_num_threads(1)  # cases are tiny: intra-op threads only fight the other workers
     while True:
         job = inbox.get()

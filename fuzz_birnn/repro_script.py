@@ -18,9 +18,8 @@ import sys
 import warnings
 from pathlib import Path
 
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", message="Failed to initialize NumPy")  # torch without NumPy
-    import torch
+warnings.filterwarnings("ignore", message="Failed to initialize NumPy")  # torch without NumPy says so
+import torch  # noqa: E402
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 HERE = Path(__file__).resolve().parent
