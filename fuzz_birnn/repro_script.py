@@ -20,7 +20,7 @@ from pathlib import Path
 
 warnings.filterwarnings("ignore", message="Failed to initialize NumPy")  # torch without NumPy says so
 import torch  # noqa: E402
-from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 BUILTIN = {"decomposed": "fuzz_birnn.decomposition:decomposed", "reference": "fuzz_birnn.reference:reference"}
