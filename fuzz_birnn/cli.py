@@ -10,6 +10,7 @@ import argparse
 import collections
 import os
 import random
+import signal
 import sys
 import time
 import warnings
@@ -55,6 +56,9 @@ def _run(args: argparse.Namespace) -> int:
     from .engine import jobs_for, run_jobs
     from .properties import PROPERTIES, default_properties
 
+    # A shell that starts a command in the background without job control hands it SIGINT
+    # ignored; Ctrl-C (or kill -INT) must stop a run however it was started.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     reports = Path(args.reports)
     _writable(reports)
     if args.candidate is not None:
