@@ -20,16 +20,21 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
     import torch  # noqa: F401
 
+from .backends import check_backends
 from .case import DTYPES, MODES, Case, Config, Inputs
 from .check import Candidate, CheckFailure, Outcome, check, check_fused, fused
 from .compare import Mismatch
 from .decomposition import DecomposedStack, decomposed
 from .devices import available_devices
+from .gradients import check_gradients
+from .invalid import check_invalid
+from .metamorphic import RELATIONS, check_relation
 from .reference import CellReference, reference
 
 __all__ = [
     "DTYPES",
     "MODES",
+    "RELATIONS",
     "Candidate",
     "Case",
     "CellReference",
@@ -41,7 +46,11 @@ __all__ = [
     "Outcome",
     "available_devices",
     "check",
+    "check_backends",
     "check_fused",
+    "check_gradients",
+    "check_invalid",
+    "check_relation",
     "decomposed",
     "fused",
     "reference",
