@@ -16,7 +16,7 @@ import torch
 
 from .case import Case, backend
 from .check import CheckFailure, Outcome, evaluate
-from .compare import Mismatch, tensors_of
+from .compare import Mismatch, max_abs_difference, tensors_of
 from .devices import available_devices
 
 __all__ = ["backend_variants", "check_backends"]
@@ -53,15 +53,16 @@ def check_backends(case: Case) -> Outcome:
             except Exception as error:
                 message = f"torch's fused module on {label} raised {type(error).__name__}: {error}".splitlines()[0]
                 raise CheckFailure(Mismatch("result", message), case, "fused", "backends") from error
-    (first_label, first), errors = results[0], {}
+    (first_label, first) = results[0]
+    errors: dict[str, float] = {}
     for label, tensors in results[1:]:
         for name, values in tensors.items():
-            error = float((values - first[name]).abs().nan_to_num(nan=float("inf")).max()) if values.numel() else 0.0
-            errors[name] = max(errors.get(name, 0.0), error)
-            if error > allowed[name]:
-                message = (f"{name} on {label} differs from {first_label}: max abs difference {error:.3g} "
+            difference = max_abs_difference(values, first[name])
+            errors[name] = max(errors.get(name, 0.0), difference)
+            if difference > allowed[name]:
+                message = (f"{name} on {label} differs from {first_label}: max abs difference {difference:.3g} "
                            f"> tolerance {allowed[name]:.3g}")
-                raise CheckFailure(Mismatch(name, message, max_abs_error=error, tolerance=allowed[name]),
+                raise CheckFailure(Mismatch(name, message, max_abs_error=difference, tolerance=allowed[name]),
                                    case, "fused", "backends")
     return Outcome(case, errors, allowed)
 

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from .case import Built, Case, backend
-from .compare import Mismatch, Tolerances, check_structure, compare_values, tensors_of
+from .compare import Mismatch, Tolerances, check_structure, compare_values, max_abs_difference, tensors_of
 from .reference import CellReference
 
 __all__ = ["Candidate", "CheckFailure", "Evaluation", "Outcome", "candidate_label", "check", "check_fused", "evaluate",
@@ -168,7 +168,7 @@ def _verdict(actual: Any, evaluation: Evaluation, allowed: dict[str, float], cas
         mismatch = compare_values(values, evaluation.ref, allowed)
     if mismatch is not None:
         raise CheckFailure(mismatch, case, label, prop)
-    errors = {k: float((values[k] - evaluation.ref[k]).abs().max()) for k in evaluation.ref}
+    errors = {k: max_abs_difference(values[k], evaluation.ref[k]) for k in evaluation.ref}
     return Outcome(case, errors, allowed)
 
 

@@ -39,7 +39,7 @@ from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 from .case import Case
 
 __all__ = ["ACTIVATION_ULPS", "RATIO", "Mismatch", "Tolerances", "canonical_tensors", "check_structure",
-           "compare_values", "tensors_of"]
+           "compare_values", "max_abs_difference", "tensors_of"]
 
 #: How many times the expected rounding error a correct implementation may make.
 RATIO = 8.0
@@ -188,6 +188,13 @@ def compare_values(actual: dict[str, torch.Tensor], ref: dict[str, torch.Tensor]
                f"max abs error {worst:.3g} > tolerance {tolerance:.3g}")
     return Mismatch(name, message, layer, "reverse" if direction else "forward", time_step, batch,
                     worst, tolerance)
+
+
+def max_abs_difference(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    """The largest ``|actual - expected|``, with NaN counted as infinitely wrong (0 when empty)."""
+    if not actual.numel():
+        return 0.0
+    return float((actual - expected).abs().nan_to_num(nan=float("inf")).max())
 
 
 def _tensor_problem(name: str, got: object, want: torch.Tensor) -> str | None:

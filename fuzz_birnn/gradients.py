@@ -22,7 +22,7 @@ from torch.nn.utils.rnn import PackedSequence
 
 from .case import Built, Case, backend
 from .check import Candidate, CheckFailure, Outcome, candidate_label, fused
-from .compare import Mismatch, Tolerances, canonical_tensors
+from .compare import Mismatch, Tolerances, canonical_tensors, max_abs_difference
 from .reference import CellReference
 
 __all__ = ["check_gradients", "gradients_of"]
@@ -99,9 +99,7 @@ def check_gradients(candidate: Candidate, case: Case, *, name: str | None = None
                 raise CheckFailure(Mismatch("result", message), case, label, "gradients") from error
     errors = {}
     for leaf in sorted(truth, key=_leaf_order):
-        error = (actual[leaf] - truth[leaf]).abs().nan_to_num(nan=float("inf"))
-        worst = float(error.max()) if error.numel() else 0.0
-        errors[leaf] = worst
+        worst = errors[leaf] = max_abs_difference(actual[leaf], truth[leaf])
         if worst > allowed[leaf]:
             layer, direction = _where(leaf)
             message = (f"gradient of {leaf} differs: max abs error {worst:.3g} > tolerance {allowed[leaf]:.3g}")

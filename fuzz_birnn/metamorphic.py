@@ -32,7 +32,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from .case import Built, Case, backend
 from .check import Candidate, CheckFailure, Outcome, candidate_label, evaluate
-from .compare import Mismatch, canonical_tensors
+from .compare import Mismatch, canonical_tensors, max_abs_difference
 from .layout import Canonical, canonical, reverse_within_lengths
 
 __all__ = ["RELATIONS", "check_relation"]
@@ -215,11 +215,11 @@ def check_relation(relation: str, candidate: Candidate, case: Case, *, name: str
                 message = (f"{relation}: {tensor}.shape={tuple(theirs.shape)} for {what}, "
                            f"but should be {tuple(mine.shape)}")
                 raise CheckFailure(Mismatch(tensor, message), case, label, prop)
-            error = float((mine - theirs).abs().nan_to_num(nan=float("inf")).max()) if mine.numel() else 0.0
-            errors[tensor] = max(errors.get(tensor, 0.0), error)
-            if error > allowed[tensor]:
-                message = (f"{relation}: {tensor} differs for {what}: max abs difference {error:.3g} "
+            difference = max_abs_difference(theirs, mine)
+            errors[tensor] = max(errors.get(tensor, 0.0), difference)
+            if difference > allowed[tensor]:
+                message = (f"{relation}: {tensor} differs for {what}: max abs difference {difference:.3g} "
                            f"> tolerance {allowed[tensor]:.3g}")
-                raise CheckFailure(Mismatch(tensor, message, max_abs_error=error, tolerance=allowed[tensor]),
+                raise CheckFailure(Mismatch(tensor, message, max_abs_error=difference, tolerance=allowed[tensor]),
                                    case, label, prop)
     return Outcome(case, errors, allowed)
