@@ -23,7 +23,7 @@ import hypothesis
 import torch
 
 from . import __version__
-from .candidates import validate_spec
+from .candidates import CandidateError, validate_spec
 from .case import Case
 from .check import CheckFailure, evaluate
 from .compare import Mismatch
@@ -124,9 +124,19 @@ def check_failures(raised: BaseException) -> tuple[list[CheckFailure], list[Base
     return ([raised], []) if isinstance(raised, CheckFailure) else ([], [raised])
 
 
-def write_failures(raised: BaseException, directory: Path, *, origin: str | None = None) -> list[tuple[Path, bool]]:
-    """Write a report for every CheckFailure in ``raised`` (one exception or a group)."""
-    return [write_report(failure, directory, origin=origin) for failure in check_failures(raised)[0]]
+def write_failures(raised: BaseException, directory: Path, *, origin: str | None = None) -> list[str]:
+    """Write a report for every CheckFailure in ``raised`` (one exception or a group); one line
+    for each says where it went, or why it could not be written."""
+    lines = []
+    for failure in check_failures(raised)[0]:
+        try:
+            folder, _ = write_report(failure, directory, origin=origin)
+        except CandidateError:  # a lambda or local function: nothing a report could import
+            lines.append(f"not written: candidate {failure.candidate} has no importable name; "
+                         "pass check(..., name='MODULE:ATTR') to get a replayable report")
+        else:
+            lines.append(f"written to {folder}")
+    return lines
 
 
 def load_report(folder: Path) -> dict[str, Any]:

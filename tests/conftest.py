@@ -49,8 +49,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     if call.when == "call" and call.excinfo is not None:
         from fuzz_birnn.reports import write_failures
 
-        written = write_failures(call.excinfo.value, Path(os.environ.get("FUZZ_BIRNN_REPORTS", "reports")),
-                                 origin=f"pytest {item.nodeid}")
-        for folder, _new in written:
-            report.sections.append(("fuzz-birnn report", f"written to {folder}"))
+        for line in write_failures(call.excinfo.value, Path(os.environ.get("FUZZ_BIRNN_REPORTS", "reports")),
+                                   origin=f"pytest {item.nodeid}"):
+            report.sections.append(("fuzz-birnn report", line))
     return report
