@@ -143,7 +143,7 @@ def evaluate(case: Case) -> Evaluation:
         for tensor_name, tensor in ref.items():
             if float(tensor.abs().max()) > limit:
                 return Evaluation(fused_result, ref, Tolerances({}, {}),
-                                   f"{tensor_name} exceeds the {case.inputs.dtype} range")
+                                  f"{tensor_name} exceeds the {case.inputs.dtype} range")
         ref32 = tensors_of(_REFERENCE32.compute(*on_cpu), case)
         native = None
         if case.inputs.dtype in ("bfloat16", "float16"):

@@ -77,7 +77,6 @@ def candidate_for(prop: Property, candidate: str | None) -> str:
     return "decomposed" if prop.name in ("agreement", "gradients") else "fused"
 
 
-
 def narrowed(prop: Property, strategy: dict[str, Any]) -> dict[str, Any] | None:
     """The user's strategy arguments narrowed to what ``prop`` needs; ``None`` if nothing is left."""
     merged = dict(strategy)
