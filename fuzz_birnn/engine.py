@@ -15,7 +15,9 @@ it may die at any moment:
   report and ends its job; a worker that stops answering altogether is killed by the parent and
   reported like a crash;
 * workers ignore Ctrl-C: the parent stops them, so an interrupted run ends at once, every report
-  already renamed into place stays whole, and a half-written one stays hidden.
+  already renamed into place stays whole, and a half-written one stays hidden;
+* a parent killed outright (SIGKILL, the out-of-memory killer) takes its workers with it
+  (:mod:`fuzz_birnn.lifeline`), even those stuck inside a candidate.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .lifeline import die_with_parent
 
 __all__ = ["MAX_CRASHES", "CaseTimeout", "Job", "JobResult", "jobs_for", "run_jobs", "time_limit"]
 
@@ -104,7 +108,7 @@ def run_jobs(jobs: list[Job], workers: int, on_event: Callable[[dict[str, Any]],
 
     def start(worker_id: int) -> None:
         inbox = context.Queue()
-        process = context.Process(target=_worker_main, args=(worker_id, inbox, outbox), daemon=True)
+        process = context.Process(target=_worker_main, args=(worker_id, inbox, outbox, os.getpid()), daemon=True)
         process.start()
         pool[worker_id] = _Worker(process, inbox)
 
@@ -213,8 +217,9 @@ class _Abort(BaseException):
         self.case, self.details = case, details
 
 
-def _worker_main(worker_id: int, inbox: Any, outbox: Any) -> None:
+def _worker_main(worker_id: int, inbox: Any, outbox: Any, parent_pid: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    die_with_parent(parent_pid)  # ... and if it cannot (it was killed), its death stops us
     import warnings
 
     import torch

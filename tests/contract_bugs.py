@@ -105,6 +105,15 @@ def hangs_on_gru(module, input, hx=None):
     return module(input, hx)
 
 
+def spins_on_gru(module, input, hx=None):
+    """Never returns for a GRU, busy in pure Python (never sleeping); right otherwise."""
+    if isinstance(module, torch.nn.GRU):
+        count = 0
+        while True:
+            count += 1
+    return module(input, hx)
+
+
 def returns_nan(module, input, hx=None):
     """Right shapes and types, NaN values."""
     output, hidden = module(input, hx)

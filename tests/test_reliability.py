@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -84,3 +86,71 @@ def test_ctrl_c_stops_promptly_with_a_summary_and_whole_reports(tmp_path):
         if not folder.name.startswith("."):
             assert sorted(p.name for p in folder.iterdir()) == ["case.json", "repro.py", "summary.md", "tensors.pt"]
     assert not list(Path(tmp_path).glob(".inflight-*"))
+
+
+def _processes_in_session(session: int) -> list[str]:
+    """``pid command`` of every live process whose session id is ``session`` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # gone meanwhile
+            continue
+        state, _, _, sid = text.rsplit(")", 1)[1].split()[:4]
+        if int(sid) == session and state != "Z":
+            found.append(f"{stat.parent.name} {text.split(' (')[1].split(')')[0]}")
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc to find the run's processes")
+@pytest.mark.parametrize("candidate", ["hangs_on_gru", "spins_on_gru"])
+def test_a_killed_run_takes_its_workers_with_it(tmp_path, candidate):
+    # Its own session, so that every process the run starts (workers, resource tracker) is findable.
+    process = subprocess.Popen([sys.executable, "-m", "fuzz_birnn", "run", "--candidate",
+                                f"tests.contract_bugs:{candidate}", "--seed", "0", "--workers", "2",
+                                "--modes", "gru", "--properties", "agreement,relation:zero_state",
+                                "--timeout", "600", "--reports", str(tmp_path)],
+                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(Path(tmp_path).glob(".inflight-*.json"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(list(Path(tmp_path).glob(".inflight-*.json"))) == 2, "both workers should be inside the candidate"
+        assert len(_processes_in_session(process.pid)) >= 3  # the run, two workers (and the resource tracker)
+        process.kill()
+        process.wait()
+        deadline = time.monotonic() + 10
+        while _processes_in_session(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _processes_in_session(process.pid) == []
+    finally:  # never leave a failing test's orphans behind
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    for folder in Path(tmp_path).iterdir():
+        assert folder.name.startswith("."), f"{folder.name} looks like a report, but the run never finished one"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc to find the processes")
+def test_the_portable_watcher_alone_ends_an_orphan():
+    """Without the kernel's parent-death signal: a grandchild that only watches its parent pid."""
+    middle = subprocess.Popen([sys.executable, "-c", (
+        "import os, subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import sys\\n"
+        "from fuzz_birnn.lifeline import watch_parent\\n"
+        "watch_parent(int(sys.argv[1]))\\n"
+        "print(flush=True)\\n"
+        "while True: pass', str(os.getpid())])\n"
+        "time.sleep(600)\n")], cwd=ROOT, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert middle.stdout.readline() == "\n"  # the grandchild is watching, and busy from now on
+        assert len(_processes_in_session(middle.pid)) == 2
+        middle.kill()
+        middle.wait()
+        deadline = time.monotonic() + 5
+        while _processes_in_session(middle.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _processes_in_session(middle.pid) == []
+    finally:
+        middle.stdout.close()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(middle.pid, signal.SIGKILL)
