@@ -66,10 +66,10 @@ def check(candidate: Candidate, case: Case, *, name: str | None = None) -> Outco
     label = name or candidate_label(candidate)
     if candidate is fused:
         return check_fused(case)
-    evaluation = evaluate(case)
+    built = case.build()
+    evaluation = evaluate(case, built)
     if evaluation.skipped:
         return Outcome(case, {}, {}, evaluation.skipped)
-    built = case.build()
     with backend(case.inputs), torch.no_grad():
         try:
             actual = candidate(built.module, built.input, built.hx)
@@ -128,9 +128,13 @@ class Evaluation:
     skipped: str | None
 
 
-def evaluate(case: Case) -> Evaluation:
-    """Run the fused module and the references, and measure the tolerances for this case."""
-    built = case.build()
+def evaluate(case: Case, built: Built | None = None) -> Evaluation:
+    """Run the fused module and the references, and measure the tolerances for this case.
+
+    ``built`` (``case.build()``, built once by the caller) is only read, never changed, so the
+    caller may hand the same module and tensors to a candidate afterwards.
+    """
+    built = built or case.build()
     with backend(case.inputs), torch.no_grad():
         try:
             fused_result = built.module(built.input, built.hx)

@@ -18,6 +18,9 @@ fused module's own parameters.
 
 from __future__ import annotations
 
+import functools
+import threading
+
 import torch
 from torch import nn
 from torch.func import functional_call
@@ -108,15 +111,23 @@ decomposed = DecomposedStack()
 
 
 def _single_layer(module: nn.RNNBase, input_size: int) -> nn.RNNBase:
-    """A parameterless (``meta``) one-layer, one-direction module of the same kind as ``module``."""
-    kwargs = {"input_size": input_size, "hidden_size": module.hidden_size, "num_layers": 1,
-              "bias": module.bias, "bidirectional": False, "device": "meta"}
+    """A parameterless (``meta``) one-layer, one-direction module of the same kind as ``module``.
+
+    Reused between calls (building one costs more than running it): ``functional_call`` only
+    lends it parameters for the duration of a call. One per thread, since lending is not atomic.
+    """
     kind = next(cls for cls in (nn.LSTM, nn.GRU, nn.RNN) if isinstance(module, cls))
+    kwargs = {"input_size": input_size, "hidden_size": module.hidden_size, "num_layers": 1, "bias": module.bias}
     if kind is nn.LSTM:
         kwargs["proj_size"] = module.proj_size
     if kind is nn.RNN:
         kwargs["nonlinearity"] = module.nonlinearity
-    return kind(**kwargs)
+    return _meta_module(threading.get_ident(), kind, tuple(sorted(kwargs.items())))
+
+
+@functools.lru_cache(maxsize=256)
+def _meta_module(thread: int, kind: type[nn.RNNBase], kwargs: tuple[tuple[str, object], ...]) -> nn.RNNBase:
+    return kind(**dict(kwargs), bidirectional=False, device="meta")
 
 
 def _in_row_order(states: list[torch.Tensor], rows: list[int]) -> list[torch.Tensor]:

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 __all__ = ["available_devices", "environment_summary"]
 
 
+@functools.cache
 def available_devices() -> tuple[str, ...]:
-    """``cpu`` always, then ``cuda`` and ``mps`` where torch reports them available."""
+    """``cpu`` always, then ``cuda`` and ``mps`` where torch reports them available.
+
+    Asked once per process: the answer does not change while it runs, and asking costs a driver
+    call on CUDA builds.
+    """
     devices = ["cpu"]
     if torch.cuda.is_available():
         devices.append("cuda")

@@ -7,10 +7,10 @@ Workers are spawned processes (a fresh interpreter each, one torch thread each) 
 feeds one job at a time. Because the code under test is broken by definition, a worker assumes
 it may die at any moment:
 
-* before each case it writes the case *ahead* to ``DIR/.inflight-<worker>.json``; if the
-  process dies (segfault, abort, out of memory), the parent turns that file into a ``crash``
-  report, starts a new worker, and runs the job again with that case skipped (at most
-  ``MAX_CRASHES`` times a job);
+* before each case it writes the case *ahead* to ``DIR/.inflight-<worker>.json``
+  (:mod:`fuzz_birnn.writeahead`); if the process dies (segfault, abort, out of memory), the
+  parent turns that record into a ``crash`` report, starts a new worker, and runs the job again
+  with that case skipped (at most ``MAX_CRASHES`` times a job);
 * each case runs under a time limit (``SIGALRM``); a case that overruns becomes a ``timeout``
   report and ends its job; a worker that stops answering altogether is killed by the parent and
   reported like a crash;
@@ -24,12 +24,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import multiprocessing
 import os
 import queue as queue_module
 import signal
-import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -38,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from .lifeline import die_with_parent
+from .writeahead import WriteAhead, last_record
 
 __all__ = ["MAX_CRASHES", "CaseTimeout", "Job", "JobResult", "jobs_for", "run_jobs", "time_limit"]
 
@@ -164,10 +163,10 @@ def _after_crash(worker_id: int, job: Job, exitcode: int | None, hung: bool,
     how = (f"stopped answering for over {job.timeout + 30:.0f}s and was killed" if hung else
            f"died ({_exit_reason(exitcode)})")
     result = JobResult(job)
-    try:
-        record = json.loads(inflight.read_text())
+    record = last_record(inflight)
+    with contextlib.suppress(OSError):
         inflight.unlink()
-    except (OSError, ValueError):
+    if record is None:
         result.error = f"the worker {how} before its first case was written ahead"
         yield result
         return
@@ -250,7 +249,7 @@ def run_job(job: Job, emit: Callable[[dict[str, Any]], None], worker_id: int = 0
     candidate = load_candidate(job.candidate)
     prop = PROPERTIES[job.prop]
     strategy = (invalid_calls if prop.invalid else cases)(modes=[job.mode], **job.strategy)
-    inflight = Path(job.reports) / f".inflight-{worker_id}.json"
+    ahead = WriteAhead(Path(job.reports) / f".inflight-{worker_id}.json")
 
     @settings(max_examples=job.max_examples, database=None, deadline=None, verbosity=Verbosity.quiet,
               suppress_health_check=list(HealthCheck), report_multiple_bugs=True)
@@ -258,9 +257,9 @@ def run_job(job: Job, emit: Callable[[dict[str, Any]], None], worker_id: int = 0
     @given(strategy)
     def search(drawn):
         case, details = (drawn[0], {"corruption": drawn[1]}) if prop.invalid else (drawn, {})
-        assume(case_key(job.candidate, job.prop, case, details) not in job.skip)
-        _write_ahead(inflight, {"candidate": job.candidate, "property": job.prop, "case": case.to_dict(),
-                                "details": details})
+        if job.skip:
+            assume(case_key(job.candidate, job.prop, case, details) not in job.skip)
+        ahead.record({"candidate": job.candidate, "property": job.prop, "case": case.to_dict(), "details": details})
         event = {"job": job.prop, "mode": case.config.mode, "dtype": case.inputs.dtype,
                  "form": case.inputs.form, "failed": False, "skipped": None}
         try:
@@ -278,7 +277,8 @@ def run_job(job: Job, emit: Callable[[dict[str, Any]], None], worker_id: int = 0
         assume(outcome.skipped is None)
 
     try:
-        search()
+        with ahead:
+            search()
     except _Abort as aborted:
         record = {"candidate": job.candidate, "property": job.prop, "case": aborted.case.to_dict(),
                   "details": aborted.details}
@@ -293,18 +293,7 @@ def run_job(job: Job, emit: Callable[[dict[str, Any]], None], worker_id: int = 0
             result.reports.append((str(folder), new, str(failure).splitlines()[0]))
         if others:
             result.error = "".join(traceback.format_exception(others[0])).rstrip()
-    finally:
-        with contextlib.suppress(OSError):
-            inflight.unlink()
     return result
-
-
-def _write_ahead(path: Path, record: dict[str, Any]) -> None:
-    """Replace ``path`` with ``record`` atomically, so a reader never sees half of it."""
-    descriptor, staging = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    with os.fdopen(descriptor, "w") as file:
-        json.dump(record, file)
-    os.replace(staging, path)
 
 
 @contextlib.contextmanager

@@ -199,13 +199,13 @@ def check_relation(relation: str, candidate: Candidate, case: Case, *, name: str
     applies, relate = RELATIONS[relation]
     if not applies(case):
         return Outcome(case, {}, {}, f"{relation} does not apply to this case")
-    evaluation = evaluate(case)
+    built = case.build()
+    evaluation = evaluate(case, built)
     if evaluation.skipped:
         return Outcome(case, {}, {}, evaluation.skipped)
     label = name or candidate_label(candidate)
     prop = f"relation:{relation}"
     allowed = {k: 2 * v for k, v in evaluation.tolerances.candidate.items()}
-    built = case.build()
     with backend(case.inputs), torch.no_grad():
         bound = _Call(candidate, label, prop, case, built, canonical(built.module, built.input, built.hx))
         original = bound.run(built.module, built.input, built.hx, unbatched=case.inputs.unbatched)

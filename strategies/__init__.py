@@ -8,7 +8,9 @@ argument, so a candidate that supports only part of the space is tested on that 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
+from typing import Any
 
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
@@ -25,9 +27,7 @@ SCALES = (1.0, 0.25, 4.0)
 _DROPOUTS = (0.5, 0.1, 0.9)
 
 
-@st.composite
 def cases(
-    draw: st.DrawFn,
     *,
     modes: Sequence[str] = MODES,
     bidirectional: bool | None = True,
@@ -48,7 +48,7 @@ def cases(
     onednn: bool | None = None,
     contiguous: bool | None = None,
     scales: Sequence[float] = SCALES,
-) -> Case:
+) -> st.SearchStrategy[Case]:
     """A recurrent-layer case: configuration first, then input form and sizes, then values.
 
     Parameters
@@ -76,7 +76,8 @@ def cases(
     Raises
     ------
     InvalidArgument
-        When drawing, for an argument out of range or a combination that leaves nothing to draw.
+        On first use (once, not on every draw), for an argument out of range or a combination
+        that leaves nothing to draw.
 
     Examples
     --------
@@ -84,42 +85,59 @@ def cases(
     >>> @given(cases(modes=["LSTM"], forms=["padded"], dtypes=["float32"]))
     ... def test_my_lstm(case): ...
     """
-    devices = tuple(available_devices()) if devices is None else tuple(devices)
-    _validate(modes=modes, forms=forms, dtypes=dtypes, devices=devices, scales=scales,
-              min_layers=min_layers, max_layers=max_layers, max_size=max_size,
-              max_seq_len=max_seq_len, min_batch=min_batch, max_batch=max_batch, proj=proj,
-              flags={"bidirectional": bidirectional, "bias": bias, "batch_first": batch_first,
-                     "proj": proj, "initial_state": initial_state, "dropout": dropout,
-                     "onednn": onednn, "contiguous": contiguous})
 
-    mode = draw(st.sampled_from(tuple(modes)))
+    def define() -> st.SearchStrategy[Case]:
+        chosen_devices = tuple(available_devices()) if devices is None else tuple(devices)
+        _validate(modes=modes, forms=forms, dtypes=dtypes, devices=chosen_devices, scales=scales,
+                  min_layers=min_layers, max_layers=max_layers, max_size=max_size,
+                  max_seq_len=max_seq_len, min_batch=min_batch, max_batch=max_batch, proj=proj,
+                  flags={"bidirectional": bidirectional, "bias": bias, "batch_first": batch_first,
+                         "proj": proj, "initial_state": initial_state, "dropout": dropout,
+                         "onednn": onednn, "contiguous": contiguous})
+        return _cases(modes=tuple(modes), bidirectional=bidirectional, min_layers=min_layers,
+                      max_layers=max_layers, max_size=max_size, max_seq_len=max_seq_len, min_batch=min_batch,
+                      max_batch=max_batch, bias=bias, batch_first=batch_first, proj=proj, forms=tuple(forms),
+                      initial_state=initial_state, dropout=dropout, dtypes=tuple(dtypes),
+                      devices=chosen_devices, onednn=onednn, contiguous=contiguous, scales=tuple(scales))
+
+    return st.deferred(define)
+
+
+@st.composite
+def _cases(draw: st.DrawFn, *, modes: tuple[str, ...], bidirectional: bool | None, min_layers: int,
+           max_layers: int, max_size: int, max_seq_len: int, min_batch: int, max_batch: int, bias: bool | None,
+           batch_first: bool | None, proj: bool | None, forms: tuple[str, ...], initial_state: bool | None,
+           dropout: bool | None, dtypes: tuple[str, ...], devices: tuple[str, ...], onednn: bool | None,
+           contiguous: bool | None, scales: tuple[float, ...]) -> Case:
+    """:func:`cases` once its arguments are validated."""
+    mode = draw(_sampled_from(modes))
     with_proj = mode == "LSTM" and max_size >= 2 and _flag(draw, proj)
-    input_size = draw(st.integers(1, max_size))
-    hidden_size = draw(st.integers(2 if with_proj else 1, max_size))
+    input_size = draw(_integers(1, max_size))
+    hidden_size = draw(_integers(2 if with_proj else 1, max_size))
     config = Config(
         mode=mode,
         input_size=input_size,
         hidden_size=hidden_size,
-        num_layers=draw(st.integers(min_layers, max_layers)),
+        num_layers=draw(_integers(min_layers, max_layers)),
         bias=_flag(draw, bias),
         batch_first=_flag(draw, batch_first),
         bidirectional=_flag(draw, bidirectional, simplest=True),
-        proj_size=draw(st.integers(1, hidden_size - 1)) if with_proj else 0,
-        dropout=draw(st.sampled_from(_DROPOUTS)) if _flag(draw, dropout) else 0.0,
+        proj_size=draw(_integers(1, hidden_size - 1)) if with_proj else 0,
+        dropout=draw(_sampled_from(_DROPOUTS)) if _flag(draw, dropout) else 0.0,
     )
 
-    form = draw(st.sampled_from(tuple(forms)))
-    seq_len = draw(st.integers(1, max_seq_len))
+    form = draw(_sampled_from(forms))
+    seq_len = draw(_integers(1, max_seq_len))
     # Drawn even when unbatched, so that "padded" stays the simplest form for the shrinker.
-    drawn_batch = draw(st.integers(min_batch, max_batch))
+    drawn_batch = draw(_integers(min_batch, max_batch))
     batch_size = None if form == "unbatched" else drawn_batch
     lengths = None
     if form.startswith("packed"):
-        drawn = draw(st.lists(st.integers(1, seq_len), min_size=batch_size, max_size=batch_size))
+        drawn = draw(_lengths(seq_len, batch_size))
         lengths = tuple(sorted(drawn, reverse=True) if form == "packed_sorted" else drawn)
 
-    device = draw(st.sampled_from(devices))
-    usable_dtypes = [d for d in dtypes if not (device == "mps" and d == "float64")]
+    device = draw(_sampled_from(devices))
+    usable_dtypes = tuple(d for d in dtypes if not (device == "mps" and d == "float64"))
     if not usable_dtypes:
         raise InvalidArgument(f"dtypes={list(dtypes)} leaves nothing to draw on device {device!r} (no float64 on MPS)")
     inputs = Inputs(
@@ -130,12 +148,12 @@ def cases(
         enforce_sorted=form != "packed_unsorted",
         unbatched=form == "unbatched",
         initial_state=_flag(draw, initial_state),
-        dtype=draw(st.sampled_from(usable_dtypes)),
+        dtype=draw(_sampled_from(usable_dtypes)),
         device=device,
         onednn=_flag(draw, onednn, simplest=True) if device == "cpu" else True,
         contiguous=_flag(draw, contiguous, simplest=True),
-        seed=draw(st.integers(0, 2**32 - 1)),
-        scale=draw(st.sampled_from(tuple(scales))),
+        seed=draw(_integers(0, 2**32 - 1)),
+        scale=draw(_sampled_from(scales)),
     )
     return Case(config, inputs)
 
@@ -144,7 +162,18 @@ def _flag(draw: st.DrawFn, fixed: bool | None, *, simplest: bool = False) -> boo
     """``fixed`` if given, else a drawn bool that shrinks towards ``simplest``."""
     if fixed is not None:
         return fixed
-    return draw(st.sampled_from((simplest, not simplest)))
+    return draw(_sampled_from((simplest, not simplest)))
+
+
+# Strategies are made once and reused: a strategy object built inside every draw is validated
+# again each time, which cost more than the drawing.
+_sampled_from = functools.lru_cache(maxsize=1024)(st.sampled_from)
+_integers = functools.lru_cache(maxsize=1024)(st.integers)
+
+
+@functools.lru_cache(maxsize=1024)
+def _lengths(seq_len: int, batch_size: int) -> st.SearchStrategy[list[int]]:
+    return st.lists(_integers(1, seq_len), min_size=batch_size, max_size=batch_size)
 
 
 def _validate(*, modes: Sequence[str], forms: Sequence[str], dtypes: Sequence[str],
@@ -178,16 +207,20 @@ def _validate(*, modes: Sequence[str], forms: Sequence[str], dtypes: Sequence[st
         raise InvalidArgument(f"proj=True applies to LSTM only, but modes={list(modes)}")
 
 
-@st.composite
-def invalid_calls(draw: st.DrawFn, **case_kwargs: object) -> tuple[Case, str]:
+def invalid_calls(**case_kwargs: Any) -> st.SearchStrategy[tuple[Case, str]]:
     """A valid case and the name of a corruption that makes an invalid call of it
     (see :mod:`fuzz_birnn.invalid`); ``case_kwargs`` go to :func:`cases`. Shrinks towards the
     simplest case and the first corruption that applies to it."""
+    return _invalid_calls(cases(**case_kwargs))
+
+
+@st.composite
+def _invalid_calls(draw: st.DrawFn, valid_cases: st.SearchStrategy[Case]) -> tuple[Case, str]:
     from fuzz_birnn.invalid import applicable_corruptions
 
-    case = draw(cases(**case_kwargs))  # type: ignore[arg-type]
+    case = draw(valid_cases)
     corruptions = applicable_corruptions(case)
     if not corruptions:  # the simplest cases have no state to corrupt: give them one
         case = Case(case.config, dataclasses.replace(case.inputs, initial_state=True))
         corruptions = applicable_corruptions(case)
-    return case, draw(st.sampled_from(corruptions))
+    return case, draw(_sampled_from(tuple(corruptions)))

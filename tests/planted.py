@@ -43,12 +43,11 @@ class GruBiasOutsideReset(CellReference):
     """GRU with ``b_hn`` added outside the reset gate: ``tanh(W_in x + b_in + r * (W_hn h) + b_hn)``
     (the Keras/cuDNN ``reset_after=False``-style mistake)."""
 
-    def cell(self, mode, x, h, c, w):
+    def cell(self, mode, gi, h, c, w):
         if mode != "GRU" or w["bias_hh"] is None:
-            return super().cell(mode, x, h, c, w)
-        gi = x @ w["weight_ih"].T + w["bias_ih"]
-        gh = h @ w["weight_hh"].T
-        b_hr, b_hz, b_hn = w["bias_hh"].chunk(3)
+            return super().cell(mode, gi, h, c, w)
+        gh = h @ w["weight_hh"].mT
+        b_hr, b_hz, b_hn = w["bias_hh"].chunk(3, dim=-1)
         i_r, i_z, i_n = gi.chunk(3, dim=-1)
         h_r, h_z, h_n = gh.chunk(3, dim=-1)
         r = torch.sigmoid(i_r + h_r + b_hr)

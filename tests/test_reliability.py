@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from fuzz_birnn.writeahead import last_record
+
 ROOT = Path(__file__).resolve().parent.parent
 AGREEMENT = ["--properties", "agreement", "--seed", "0", "--workers", "1"]
 
@@ -112,10 +114,13 @@ def test_a_killed_run_takes_its_workers_with_it(tmp_path, candidate):
                                 "--timeout", "600", "--reports", str(tmp_path)],
                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
+        def in_flight():
+            return [r for r in map(last_record, Path(tmp_path).glob(".inflight-*.json")) if r is not None]
+
         deadline = time.monotonic() + 60
-        while len(list(Path(tmp_path).glob(".inflight-*.json"))) < 2 and time.monotonic() < deadline:
+        while len(in_flight()) < 2 and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert len(list(Path(tmp_path).glob(".inflight-*.json"))) == 2, "both workers should be inside the candidate"
+        assert len(in_flight()) == 2, "both workers should be inside the candidate"
         assert len(_processes_in_session(process.pid)) >= 3  # the run, two workers (and the resource tracker)
         process.kill()
         process.wait()
