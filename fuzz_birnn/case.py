@@ -11,7 +11,9 @@ never advanced.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
+import functools
 import math
 import warnings
 from collections.abc import Iterator, Mapping
@@ -247,12 +249,14 @@ class Case:
             values = torch.rand(shape, generator=generator, dtype=torch.float64) * 2 - 1
             return (values * bound).to(dtype)
 
-        module = _make_module(c, dtype)
+        module = copy.deepcopy(_module_template(c, dtype))
         bound = i.scale / math.sqrt(c.hidden_size)
+        params = [getattr(module, name) for name in module._flat_weights_names]
+        # One draw for every parameter: the generator's stream is the same as one draw each.
+        values = uniform(sum(p.numel() for p in params), bound=bound).split([p.numel() for p in params])
         with torch.no_grad():
-            for name in module._flat_weights_names:
-                param = getattr(module, name)
-                param.copy_(uniform(*param.shape, bound=bound))  # exact: already rounded to dtype
+            for param, value in zip(params, values, strict=True):
+                param.copy_(value.view(param.shape))  # exact: already rounded to dtype
         if device.type != "cpu":
             module = module.to(device=device)
         module.eval()
@@ -295,9 +299,11 @@ def backend(inputs: Inputs) -> Iterator[None]:
         torch.backends.mkldnn.enabled = previous
 
 
-def _make_module(config: Config, dtype: torch.dtype) -> nn.RNNBase:
-    """A module in ``dtype`` on the CPU, its parameters to be overwritten; the global RNG is left
-    as it was (its initialisation draws under ``fork_rng``, which restores the CPU generator).
+@functools.lru_cache(maxsize=256)
+def _module_template(config: Config, dtype: torch.dtype) -> nn.RNNBase:
+    """A module in ``dtype`` on the CPU that :meth:`Case.build` copies (a copy costs half a
+    construction) and overwrites every parameter of; never handed out itself. The global RNG is
+    left as it was: initialisation draws under ``fork_rng``, which restores the CPU generator.
 
     Constructed the ordinary way: building on ``meta`` and ``to_empty()`` instead costs 8x as
     much, in torch's Python reference ops for every parameter.

@@ -268,8 +268,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--candidate", metavar="MODULE:ATTR",
                      help="callable candidate(module, input, hx=None) to check against torch's fused module; "
                           "built-ins: decomposed, reference. Default: check torch itself")
-    run.add_argument("--max-examples", type=_positive, default=12000, metavar="N",
-                     help="cases to generate in all, split over the searches (default 12000)")
+    run.add_argument("--max-examples", type=_positive, default=25000, metavar="N",
+                     help="cases to generate in all, split over the searches (default 25000)")
     run.add_argument("--seed", type=_non_negative, metavar="N", help="make the run repeatable")
     run.add_argument("--properties", type=lambda text: [t.strip() for t in text.split(",") if t.strip()],
                      metavar="LIST", help="comma-separated subset of: agreement, fused-vs-reference, "
