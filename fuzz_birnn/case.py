@@ -24,6 +24,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
+from .repro_support import check_limits
+
 __all__ = [
     "DTYPES",
     "MODES",
@@ -140,7 +142,8 @@ class Inputs:
         _require(isinstance(self.device, str) and self.device.split(":")[0] in ("cpu", "cuda", "mps"),
                  f"device={self.device!r} must be cpu, cuda[:N] or mps")
         _require(_is_int(self.seed) and 0 <= self.seed < 2**63, f"seed={self.seed!r} must be an integer in [0, 2**63)")
-        _require(isinstance(self.scale, (int, float)) and 0 < self.scale <= 100 and math.isfinite(self.scale),
+        _require(isinstance(self.scale, (int, float)) and not isinstance(self.scale, bool)
+                 and 0 < self.scale <= 100 and math.isfinite(self.scale),
                  f"scale={self.scale!r} must be a number in (0, 100]")
         for name in ("packed", "enforce_sorted", "unbatched", "initial_state", "onednn", "contiguous"):
             _require(isinstance(getattr(self, name), bool), f"{name}={getattr(self, name)!r} must be a bool")
@@ -218,8 +221,13 @@ class Case:
         return {"config": dataclasses.asdict(self.config), "inputs": inputs}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Case:
-        """Inverse of :meth:`to_dict`; raises ``ValueError`` naming the first bad field."""
+    def from_dict(cls, data: Mapping[str, Any], *, allow_large: bool = False) -> Case:
+        """Inverse of :meth:`to_dict`; raises ``ValueError`` naming the first bad field.
+
+        A case beyond :data:`fuzz_birnn.repro_support.LIMITS` (sizes, steps, batch, layers, and
+        what it would allocate and compute) is refused before anything is allocated, unless
+        ``allow_large``.
+        """
         if not isinstance(data, Mapping):
             raise ValueError(f"a case must be a JSON object with 'config' and 'inputs', not {type(data).__name__}")
         parts = {}
@@ -235,7 +243,10 @@ class Case:
             if key == "inputs" and isinstance(values.get("lengths"), list):
                 values["lengths"] = tuple(values["lengths"])
             parts[key] = kind(**values)
-        return cls(**parts)
+        case = cls(**parts)
+        if not allow_large:
+            check_limits(dataclasses.asdict(case.config), dataclasses.asdict(case.inputs))
+        return case
 
     # -- building ------------------------------------------------------------------------
 

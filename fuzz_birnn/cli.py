@@ -187,33 +187,59 @@ def _writable(folder: Path) -> None:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from .candidates import CandidateError, load_candidate
+    """Check every named report first (readable, within limits, a device this machine has, a
+    candidate the user trusts), then run them; nothing runs if any is refused."""
+    from .candidates import BUILTIN, CandidateError, load_candidate, validate_spec
     from .check import CheckFailure
+    from .devices import available_devices, device_available
     from .engine import CaseTimeout, time_limit
     from .properties import PROPERTIES
     from .reports import ReportError, load_report
+    from .repro_support import ReportRefused, candidate_origin
 
-    folders = []
+    planned = []  # (folder, whether the user named this report itself)
     for path in map(Path, args.paths):
         if path.is_dir() and not (path / "case.json").exists():
             # Hidden folders are reports still being written (or whose writer was killed).
             found = sorted(p.parent for p in path.glob("*/case.json") if not p.parent.name.startswith("."))
             if not found:
-                raise UsageError(f"{path}: no reports (no */case.json) in this folder")
-            folders += found
+                print(f"{path}: no reports here: nothing to replay")
+            planned += [(folder, False) for folder in found]
         elif path.exists():
-            folders.append(path)
+            planned.append((path, True))
         else:
             raise UsageError(f"{path}: no such report or folder")
-    still_failing = 0
-    for folder in folders:
+    try:
+        override = validate_spec(args.candidate) if args.candidate else None
+    except CandidateError as error:
+        raise UsageError(str(error)) from None
+    runnable, elsewhere = [], 0
+    for folder, named in planned:
         try:
-            report = load_report(folder)
-            candidate = load_candidate(report["candidate"])
-        except (ReportError, CandidateError) as error:
+            report = load_report(folder, allow_large=args.allow_large)
+            spec = override or report["candidate"]
+            if spec not in BUILTIN:
+                where = candidate_origin(spec, Path.cwd(), named_by_user=override is not None)
+                print(f"{folder}: candidate {spec} from {where}")
+        except (ReportError, ReportRefused) as error:
+            raise UsageError(str(error)) from None
+        device = report["case"].inputs.device
+        if not device_available(device):
+            if named:
+                raise UsageError(f"{folder}: the case runs on {device}, which this machine does not have "
+                                 f"(it has {', '.join(available_devices())})")
+            print(f"NOT HERE     {folder}: the case runs on {device}, which this machine does not have")
+            elsewhere += 1
+            continue
+        runnable.append((folder, report, spec))
+    still_failing = 0
+    for folder, report, spec in runnable:
+        try:
+            candidate = load_candidate(spec)
+        except CandidateError as error:
             raise UsageError(str(error)) from None
         if report["mismatch"].get("tensor") in ("crash", "timeout") and not args.in_process:
-            verdict = _replay_isolated(folder, args.timeout)
+            verdict = _replay_isolated(folder, args)
             still_failing += verdict is not None
             print(f"STILL FAILS  {folder}: {verdict}" if verdict else f"FIXED        {folder}")
             continue
@@ -221,7 +247,7 @@ def _replay(args: argparse.Namespace) -> int:
         drawn = (report["case"], report["details"]["corruption"]) if prop.invalid else report["case"]
         try:
             with time_limit(args.timeout):
-                outcome = prop.run(candidate, drawn, report["candidate"])
+                outcome = prop.run(candidate, drawn, spec)
         except CheckFailure as failure:
             still_failing += 1
             print(f"STILL FAILS  {folder}: {str(failure).splitlines()[0]}")
@@ -232,22 +258,27 @@ def _replay(args: argparse.Namespace) -> int:
             print(f"FIXED        {folder}" + (f" ({outcome.skipped})" if outcome.skipped else ""))
     import torch
 
-    print(f"{len(folders)} report(s) replayed on torch {torch.__version__}: {still_failing} still failing, "
-          f"{len(folders) - still_failing} fixed")
+    print(f"{len(runnable)} report(s) replayed on torch {torch.__version__}: {still_failing} still failing, "
+          f"{len(runnable) - still_failing} fixed" + (f"; {elsewhere} need a device this machine lacks"
+                                                      if elsewhere else ""))
     return 1 if still_failing else 0
 
 
-def _replay_isolated(folder: Path, timeout: int) -> str | None:
+def _replay_isolated(folder: Path, args: argparse.Namespace) -> str | None:
     """Replay a report that crashed or hung its worker in a child process; ``None`` once fixed."""
     import subprocess
 
     from .engine import _exit_reason
 
     command = [sys.executable, "-m", "fuzz_birnn", "replay", "--in-process", str(folder)]
+    if args.candidate:
+        command[5:5] = ["--candidate", args.candidate]
+    if args.allow_large:
+        command.insert(5, "--allow-large")
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout)
     except subprocess.TimeoutExpired:
-        return f"still runs past the {timeout}s limit"
+        return f"still runs past the {args.timeout}s limit"
     if done.returncode == 0:
         return None
     if done.returncode == 1:
@@ -306,6 +337,11 @@ def _parser() -> argparse.ArgumentParser:
                         help="a report folder, its case.json, or a folder of reports")
     replay.add_argument("--timeout", type=_positive, default=60, metavar="SECONDS",
                         help="time limit for replaying a crash or timeout report (default 60)")
+    replay.add_argument("--candidate", metavar="MODULE:ATTR",
+                        help="replay against this candidate instead of the one each report names (your fix, or a "
+                             "candidate from outside this project that you trust)")
+    replay.add_argument("--allow-large", action="store_true",
+                        help="lift the size limits on a report's case (sizes, steps, batch, layers, total cost)")
     replay.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
     return parser
 

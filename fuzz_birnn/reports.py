@@ -1,9 +1,12 @@
 """Writing a failure to ``DIR/<id>/`` whole or not at all, and reading it back.
 
-A report folder holds ``case.json`` (the case, the mismatch, the environment), ``tensors.pt``
-(parameters, inputs, the float64 reference; loads with ``weights_only=True``), ``repro.py`` (a
-standalone reproducer) and ``summary.md``. The id hashes the candidate, the property and the case,
-so the same failure found by two workers or two runs is one report. A report is assembled in a
+A report folder holds ``case.json`` (the case, the mismatch, the environment),
+``tensors.safetensors`` (parameters, inputs, the float64 reference; no pickle), ``repro.py`` (a
+standalone reproducer) with ``repro_support.py`` beside it (the library's own reading code,
+copied), and ``summary.md``. Reading one back (:func:`load_report`) treats it as hostile until
+checked: see :mod:`fuzz_birnn.repro_support` for the limits and the trust rule. The id hashes
+the candidate, the property and the case, so the same failure found by two workers or two runs
+is one report. A report is assembled in a
 hidden temporary folder and renamed into place, so no reader ever sees half of one.
 """
 
@@ -27,12 +30,19 @@ from .candidates import CandidateError, validate_spec
 from .case import Case
 from .check import CheckFailure, evaluate
 from .compare import Mismatch
+from .repro_support import ReportRefused, load_tensors, read_json, save_tensors, tensor_file_limit
 
-__all__ = ["SCHEMA_VERSION", "ReportError", "case_key", "check_failures", "load_report", "report_id", "write_crash",
-           "write_failures", "write_report"]
+__all__ = ["REPORT_FILES", "SCHEMA_VERSION", "ReportError", "case_key", "check_failures", "load_report", "report_id",
+           "write_crash", "write_failures", "write_report"]
 
-SCHEMA_VERSION = 1
+#: Version 2 stores tensors as ``tensors.safetensors``; version 1 reports (``tensors.pt``, never
+#: loaded) still replay, since a case rebuilds its tensors from its seed.
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 _REPRO = Path(__file__).with_name("repro_script.py")
+_SUPPORT = Path(__file__).with_name("repro_support.py")
+#: The files every report of the current schema holds.
+REPORT_FILES = ("case.json", "repro.py", "repro_support.py", "summary.md", "tensors.safetensors")
 
 
 class ReportError(ValueError):
@@ -97,8 +107,9 @@ def _assemble(directory: Path, ident: str, case: Case, ref: dict[str, torch.Tens
                     "environment": _environment(),
                     "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
         (staging / "case.json").write_text(json.dumps(document, indent=2) + "\n")
-        torch.save(_tensors(case, ref), staging / "tensors.pt")
+        save_tensors(staging / "tensors.safetensors", _tensors(case, ref))
         shutil.copyfile(_REPRO, staging / "repro.py")
+        shutil.copyfile(_SUPPORT, staging / "repro_support.py")
         (staging / "summary.md").write_text(_markdown(document))
         try:
             staging.rename(final)  # atomic; fails if another writer got there first
@@ -139,41 +150,52 @@ def write_failures(raised: BaseException, directory: Path, *, origin: str | None
     return lines
 
 
-def load_report(folder: Path) -> dict[str, Any]:
-    """``case.json`` of a report, checked enough to replay it; raises :class:`ReportError`."""
+def load_report(folder: Path, *, allow_large: bool = False) -> dict[str, Any]:
+    """``case.json`` of a report, checked enough to replay it; raises :class:`ReportError`.
+
+    Refused in one line: a file too large, too deep, not UTF-8 or with duplicate keys; an
+    unknown schema or property; a case beyond the size limits (unless ``allow_large``); a
+    missing or damaged tensor file.
+    """
     path = folder / "case.json" if folder.is_dir() else folder
+    if not path.exists():
+        raise ReportError(f"{path}: no such report file")
     try:
-        document = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ReportError(f"{path}: no such report file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ReportError(f"{path}: cannot read it: {error}") from None
-    except json.JSONDecodeError as error:
-        raise ReportError(f"{path}: not valid JSON (truncated?): {error}") from None
+        document = read_json(path)
+    except ReportRefused as error:
+        raise ReportError(str(error)) from None
     if not isinstance(document, dict):
         raise ReportError(f"{path}: a report is a JSON object, not {type(document).__name__}")
     version = document.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_VERSIONS or isinstance(version, bool):
         raise ReportError(f"{path}: schema_version={version!r} is not understood by this fuzz-birnn "
-                          f"{__version__} (it reads version {SCHEMA_VERSION})")
-    for key in ("candidate", "property", "case"):
+                          f"{__version__} (it reads versions {', '.join(map(str, READABLE_VERSIONS))})")
+    for key in ("candidate", "property", "case", "mismatch"):
         if key not in document:
             raise ReportError(f"{path}: missing {key!r}")
+    if not isinstance(document["mismatch"], dict) or not isinstance(document["mismatch"].get("tensor"), str):
+        raise ReportError(f"{path}: mismatch={document['mismatch']!r} is not an object naming its tensor")
     from .properties import PROPERTIES
 
-    if document["property"] not in PROPERTIES:
+    if not isinstance(document["property"], str) or document["property"] not in PROPERTIES:
         raise ReportError(f"{path}: property={document['property']!r} is not one of {', '.join(PROPERTIES)}")
     details = document.setdefault("details", {})
     if not isinstance(details, dict) or (document["property"] == "invalid-calls"
                                          and details.get("corruption") not in _corruptions()):
         raise ReportError(f"{path}: details={details!r} does not name a known corruption")
-    if path.parent.joinpath("tensors.pt").exists() is False:
-        raise ReportError(f"{path.parent / 'tensors.pt'}: missing (the report is incomplete)")
     try:
         validate_spec(document["candidate"])
-        document["case"] = Case.from_dict(document["case"])
+        document["case"] = case = Case.from_dict(document["case"], allow_large=allow_large)
     except ValueError as error:
         raise ReportError(f"{path}: {error}") from None
+    tensors = path.parent / ("tensors.pt" if version == 1 else "tensors.safetensors")
+    if not tensors.exists():
+        raise ReportError(f"{tensors}: missing (the report is incomplete)")
+    if version > 1:
+        try:
+            load_tensors(tensors, max_bytes=tensor_file_limit(asdict(case.config), asdict(case.inputs)))
+        except ReportRefused as error:
+            raise ReportError(str(error)) from None
     return document
 
 
@@ -183,13 +205,12 @@ def _corruptions() -> list[str]:
     return list(CORRUPTIONS)
 
 
-def _tensors(case: Case, ref: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """The exact call as plain tensors (the padded input before packing), and the reference."""
+def _tensors(case: Case, ref: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The exact call as plain tensors (the padded input before packing), and the reference,
+    under flat names (``parameters/weight_ih_l0``, ``expected/output``, ``input``, ``h0``...)."""
     built = case.build()
-    tensors: dict[str, Any] = {
-        "parameters": {k: v.detach().cpu() for k, v in built.module.state_dict().items()},
-        "expected": ref,
-    }
+    tensors = {f"parameters/{k}": v.detach().cpu() for k, v in built.module.state_dict().items()}
+    tensors.update({f"expected/{k}": v for k, v in ref.items()})
     x = built.input
     if case.inputs.packed:
         x, _ = torch.nn.utils.rnn.pad_packed_sequence(x, batch_first=case.config.batch_first,

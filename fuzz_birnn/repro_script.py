@@ -1,19 +1,21 @@
 #!/usr/bin/env python
 """Reproduce one fuzz-birnn report: run its candidate on its exact case, compare, exit 1 while it fails.
 
-Written beside ``case.json`` and ``tensors.pt`` by ``fuzz-birnn``. It needs only torch and the
-candidate's own import (run it from the directory the candidate imports from); it never executes
-anything read from the report: the candidate name is checked to be ``MODULE:ATTR`` and the
-tensors load with ``weights_only=True``.
+Written beside ``case.json``, ``tensors.safetensors`` and ``repro_support.py`` (fuzz-birnn's own
+reading code, copied) by ``fuzz-birnn``. It needs only torch and the candidate's own import (run
+it from the directory the candidate imports from). Nothing read from the report is unpickled or
+executed unchecked: the files are bounded and validated, a case beyond the size limits is refused
+(``--allow-large`` lifts them), and the candidate is imported only from inside the current
+project unless you name it yourself (``--candidate MODULE:ATTR``, also to try your own fix).
 
-Exit status: 0 when the candidate now agrees with the stored float64 reference within the stored
-tolerance, 1 while it does not, 2 when the report cannot be read or the candidate not imported.
+Usage: ``python repro.py [--candidate MODULE:ATTR] [--allow-large]``. Exit status: 0 when the
+candidate now agrees with the stored float64 reference within the stored tolerance, 1 while it
+does not, 2 when the report cannot be read, is refused, or the candidate cannot be imported.
 """
 
+import argparse
 import importlib
-import json
 import os
-import re
 import sys
 import warnings
 from pathlib import Path
@@ -23,8 +25,17 @@ import torch  # noqa: E402
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from repro_support import (  # noqa: E402
+    ReportRefused,
+    candidate_origin,
+    check_limits,
+    load_tensors,
+    read_json,
+    tensor_file_limit,
+)
+
 BUILTIN = {"decomposed": "fuzz_birnn.decomposition:decomposed", "reference": "fuzz_birnn.reference:reference"}
-SPEC = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
 
 def fail(message):
@@ -32,14 +43,18 @@ def fail(message):
     sys.exit(2)
 
 
-def load_candidate(spec):
+def load_candidate(spec, named_by_user):
     if spec == "fused":
         return lambda module, input, hx=None: module(input, hx)
     spec = BUILTIN.get(spec, spec)
-    if not isinstance(spec, str) or not SPEC.match(spec):
-        fail(f"candidate {spec!r} is not MODULE:ATTR")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        where = candidate_origin(spec, Path.cwd(), named_by_user=named_by_user or spec in BUILTIN.values())
+    except ReportRefused as error:
+        fail(str(error))
+    print(f"importing candidate {spec} from {where}")
     module_name, attrs = spec.split(":")
-    sys.path.insert(0, os.getcwd())
     try:
         target = importlib.import_module(module_name)
         for attr in attrs.split("."):
@@ -47,6 +62,15 @@ def load_candidate(spec):
     except Exception as error:
         fail(f"cannot import candidate {spec}: {type(error).__name__}: {error}")
     return target
+
+
+def device_available(device):
+    kind, _, index = device.partition(":")
+    if kind == "cpu":
+        return True
+    if kind == "cuda":
+        return torch.cuda.is_available() and int(index or 0) < torch.cuda.device_count()
+    return kind == "mps" and getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
 
 
 def build(config, inputs, tensors):
@@ -60,7 +84,7 @@ def build(config, inputs, tensors):
         kwargs["nonlinearity"] = config["mode"][4:].lower()
     device = torch.device(inputs["device"])
     module = kind[config["mode"]](**kwargs, dtype=getattr(torch, inputs["dtype"]), device=device)
-    module.load_state_dict(tensors["parameters"])
+    module.load_state_dict(tensors_under(tensors, "parameters"))
     module.eval()
 
     def placed(tensor):
@@ -98,42 +122,63 @@ def canonical(result, config, inputs):
     return {name: t.detach().to("cpu", torch.float64) for name, t in tensors.items()}
 
 
-def replay_with_fuzz_birnn(report):
+def replay_with_fuzz_birnn(report, args):
     """Properties other than plain agreement (relations, gradients, backends, invalid calls)
     need fuzz-birnn's own machinery to re-run."""
     try:
         from fuzz_birnn.cli import main as fuzz_birnn
     except ImportError:
-        fail(f"property {report['property']!r} replays with fuzz-birnn installed: pip install fuzz-birnn")
-    return fuzz_birnn(["replay", str(HERE)])
+        fail(f"property {report.get('property')!r} replays with fuzz-birnn installed: pip install fuzz-birnn")
+    extra = ["--candidate", args.candidate] if args.candidate else []
+    extra += ["--allow-large"] if args.allow_large else []
+    return fuzz_birnn(["replay", *extra, str(HERE)])
 
 
 def main():
+    parser = argparse.ArgumentParser(description="Reproduce this fuzz-birnn report.")
+    parser.add_argument("--candidate", metavar="MODULE:ATTR", help="check this candidate instead of the report's")
+    parser.add_argument("--allow-large", action="store_true", help="lift the size limits on the case")
+    args = parser.parse_args()
     try:
-        report = json.loads((HERE / "case.json").read_text())
+        report = read_json(HERE / "case.json")
+        if not isinstance(report, dict) or not isinstance(report.get("case"), dict):
+            raise ReportRefused("case.json: not a fuzz-birnn report")
         if report.get("property") not in ("agreement", "fused-vs-reference"):
-            return replay_with_fuzz_birnn(report)
+            return replay_with_fuzz_birnn(report, args)
         config, inputs = report["case"]["config"], report["case"]["inputs"]
         tolerances = report["tolerances"]
-        tensors = torch.load(HERE / "tensors.pt", weights_only=True)
+        if not args.allow_large:
+            check_limits(config, inputs)
+        if not device_available(inputs["device"]):
+            raise ReportRefused(f"the case runs on {inputs['device']}, which this machine does not have")
+        tensors = load_tensors(HERE / "tensors.safetensors", max_bytes=tensor_file_limit(config, inputs))
+    except ReportRefused as error:
+        fail(str(error))
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as error:
         fail(f"cannot read the report in {HERE}: {type(error).__name__}: {error}")
-    candidate = load_candidate(report["candidate"])
-    module, x, hx = build(config, inputs, tensors)
-    print(f"torch {torch.__version__}; candidate {report['candidate']}; {report.get('summary', '')}")
+    candidate = load_candidate(args.candidate or report["candidate"], named_by_user=args.candidate is not None)
+    try:
+        module, x, hx = build(config, inputs, tensors)
+    except (KeyError, ValueError, TypeError, RuntimeError) as error:
+        fail(f"the report's tensors do not fit its case: {type(error).__name__}: {error}")
+    print(f"torch {torch.__version__}; candidate {args.candidate or report['candidate']}; {report.get('summary', '')}")
     previous = torch.backends.mkldnn.enabled
     torch.backends.mkldnn.enabled = inputs["onednn"] if inputs["device"] == "cpu" else previous
     try:
         with torch.no_grad():
             result = candidate(module, x, hx)
-        actual = canonical(result, config, inputs)
+        problem = wrong_kind(result, inputs["dtype"], inputs["device"])
+        actual = canonical(result, config, inputs) if problem is None else None
     except Exception as error:
         print(f"STILL FAILS: the candidate raised or returned the wrong structure: {type(error).__name__}: {error}")
         return 1
     finally:
         torch.backends.mkldnn.enabled = previous
+    if problem is not None:
+        print(f"STILL FAILS: {problem}")
+        return 1
     failed = False
-    for name, expected in tensors["expected"].items():
+    for name, expected in tensors_under(tensors, "expected").items():
         got = actual.get(name)
         if got is None or got.shape != expected.shape:
             print(f"STILL FAILS: {name}.shape={None if got is None else tuple(got.shape)}, "
@@ -149,6 +194,26 @@ def main():
             print(f"ok: {name} max abs error {worst:.3g} <= tolerance {tolerances[name]:.3g}")
     print("STILL FAILS" if failed else "FIXED: the candidate agrees with the reference on this case")
     return 1 if failed else 0
+
+
+def tensors_under(tensors, prefix):
+    """``{name: tensor}`` of the stored tensors named ``prefix/name``."""
+    return {key.split("/", 1)[1]: value for key, value in tensors.items() if key.startswith(prefix + "/")}
+
+
+def wrong_kind(result, dtype, device):
+    """What is wrong with the kinds, dtypes and devices of ``(output, hidden)``, or ``None``."""
+    if not isinstance(result, (tuple, list)) or len(result) != 2:
+        return f"the result is a {type(result).__name__}, but should be a pair (output, hidden)"
+    output, hidden = result
+    data = output.data if isinstance(output, PackedSequence) else output
+    states = hidden if isinstance(hidden, (tuple, list)) else (hidden,)
+    for name, tensor in (("output", data), *zip(("h_n", "c_n"), states, strict=False)):
+        if not isinstance(tensor, torch.Tensor):
+            return f"{name} is a {type(tensor).__name__}, but should be a tensor"
+        if tensor.dtype != getattr(torch, dtype) or tensor.device.type != torch.device(device).type:
+            return f"{name} is {tensor.dtype} on {tensor.device}, but should be torch.{dtype} on {device}"
+    return None
 
 
 if __name__ == "__main__":

@@ -18,11 +18,13 @@ it beside ``repro.py``, and the library imports the same file, so the two can ne
 
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 import json
 import math
 import re
 import struct
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,7 @@ from typing import Any
 import torch
 
 __all__ = ["LIMITS", "MAX_JSON_BYTES", "MAX_JSON_DEPTH", "ReportRefused", "candidate_origin", "case_cost",
-           "check_limits", "load_tensors", "read_json", "save_tensors"]
+           "check_limits", "load_tensors", "read_json", "save_tensors", "tensor_file_limit"]
 
 #: The largest case a report may describe without ``--allow-large``: far above what the
 #: strategies draw (sizes 8, 4 layers), generous for real layers, and small enough that the
@@ -255,8 +257,9 @@ def candidate_origin(spec: str, project: Path, *, named_by_user: bool) -> str:
     if not isinstance(spec, str) or not _SPEC.match(spec):
         raise ReportRefused(f"candidate {spec!r} is not MODULE:ATTR")
     top = spec.split(":")[0].split(".")[0]
-    try:
-        found = importlib.util.find_spec(top)
+    try:  # where the import will look: the project first, then the path (built-in modules last)
+        found = importlib.machinery.PathFinder.find_spec(top, [str(project), *sys.path]) or \
+            importlib.util.find_spec(top)
     except (ImportError, ValueError):
         found = None
     if found is None:

@@ -43,7 +43,7 @@ def test_seed_bug_is_found_shrunk_reported_and_reproduced(tmp_path):
     assert done.returncode == 1, done.stdout + done.stderr
     [report] = reports_in(tmp_path)
     document = json.loads((report / "case.json").read_text())
-    assert document["schema_version"] == 1 and document["id"] == report.name
+    assert document["schema_version"] == 2 and document["id"] == report.name
     assert document["candidate"] == f"{SEED}:seed_decomposition"
     config, inputs = document["case"]["config"], document["case"]["inputs"]
     assert (config["num_layers"], config["input_size"], config["hidden_size"], inputs["seq_len"]) == (2, 1, 1, 2)

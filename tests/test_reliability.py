@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from fuzz_birnn.reports import REPORT_FILES
 from fuzz_birnn.writeahead import last_record
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,7 +87,7 @@ def test_ctrl_c_stops_promptly_with_a_summary_and_whole_reports(tmp_path):
     assert "interrupted" in stdout and "cases checked" in stdout
     for folder in Path(tmp_path).iterdir():
         if not folder.name.startswith("."):
-            assert sorted(p.name for p in folder.iterdir()) == ["case.json", "repro.py", "summary.md", "tensors.pt"]
+            assert sorted(p.name for p in folder.iterdir()) == sorted(REPORT_FILES)
     assert not list(Path(tmp_path).glob(".inflight-*"))
 
 

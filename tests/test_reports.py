@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from fuzz_birnn import Case, CheckFailure, Config, Inputs, check
-from fuzz_birnn.reports import ReportError, load_report, write_report
+from fuzz_birnn.reports import REPORT_FILES, ReportError, load_report, write_report
 
 from . import planted
 
@@ -35,7 +35,7 @@ def _write_in_process(folder: str) -> str:
 
 def test_a_report_holds_everything_to_replay_it(tmp_path):
     folder, new = write_report(_failure(), tmp_path)
-    assert new and sorted(p.name for p in folder.iterdir()) == ["case.json", "repro.py", "summary.md", "tensors.pt"]
+    assert new and sorted(p.name for p in folder.iterdir()) == sorted(REPORT_FILES)
     document = load_report(folder)
     assert document["case"] == CASE and document["property"] == "agreement"
     assert [p.name for p in tmp_path.iterdir()] == [folder.name]  # no staging folder left behind
@@ -53,7 +53,7 @@ def test_a_writer_that_dies_midway_leaves_nothing(tmp_path, monkeypatch):
     def crash(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("fuzz_birnn.reports.torch.save", crash)
+    monkeypatch.setattr("fuzz_birnn.reports.save_tensors", crash)
     with pytest.raises(KeyboardInterrupt):
         write_report(_failure(), tmp_path)
     assert list(tmp_path.iterdir()) == []
@@ -93,12 +93,13 @@ def test_a_damaged_report_is_refused_with_one_line(tmp_path, damage, message):
 
 def test_a_missing_tensor_file_is_refused_clearly(tmp_path):
     folder, _ = write_report(_failure(), tmp_path)
-    (folder / "tensors.pt").unlink()
+    (folder / "tensors.safetensors").unlink()
     done = subprocess.run([sys.executable, str(folder / "repro.py")], cwd=ROOT, capture_output=True, text=True)
-    assert done.returncode == 2 and "cannot read the report" in done.stderr and "Traceback" not in done.stderr
+    assert done.returncode == 2 and "tensors.safetensors: cannot read it" in done.stderr
+    assert "Traceback" not in done.stderr
     done = subprocess.run([sys.executable, "-m", "fuzz_birnn", "replay", str(folder)], cwd=ROOT,
                           capture_output=True, text=True)
-    assert done.returncode == 2 and "tensors.pt: missing" in done.stderr and done.stderr.count("\n") == 1
+    assert done.returncode == 2 and "tensors.safetensors: missing" in done.stderr and done.stderr.count("\n") == 1
 
 
 def test_a_failing_property_with_an_unnamed_candidate_says_why_no_report_was_written(tmp_path):
