@@ -27,7 +27,7 @@ class CandidateError(ValueError):
 
 def validate_spec(spec: str) -> str:
     """``spec`` itself if it is a built-in name or a well-formed ``MODULE:ATTR``."""
-    if spec in BUILTIN or (isinstance(spec, str) and _SPEC.match(spec)):
+    if isinstance(spec, str) and (spec in BUILTIN or _SPEC.match(spec)):
         return spec
     raise CandidateError(f"candidate {spec!r} must be MODULE:ATTR (like mypkg.rnn:my_stack) "
                          f"or one of {', '.join(BUILTIN)}")

@@ -88,6 +88,8 @@ HOSTILE = [
     (lambda d: json.dumps(d).encode() + b"\xff", "not UTF-8"),
     (lambda d: {**d, "padding": "x" * (1 << 20)}, "larger than 1048576 bytes"),
     (lambda d: json.dumps(d).replace("1.0", "NaN"), "NaN is not JSON"),
+    # found by the reader fuzzing below (a list where a name belongs crashed the name check):
+    (lambda d: {**d, "candidate": []}, "candidate [] must be MODULE:ATTR"),
 ]
 
 
