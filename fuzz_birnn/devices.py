@@ -6,6 +6,8 @@ import functools
 
 import torch
 
+from .repro_support import device_available
+
 __all__ = ["available_devices", "device_available", "environment_summary"]
 
 
@@ -23,16 +25,6 @@ def available_devices() -> tuple[str, ...]:
     if mps is not None and mps.is_available():
         devices.append("mps")
     return tuple(devices)
-
-
-def device_available(device: str) -> bool:
-    """Whether ``cpu``, ``cuda[:N]`` or ``mps`` exists on this machine (``cuda:7`` needs 8 GPUs)."""
-    kind, _, index = device.partition(":")
-    if kind not in available_devices():
-        return False
-    if kind == "cuda" and index:
-        return index.isdigit() and int(index) < torch.cuda.device_count()
-    return True
 
 
 def environment_summary() -> str:

@@ -30,6 +30,7 @@ from repro_support import (  # noqa: E402
     ReportRefused,
     candidate_origin,
     check_limits,
+    device_available,
     load_tensors,
     read_json,
     tensor_file_limit,
@@ -62,15 +63,6 @@ def load_candidate(spec, named_by_user):
     except Exception as error:
         fail(f"cannot import candidate {spec}: {type(error).__name__}: {error}")
     return target
-
-
-def device_available(device):
-    kind, _, index = device.partition(":")
-    if kind == "cpu":
-        return True
-    if kind == "cuda":
-        return torch.cuda.is_available() and int(index or 0) < torch.cuda.device_count()
-    return kind == "mps" and getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
 
 
 def build(config, inputs, tensors):

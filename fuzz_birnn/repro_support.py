@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 __all__ = ["LIMITS", "MAX_JSON_BYTES", "MAX_JSON_DEPTH", "ReportRefused", "candidate_origin", "case_cost",
-           "check_limits", "load_tensors", "read_json", "save_tensors", "tensor_file_limit"]
+           "check_limits", "device_available", "load_tensors", "read_json", "save_tensors", "tensor_file_limit"]
 
 #: The largest case a report may describe without ``--allow-large``: far above what the
 #: strategies draw (sizes 8, 4 layers), generous for real layers, and small enough that the
@@ -246,6 +246,20 @@ def check_limits(config: Mapping[str, Any], inputs: Mapping[str, Any]) -> None:
 def tensor_file_limit(config: Mapping[str, Any], inputs: Mapping[str, Any]) -> int:
     """The most bytes a report's tensor file may hold for this case (8 bytes an element, x4)."""
     return 4 * 8 * case_cost(config, inputs)["elements"] + _TENSOR_FILE_SLACK
+
+
+# -- devices -------------------------------------------------------------------------------------
+
+
+def device_available(device: str) -> bool:
+    """Whether ``cpu``, ``cuda[:N]`` or ``mps`` exists on this machine (``cuda:7`` needs 8 GPUs)."""
+    kind, _, index = device.partition(":")
+    if kind == "cpu":
+        return not index
+    if kind == "cuda":
+        return torch.cuda.is_available() and (not index or (index.isdigit() and int(index) < torch.cuda.device_count()))
+    mps = getattr(torch.backends, "mps", None)
+    return kind == "mps" and not index and mps is not None and mps.is_available()
 
 
 # -- whose code runs -----------------------------------------------------------------------------
