@@ -287,3 +287,14 @@ def test_fuzzed_reports_replay_or_are_refused_in_one_line(report, tmp_path_facto
     grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before
     assert grown_kib < 1 << 20, f"peak memory grew by {grown_kib} KiB"
     assert seen["refused"] and seen["replayed"], seen  # both outcomes were exercised
+
+
+def test_repro_py_holds_the_result_to_its_dtype_not_only_its_values(tmp_path):
+    from . import contract_bugs
+
+    case = Case(Config(), Inputs(seq_len=2, batch_size=1, dtype="float32"))
+    with pytest.raises(CheckFailure) as raised:
+        check(contract_bugs.returns_wrong_dtype, case, name="tests.contract_bugs:returns_wrong_dtype")
+    folder, _ = write_report(raised.value, tmp_path)
+    done = subprocess.run([sys.executable, str(folder / "repro.py")], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 1 and "output is torch.float64 on cpu, but should be torch.float32" in done.stdout
