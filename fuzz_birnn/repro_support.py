@@ -152,7 +152,10 @@ def load_tensors(path: Path, *, max_bytes: int) -> dict[str, torch.Tensor]:
     if header_size > min(len(data) - 8, MAX_JSON_BYTES):
         raise ReportRefused(f"{path}: damaged (header of {header_size} bytes in a file of {len(data)})")
     try:
-        header = json.loads(data[8:8 + header_size].decode("utf-8"), object_pairs_hook=_no_duplicates)
+        text = data[8:8 + header_size].decode("utf-8")
+        if _depth(text) > MAX_JSON_DEPTH:
+            raise ValueError(f"nested deeper than {MAX_JSON_DEPTH}")
+        header = json.loads(text, object_pairs_hook=_no_duplicates)
     except (UnicodeDecodeError, ValueError) as error:
         raise ReportRefused(f"{path}: damaged header ({error})") from None
     if not isinstance(header, dict):

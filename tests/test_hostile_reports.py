@@ -163,6 +163,10 @@ def test_the_tensor_file_round_trips_and_checks_every_field(tmp_path):
                                                  for k, v in tensors.items())
     with pytest.raises(ValueError, match="more than the 10 its case can need"):
         load_tensors(tmp_path / "t.safetensors", max_bytes=10)
+    deep = b"[" * 100_000 + b"]" * 100_000
+    (tmp_path / "deep.safetensors").write_bytes(len(deep).to_bytes(8, "little") + deep)
+    with pytest.raises(ValueError, match=r"damaged header \(nested deeper than 32\)"):
+        load_tensors(tmp_path / "deep.safetensors", max_bytes=1 << 20)
 
 
 def test_case_cost_counts_what_torch_allocates():
