@@ -134,7 +134,7 @@ def evaluate(case: Case, built: Built | None = None) -> Evaluation:
     ``built`` (``case.build()``, built once by the caller) is only read, never changed, so the
     caller may hand the same module and tensors to a candidate afterwards.
     """
-    built = built or case.build()
+    built = case.build() if built is None else built
     with backend(case.inputs), torch.no_grad():
         try:
             fused_result = built.module(built.input, built.hx)
