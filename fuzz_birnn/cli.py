@@ -270,11 +270,9 @@ def _replay_isolated(folder: Path, args: argparse.Namespace) -> str | None:
 
     from .engine import _exit_reason
 
-    command = [sys.executable, "-m", "fuzz_birnn", "replay", "--in-process", str(folder)]
-    if args.candidate:
-        command[5:5] = ["--candidate", args.candidate]
-    if args.allow_large:
-        command.insert(5, "--allow-large")
+    flags = ["--candidate", args.candidate] if args.candidate else []
+    flags += ["--allow-large"] if args.allow_large else []
+    command = [sys.executable, "-m", "fuzz_birnn", "replay", "--in-process", *flags, str(folder)]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout)
     except subprocess.TimeoutExpired:
