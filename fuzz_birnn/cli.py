@@ -7,7 +7,6 @@ Exit status: 0 when nothing failed, 1 when a failure was found (run) or still fa
 from __future__ import annotations
 
 import argparse
-import collections
 import os
 import random
 import signal
@@ -51,10 +50,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import dataclasses
+    import datetime
+
     from .candidates import CandidateError, load_candidate, validate_spec
+    from .database import DatabaseError, check_database, describe_database
     from .devices import available_devices, environment_summary
-    from .engine import jobs_for, run_jobs
+    from .engine import Campaign, plan_searches
     from .properties import PROPERTIES, default_properties
+    from .runrecord import build_record, print_summary, write_record
+    from .scheduler import shard_of
 
     # A shell that starts a command in the background without job control hands it SIGINT
     # ignored; Ctrl-C (or kill -INT) must stop a run however it was started.
@@ -74,34 +79,57 @@ def _run(args: argparse.Namespace) -> int:
     unknown = [p for p in properties if p not in PROPERTIES]
     if unknown:
         raise UsageError(f"--properties {','.join(unknown)}: choose from {','.join(PROPERTIES)}")
+    database = args.database if args.database is not None else str(reports / ".hypothesis")
+    try:
+        check_database(database)  # an unreachable Redis is said now, not by every worker
+    except DatabaseError as error:
+        raise UsageError(str(error)) from None
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
-    jobs, impossible = jobs_for(args.candidate, properties, args.modes, args.max_examples, seed,
-                                _strategy(args), reports, args.timeout)
-    if not jobs:
+    specs, impossible = plan_searches(args.candidate, properties, args.modes, _strategy(args), seed=seed,
+                                      reports=reports, timeout=args.timeout,
+                                      database=None if database == "none" else database)
+    if not specs:
         raise UsageError(f"the flags leave no cases for {','.join(impossible)}")
-    workers = max(1, min(args.workers or os.cpu_count() or 1, len(jobs)))
+    shard = ""
+    if args.shard is not None:
+        number, shards = args.shard
+        everything = len(specs)
+        specs = [dataclasses.replace(s, index=i) for i, s in
+                 enumerate(s for s in specs if shard_of(s.index, shards) == number)]
+        shard = f"; shard {number}/{shards}: {len(specs)} of {everything} searches"
+        if not specs:
+            raise UsageError(f"--shard {number}/{shards}: this shard has no searches (the run has {everything})")
+    workers = max(1, min(args.workers or os.cpu_count() or 1, len(specs)))
 
     print(f"fuzz-birnn run: {environment_summary()}")
     what = f"candidate {args.candidate} against torch's fused modules" if args.candidate else \
         "torch's own recurrent modules"
-    print(f"checking {what}; {args.max_examples} examples over {len(jobs)} searches on {workers} "
-          f"worker(s); seed {seed} (repeat with --seed {seed})")
+    budget = f"{args.max_examples} examples" + (f" or {args.time_budget:g}s, whichever ends first"
+                                                if args.time_budget else "")
+    print(f"checking {what}; {budget} over {len(specs)} searches on {workers} worker(s){shard}; "
+          f"seed {seed} (repeat with --seed {seed}); example database: {describe_database(database)}")
     print(f"properties: {', '.join(p for p in properties if p not in impossible)}")
     if impossible:
         print(f"not run (the flags leave no cases for them): {', '.join(impossible)}")
     progress = _Progress()
-    started = time.perf_counter()
-    results = []
+    campaign = Campaign(specs, args.max_examples, workers, args.time_budget, on_progress=progress.update)
+    options = {"candidate": args.candidate, "properties": [p for p in properties if p not in impossible],
+               "modes": args.modes, "seed": seed, "max_examples": args.max_examples, "time_budget": args.time_budget,
+               "timeout": args.timeout, "workers": workers, "database": describe_database(database),
+               "shard": None if args.shard is None else f"{args.shard[0]}/{args.shard[1]}", "reports": str(reports)}
+    started = datetime.datetime.now(datetime.UTC)
+    interrupted = False
     try:
-        for result in run_jobs(jobs, workers, progress.event):
-            results.append(result)
+        campaign.run()
     except KeyboardInterrupt:
-        progress.done()
-        print("interrupted: the summary covers what ran; every report written is whole")
-        _summary(progress, results, time.perf_counter() - started)
-        return 130
+        interrupted = True
     progress.done()
-    return _summary(progress, results, time.perf_counter() - started)
+    if interrupted:
+        print("interrupted: the summary covers what ran; every report written is whole")
+    record = build_record(campaign, options=options, started=started, interrupted=interrupted)
+    write_record(reports, record)
+    print_summary(record, reports)
+    return record["exit_code"]
 
 
 def _strategy(args: argparse.Namespace) -> dict[str, Any]:
@@ -121,56 +149,25 @@ def _strategy(args: argparse.Namespace) -> dict[str, Any]:
 
 
 class _Progress:
-    """Counts events from the workers and keeps one status line up to date."""
+    """Keeps one status line up to date while a run goes on."""
 
     def __init__(self) -> None:
-        self.checked = 0
-        self.failed = 0
-        self.skipped: collections.Counter = collections.Counter()
-        self.coverage: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
         self._last = 0.0
         self._tty = sys.stdout.isatty()
 
-    def event(self, event: dict[str, Any]) -> None:
-        self.checked += 1
-        self.failed += event["failed"]
-        if event["skipped"]:
-            self.skipped[event["skipped"]] += 1
-        for key in ("job", "mode", "dtype", "form"):
-            self.coverage[key][event[key]] += 1
+    def update(self, campaign: Any) -> None:
         now = time.monotonic()
-        if now - self._last > (0.2 if self._tty else 10.0):
-            self._last = now
-            line = f"  {self.checked} cases checked, {self.failed} failing (before shrinking)"
-            print(f"\r{line}" if self._tty else line, end="" if self._tty else "\n", flush=True)
+        if now - self._last < (0.2 if self._tty else 10.0):
+            return
+        self._last = now
+        checked = sum(campaign.counts.values())
+        faults = len({f.signature for f in campaign.findings})
+        line = f"  {checked} cases checked, {faults} distinct fault(s) so far"
+        print(f"\r{line}" if self._tty else line, end="" if self._tty else "\n", flush=True)
 
     def done(self) -> None:
         if self._tty:
             print()
-
-
-def _summary(progress: _Progress, results: list, elapsed: float) -> int:
-    rate = progress.checked / elapsed if elapsed else 0.0
-    print(f"\n{progress.checked} cases checked (generation and shrinking) in {elapsed:.1f}s ({rate:.1f}/s)")
-    print("coverage:")
-    for key, label in (("job", "property"), ("mode", "mode"), ("dtype", "dtype"), ("form", "form")):
-        counts = progress.coverage[key]
-        print(f"  {label:<9}" + "  ".join(f"{name} {counts[name]}" for name in sorted(counts)))
-    if progress.skipped:
-        print(f"not compared ({sum(progress.skipped.values())}):")
-        for reason, count in progress.skipped.most_common():
-            print(f"  {count:>5}  {reason}")
-    errors = [r for r in results if r.error]
-    reports = [report for r in results for report in r.reports]
-    for result in errors:
-        print(f"\n{result.job.prop} ({result.job.mode}) stopped early: {result.error}", file=sys.stderr)
-    if not reports:
-        print("\nno failures" if not errors else "\nno failures found, but a search stopped with an error")
-        return 2 if errors else 0
-    print(f"\n{len(reports)} failure(s):")
-    for folder, new, summary in reports:
-        print(f"  {folder}{'' if new else ' (already reported)'}\n    {summary}")
-    return 1
 
 
 def _writable(folder: Path) -> None:
@@ -268,7 +265,7 @@ def _replay_isolated(folder: Path, args: argparse.Namespace) -> str | None:
     """Replay a report that crashed or hung its worker in a child process; ``None`` once fixed."""
     import subprocess
 
-    from .engine import _exit_reason
+    from .isolate import exit_reason
 
     flags = ["--candidate", args.candidate] if args.candidate else []
     flags += ["--allow-large"] if args.allow_large else []
@@ -282,7 +279,7 @@ def _replay_isolated(folder: Path, args: argparse.Namespace) -> str | None:
     if done.returncode == 1:
         line = next((ln for ln in done.stdout.splitlines() if ln.startswith("STILL FAILS")), "STILL FAILS")
         return line.split(": ", 1)[-1]
-    return f"the replaying process died ({_exit_reason(done.returncode)})"
+    return f"the replaying process died ({exit_reason(done.returncode)})"
 
 
 # -- arguments -------------------------------------------------------------------------------
@@ -299,6 +296,14 @@ def _parser() -> argparse.ArgumentParser:
                           "built-ins: decomposed, reference. Default: check torch itself")
     run.add_argument("--max-examples", type=_positive, default=25000, metavar="N",
                      help="cases to generate in all, split over the searches (default 25000)")
+    run.add_argument("--time-budget", type=_seconds, metavar="SECONDS",
+                     help="stop after this long, shrinking included (with --max-examples, whichever ends "
+                          "first); every search gets a fair share of the time")
+    run.add_argument("--database", metavar="DIR|redis://HOST:PORT|none",
+                     help="Hypothesis example database: a rerun first replays what failed before "
+                          "(default REPORTS/.hypothesis; a Redis URL shares it between machines)")
+    run.add_argument("--shard", type=_shard, metavar="K/N",
+                     help="run only the K-th of N deterministic shares of the searches (one per machine)")
     run.add_argument("--seed", type=_non_negative, metavar="N", help="make the run repeatable")
     run.add_argument("--properties", type=lambda text: [t.strip() for t in text.split(",") if t.strip()],
                      metavar="LIST", help="comma-separated subset of: agreement, fused-vs-reference, "
@@ -349,6 +354,23 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
     return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number of seconds")
+    return value
+
+
+def _shard(text: str) -> tuple[int, int]:
+    number, _, shards = text.partition("/")
+    if not (number.isdigit() and shards.isdigit() and 1 <= int(number) <= int(shards)):
+        raise argparse.ArgumentTypeError(f"{text!r} is not K/N with 1 <= K <= N (e.g. 1/4)")
+    return int(number), int(shards)
 
 
 def _non_negative(text: str) -> int:

@@ -61,6 +61,10 @@ class Mismatch:
     batch_index: int | None = None
     max_abs_error: float | None = None
     tolerance: float | None = None
+    #: For wrong values: which tensors, directions and layers are wrong anywhere in the result
+    #: (not only at the first divergence), e.g. ``output and final state, both directions, from a
+    #: later layer``. Part of the fault's signature (:mod:`fuzz_birnn.signature`).
+    pattern: str | None = None
 
 
 @dataclass(frozen=True)
@@ -178,6 +182,7 @@ def compare_values(actual: dict[str, torch.Tensor], ref: dict[str, torch.Tensor]
             faults.append((rank, name, step, error, allowed[name]))
     if not faults:
         return None
+    pattern = _pattern(faults)
     (layer, direction, _, _, batch), name, step, error, tolerance = min(faults, key=lambda f: f[0])
     time_step = None if step is None else abs(step)
     where = f"layer {layer} ({'reverse' if direction else 'forward'} direction)"
@@ -187,7 +192,25 @@ def compare_values(actual: dict[str, torch.Tensor], ref: dict[str, torch.Tensor]
     message = (f"{name} differs first at {where}, batch index {batch}: "
                f"max abs error {worst:.3g} > tolerance {tolerance:.3g}")
     return Mismatch(name, message, layer, "reverse" if direction else "forward", time_step, batch,
-                    worst, tolerance)
+                    worst, tolerance, pattern)
+
+
+def _pattern(faults: list) -> str:
+    """Where a result is wrong, in terms that stay the same for one fault across stack sizes and
+    modes: whether any final state (``h_n``/``c_n``) is wrong, and the directions wrong at the
+    earliest layer whose final state is (above it, errors spread to both directions); a fault
+    that leaves every final state right is an output fault, by the directions it hits. Layer
+    numbers are left out: a fault in the last layer is in layer 0 of a one-layer stack."""
+    state = [(rank[0], rank[1]) for rank, name, *_ in faults if name != "output"]
+    if state:
+        first = min(layer for layer, _ in state)
+        directions = {direction for layer, direction in state if layer == first}
+        what = "final state wrong"
+    else:
+        directions = {rank[1] for rank, *_ in faults}
+        what = "output wrong, final state right"
+    sides = "both directions" if len(directions) == 2 else f"{'reverse' if 1 in directions else 'forward'} direction"
+    return f"{what}, {sides} at the earliest wrong layer" if state else f"{what}, {sides}"
 
 
 def max_abs_difference(actual: torch.Tensor, expected: torch.Tensor) -> float:

@@ -1,29 +1,38 @@
-"""The search behind ``fuzz-birnn run``: one Hypothesis search per (property, mode), in parallel.
+"""The search behind ``fuzz-birnn run``: every (property, mode) search, in fair slices, in parallel.
 
-Splitting the space by property and mode keeps distinct bugs distinct (Hypothesis stops a search
-at its first failure and shrinks it) and gives the workers independent jobs.
+The parent (:class:`Campaign`) hands jobs from the :mod:`~fuzz_birnn.scheduler` to worker
+processes: slices of a search, and reductions of a case that crashed or hung. A worker is a
+spawned process (a fresh interpreter, one torch thread) that assumes the code under test may
+kill it at any moment.
 
-Workers are spawned processes (a fresh interpreter each, one torch thread each) that the parent
-feeds one job at a time. Because the code under test is broken by definition, a worker assumes
-it may die at any moment:
+**A slice** is one Hypothesis run of the search's strategy with its own seed. It goes on past
+the faults the search already knows: a failure whose :func:`~fuzz_birnn.signature.signature_of`
+is known counts as seen again and the search moves on; a new one is shrunk by Hypothesis
+(each new signature is its own Hypothesis bug, so two new faults in one slice are both shrunk)
+and written as a report. Each passing case reports its error relative to its allowance to
+``hypothesis.target``, which steers generation towards near-misses. A slice stops at its next
+case once it overruns its share, or the run's ``--time-budget`` is spent; a failure whose
+shrinking is cut short by the budget is still written, with the smallest case found so far.
 
-* before each case it writes the case *ahead* to ``DIR/.inflight-<worker>.json``
-  (:mod:`fuzz_birnn.writeahead`); if the process dies (segfault, abort, out of memory), the
-  parent turns that record into a ``crash`` report, starts a new worker, and runs the job again
-  with that case skipped (at most ``MAX_CRASHES`` times a job);
-* each case runs under a time limit (``SIGALRM``); a case that overruns becomes a ``timeout``
-  report and ends its job; a worker that stops answering altogether is killed by the parent and
-  reported like a crash;
-* workers ignore Ctrl-C: the parent stops them, so an interrupted run ends at once, every report
-  already renamed into place stays whole, and a half-written one stays hidden;
-* a parent killed outright (SIGKILL, the out-of-memory killer) takes its workers with it
-  (:mod:`fuzz_birnn.lifeline`), even those stuck inside a candidate.
+**Crashes and hangs.** Before each case a worker writes it *ahead* (:mod:`fuzz_birnn.writeahead`)
+and empties its output file (:mod:`fuzz_birnn.capture`). If the worker dies, the parent reads the
+case back and queues a reduction (:mod:`fuzz_birnn.reducer`), which a worker runs by forking a
+child per attempt (:mod:`fuzz_birnn.isolate`); the report holds the smallest case that still
+crashes the same way. A case past ``--timeout`` is stopped in-process by ``SIGALRM`` where it
+can be, and by the parent killing the worker where it cannot (a time limit swallowed by a
+destructor, C code holding the GIL): either way it becomes a ``timeout`` that is reduced the same
+way and never ends its search. From its first crash or hang on, a search runs its cases in
+forked children, so the next one costs a child, not a worker.
+
+**Stopping.** Workers ignore Ctrl-C: the parent stops them, so an interrupted run ends at once,
+every report already renamed into place stays whole, and a half-written one stays hidden. A
+parent killed outright takes its workers with it (:mod:`fuzz_birnn.lifeline`).
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
-import dataclasses
 import multiprocessing
 import os
 import queue as queue_module
@@ -36,40 +45,41 @@ from pathlib import Path
 from typing import Any
 
 from .lifeline import die_with_parent
+from .scheduler import Reduce, Scheduler, Search, SearchSpec, Slice
 from .writeahead import WriteAhead, last_record
 
-__all__ = ["MAX_CRASHES", "CaseTimeout", "Job", "JobResult", "jobs_for", "run_jobs", "time_limit"]
+__all__ = ["Campaign", "CaseTimeout", "Counts", "Finding", "plan_searches", "time_limit"]
 
-#: A job whose worker dies this many times is given up (each crash is reported).
-MAX_CRASHES = 3
+#: Seconds past ``--timeout`` before the parent kills a worker whose case has not returned.
+KILL_GRACE = 5.0
+#: Crash and hang reductions each get at most this much time (and never past the budget).
+REDUCE_SECONDS = 120.0
+
+#: ``(property, mode, dtype, form, verdict, reason)`` -> cases. ``verdict`` is ``passed``,
+#: ``failed`` (a failing call, shrinking included), ``known`` (a fault the search had already
+#: found, seen again) or ``skipped`` (not compared; ``reason`` says why).
+Counts = collections.Counter
 
 
 @dataclass(frozen=True)
-class Job:
-    """One search: ``prop`` over ``mode``, checking ``candidate``."""
+class Finding:
+    """A report written for one fault of one search."""
 
+    signature: str
     prop: str
-    candidate: str
     mode: str
-    max_examples: int
-    seed: int
-    strategy: dict[str, Any]
-    reports: str
-    timeout: float = 60.0
-    #: keys of cases that crashed a worker: skipped when the job runs again
-    skip: tuple[str, ...] = ()
+    folder: str
+    new: bool
+    summary: str
+    shrink: str
+    cost: int
 
 
-@dataclass
-class JobResult:
-    job: Job
-    reports: list[tuple[str, bool, str]] = field(default_factory=list)  # (folder, new, summary)
-    error: str | None = None
-
-
-def jobs_for(candidate: str | None, properties: list[str], modes: list[str], max_examples: int, seed: int,
-             strategy: dict[str, Any], reports: Path, timeout: float = 60.0) -> tuple[list[Job], list[str]]:
-    """The searches for a run, and the properties the user's flags leave no cases for."""
+def plan_searches(candidate: str | None, properties: list[str], modes: list[str], strategy: dict[str, Any],
+                  *, seed: int, reports: Path, timeout: float, database: str | None,
+                  target: bool = True) -> tuple[list[SearchSpec], list[str]]:
+    """The run's searches in a fixed order (the same on every machine, for ``--shard``), and the
+    properties the user's flags leave no cases for."""
     from .properties import PROPERTIES, candidate_for, narrowed
 
     planned, impossible = [], []
@@ -80,10 +90,9 @@ def jobs_for(candidate: str | None, properties: list[str], modes: list[str], max
             impossible.append(name)
             continue
         planned += [(name, candidate_for(prop, candidate), mode, kwargs) for mode in modes]
-    per_job = max(1, -(-max_examples // max(1, len(planned))))
-    jobs = [Job(name, spec, mode, per_job, seed + index, kwargs, str(reports), timeout)
-            for index, (name, spec, mode, kwargs) in enumerate(planned)]
-    return jobs, impossible
+    specs = [SearchSpec(index, name, spec, mode, kwargs, seed + index, str(reports), timeout, database, target)
+             for index, (name, spec, mode, kwargs) in enumerate(planned)]
+    return specs, impossible
 
 
 # -- parent side -------------------------------------------------------------------------------
@@ -93,111 +102,218 @@ def jobs_for(candidate: str | None, properties: list[str], modes: list[str], max
 class _Worker:
     process: Any
     inbox: Any
-    job: Job | None = None
-    last_seen: float = field(default_factory=time.monotonic)
+    job: Slice | Reduce | None = None
+    started: float = 0.0
 
 
-def run_jobs(jobs: list[Job], workers: int, on_event: Callable[[dict[str, Any]], None]) -> Iterator[JobResult]:
-    """Run ``jobs`` on ``workers`` processes; ``on_event`` is called for each checked case."""
-    context = multiprocessing.get_context("spawn")
-    outbox = context.Queue()
-    todo = list(jobs)
-    crashes: dict[tuple[str, str], int] = {}
-    pool: dict[int, _Worker] = {}
+@dataclass
+class Campaign:
+    """One run: its searches, what they have checked so far, and what they found."""
 
-    def start(worker_id: int) -> None:
-        inbox = context.Queue()
-        process = context.Process(target=_worker_main, args=(worker_id, inbox, outbox, os.getpid()), daemon=True)
-        process.start()
-        pool[worker_id] = _Worker(process, inbox)
+    specs: list[SearchSpec]
+    max_examples: int
+    workers: int
+    time_budget: float | None = None
+    on_progress: Callable[[Campaign], None] = lambda campaign: None
+    counts: Counts = field(default_factory=Counts)
+    findings: list[Finding] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
 
-    for worker_id in range(min(workers, len(jobs))):
-        start(worker_id)
-    try:
-        while todo or any(w.job for w in pool.values()):
-            for worker in pool.values():
-                if worker.job is None and todo:
-                    worker.job, worker.last_seen = todo.pop(0), time.monotonic()
-                    worker.inbox.put(worker.job)
-            with contextlib.suppress(queue_module.Empty):
-                kind, worker_id, payload = outbox.get(timeout=0.2)
-                worker = pool[worker_id]
-                worker.last_seen = time.monotonic()
-                if kind == "event":
-                    on_event(payload)
-                else:
-                    worker.job = None
-                    yield payload
-            for worker_id, worker in list(pool.items()):
-                job = worker.job
+    def __post_init__(self) -> None:
+        quota = max(1, -(-self.max_examples // max(1, len(self.specs))))
+        deadline = None if self.time_budget is None else time.time() + self.time_budget
+        self.scheduler = Scheduler([Search(spec, quota) for spec in self.specs], deadline=deadline,
+                                   reduce_seconds=REDUCE_SECONDS)
+
+    def run(self) -> None:
+        """Run to the end of the budget (Ctrl-C raises KeyboardInterrupt; the state stays readable)."""
+        started = time.monotonic()
+        context = multiprocessing.get_context("spawn")
+        self._outbox = context.Queue()
+        self._pool: dict[int, _Worker] = {}
+        self._context = context
+        for worker_id in range(max(1, min(self.workers, len(self.specs)))):
+            self._start(worker_id)
+        try:
+            while not self.scheduler.finished(busy=any(w.job for w in self._pool.values())):
+                self._assign()
+                self._receive()
+                self._watch()
+        finally:
+            self.seconds = time.monotonic() - started
+            self._stop()
+            self._orphaned_reductions()
+
+    # one turn of the loop
+
+    def _assign(self) -> None:
+        for worker in self._pool.values():
+            if worker.job is None:
+                job = self.scheduler.next_job()
                 if job is None:
-                    continue
-                hung = time.monotonic() - worker.last_seen > job.timeout + 30
-                if worker.process.is_alive() and not hung:
-                    continue
-                if hung:
-                    worker.process.kill()
-                worker.process.join()
-                _drain(outbox, pool, on_event)
-                if pool[worker_id].job is None:  # it finished after all
-                    continue
-                yield from _after_crash(worker_id, job, worker.process.exitcode, hung, crashes, todo)
-                start(worker_id)
-    finally:
-        for worker in pool.values():
+                    return
+                worker.job, worker.started = job, time.monotonic()
+                worker.inbox.put(job)
+
+    def _receive(self) -> None:
+        with contextlib.suppress(queue_module.Empty):
+            self._handle(*self._outbox.get(timeout=0.2))
+
+    def _handle(self, kind: str, worker_id: int, payload: Any) -> None:
+        worker = self._pool[worker_id]
+        if kind == "counts":
+            self.counts.update(payload)
+            self.on_progress(self)
+            return
+        job, worker.job = worker.job, None
+        elapsed = time.monotonic() - worker.started
+        if kind == "slice":
+            self.counts.update(payload.counts)
+            self.findings += payload.findings
+            self.scheduler.slice_ended(job.search, examples=payload.generated, seconds=elapsed,
+                                       slowest=payload.slowest, signatures=[f.signature for f in payload.findings],
+                                       error=payload.error and "stopped by an error")
+            if payload.error:
+                self.errors.append(f"{job.search.name} stopped early: {payload.error}")
+            if payload.fault is not None:
+                self._fault(job.search, *payload.fault)
+        else:  # a reduction
+            self.scheduler.charge(job.search, elapsed)
+            if isinstance(payload, Finding):
+                self.findings.append(payload)
+            else:
+                self.errors.append(f"{job.search.name}: reducing a {job.kind} failed: {payload}")
+                self._write_unreduced(job, "not shrunk: the reduction failed")
+        self.on_progress(self)
+
+    def _fault(self, spec: SearchSpec, kind: str, how: str, record: dict[str, Any] | None, output: str) -> None:
+        from .signature import crash_signature
+
+        if record is None:
+            self.errors.append(f"{spec.name}: the worker {how} before its first case was written ahead")
+            return
+        signature = crash_signature(kind, how)
+        new = self.scheduler.fault_in_process(spec, kind, how, signature, record, output)
+        self.counts[(spec.prop, spec.mode, *_dimensions(record), "failed" if new else "known", None)] += 1
+
+    def _watch(self) -> None:
+        """Dead workers, and cases that overran their time limit without the worker noticing."""
+        for worker_id, worker in list(self._pool.items()):
+            job = worker.job
+            if job is None:
+                continue
+            inflight = Path(job.search.reports) / f".inflight-{worker_id}.json"
+            hung = _case_overran(inflight, job.search.timeout + KILL_GRACE)
+            late = self.scheduler.out_of_time() and time.time() > (self.scheduler.deadline or 0) + \
+                min(job.search.timeout, KILL_GRACE) + KILL_GRACE
+            if worker.process.is_alive() and not hung and not late:
+                continue
+            worker.process.kill()
+            worker.process.join()
+            self._drain()
+            if self._pool[worker_id].job is None:  # it finished after all
+                continue
+            worker.job = None
+            self.scheduler.slice_ended(job.search, examples=0, seconds=time.monotonic() - worker.started)
+            if late and not hung:
+                self.notes.append(f"{job.search.name}: a case in flight when the time budget ran out was stopped")
+                if isinstance(job, Reduce):
+                    self._write_unreduced(job, "shrinking cut short: the time budget ran out")
+            elif isinstance(job, Reduce):
+                self._write_unreduced(job, f"not shrunk: the reducing worker {_how(worker.process.exitcode, hung)}")
+            else:
+                from .capture import read_file
+
+                output = read_file(Path(job.search.reports) / f".output-{worker_id}.log")
+                record = last_record(inflight)
+                kind = "timeout" if hung else "crash"
+                how = (f"ran past the {job.search.timeout:g}s limit and was killed by the parent" if hung
+                       else _how(worker.process.exitcode, hung))
+                self._fault(job.search, kind, how, record, output)
+            with contextlib.suppress(OSError):
+                inflight.unlink()
+            self._start(worker_id)
+
+    def _drain(self) -> None:
+        """Take what a dead worker managed to send before deciding what it was doing."""
+        with contextlib.suppress(queue_module.Empty, EOFError, OSError):
+            while True:
+                self._handle(*self._outbox.get(timeout=0.1))
+
+    # workers
+
+    def _start(self, worker_id: int) -> None:
+        inbox = self._context.Queue()
+        process = self._context.Process(target=_worker_main, args=(worker_id, inbox, self._outbox, os.getpid()),
+                                        daemon=True)
+        process.start()
+        self._pool[worker_id] = _Worker(process, inbox)
+
+    def _stop(self) -> None:
+        for worker in self._pool.values():
             if worker.process.is_alive():
                 worker.process.terminate()
-        for worker_id, worker in pool.items():
+        reports = Path(self.specs[0].reports) if self.specs else None
+        for worker_id, worker in self._pool.items():
             worker.process.join(timeout=5)
-            with contextlib.suppress(OSError):  # a case written ahead by a worker stopped mid-case
-                (Path(jobs[0].reports) / f".inflight-{worker_id}.json").unlink()
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join()
+            if reports is not None:
+                for name in (f".inflight-{worker_id}.json", f".output-{worker_id}.log"):
+                    with contextlib.suppress(OSError):
+                        (reports / name).unlink()
+
+    def _orphaned_reductions(self) -> None:
+        """Crashes and hangs whose reduction never started (the budget ran out, or Ctrl-C): still
+        reported, unshrunk, so that nothing found is lost."""
+        while self.scheduler.reductions:
+            job = self.scheduler.reductions.popleft()
+            self._write_unreduced(job, "not shrunk: the run ended before its turn")
+
+    def _write_unreduced(self, job: Reduce, shrink: str) -> None:
+
+        with contextlib.suppress(Exception):  # a report we cannot write must not hide the others
+            self.findings.append(write_crash_finding(job, job.record, shrink, job.output))
 
 
-def _after_crash(worker_id: int, job: Job, exitcode: int | None, hung: bool,
-                 crashes: dict[tuple[str, str], int], todo: list[Job]) -> Iterator[JobResult]:
-    """Report the case a dead worker was on, and run its job again without that case."""
+def write_crash_finding(job: Reduce, record: dict[str, Any], shrink: str, output: str) -> Finding:
+    """Write the crash or timeout report of ``record`` and describe it as a finding."""
     from .case import Case
     from .reports import write_crash
+    from .repro_support import case_cost
 
-    inflight = Path(job.reports) / f".inflight-{worker_id}.json"
-    how = (f"stopped answering for over {job.timeout + 30:.0f}s and was killed" if hung else
-           f"died ({_exit_reason(exitcode)})")
-    result = JobResult(job)
-    record = last_record(inflight)
-    with contextlib.suppress(OSError):
-        inflight.unlink()
-    if record is None:
-        result.error = f"the worker {how} before its first case was written ahead"
-        yield result
-        return
-    folder, new, key = write_crash(record, f"the worker process {how} while checking this case",
-                                   Path(job.reports), kind="timeout" if hung else "crash")
-    described = Case.from_dict(record["case"]).describe()
-    result.reports.append((str(folder), new, f"{'timeout' if hung else 'crash'}: the worker {how} [{described}]"))
-    count = crashes[(job.prop, job.mode)] = crashes.get((job.prop, job.mode), 0) + 1
-    if count >= MAX_CRASHES:
-        result.error = f"{job.prop} ({job.mode}) given up after {count} dead workers"
-    else:
-        todo.insert(0, dataclasses.replace(job, skip=(*job.skip, key)))
-    yield result
+    message = (f"checking this case took longer than the {job.search.timeout:g}s limit" if job.kind == "timeout"
+               else f"the worker process {job.how} while checking this case")
+    folder, new, _ = write_crash(record, message, Path(job.search.reports), kind=job.kind,
+                                 extra={"signature": job.signature, "shrink": shrink}, output=output)
+    case = Case.from_dict(record["case"])
+    cost = case_cost(record["case"]["config"], record["case"]["inputs"])["elements"]
+    return Finding(job.signature, job.search.prop, job.search.mode, str(folder), new,
+                   f"{job.kind}: {message} [{case.describe()}]", shrink, cost)
 
 
-def _exit_reason(exitcode: int | None) -> str:
-    if exitcode is not None and exitcode < 0:
-        with contextlib.suppress(ValueError):
-            return f"killed by {signal.Signals(-exitcode).name}"
-    return f"exit status {exitcode}"
+def _case_overran(inflight: Path, limit: float) -> bool:
+    """Whether the case written ahead last has been running for more than ``limit`` seconds."""
+    try:
+        return time.time() - inflight.stat().st_mtime > limit
+    except OSError:
+        return False
 
 
-def _drain(outbox: Any, pool: dict[int, _Worker], on_event: Callable[[dict[str, Any]], None]) -> None:
-    """Take what a dead worker managed to send (its events, maybe its result) before deciding."""
-    with contextlib.suppress(queue_module.Empty, EOFError, OSError):
-        while True:
-            kind, worker_id, payload = outbox.get(timeout=0.1)
-            if kind == "event":
-                on_event(payload)
-            else:
-                pool[worker_id].job = None
+def _how(exitcode: int | None, hung: bool) -> str:
+    from .isolate import exit_reason
+
+    return "stopped answering and was killed" if hung else f"died ({exit_reason(exitcode)})"
+
+
+def _dimensions(record: dict[str, Any]) -> tuple[str, str]:
+    from .case import Case
+
+    inputs = Case.from_dict(record["case"]).inputs
+    return inputs.dtype, inputs.form
 
 
 # -- worker side -------------------------------------------------------------------------------
@@ -208,12 +324,26 @@ class CaseTimeout(BaseException):
     ``except Exception`` in the code under test (or in :func:`~fuzz_birnn.check`) swallows it."""
 
 
-class _Abort(BaseException):
-    """Ends a search at once, without shrinking (a hanging case would hang every shrink)."""
+class _Stop(BaseException):
+    """Ends a slice at once: its share, or the run's budget, is spent."""
 
-    def __init__(self, case: Any, details: dict[str, Any]) -> None:
-        super().__init__()
-        self.case, self.details = case, details
+
+class _InProcessFault(BaseException):
+    """Ends a slice: a case hung (or crashed a forked child) in a way the search has not met."""
+
+    def __init__(self, kind: str, how: str, record: dict[str, Any], output: str) -> None:
+        super().__init__(kind, how)
+        self.fault = (kind, how, record, output)
+
+
+@dataclass
+class _SliceResult:
+    counts: Counts
+    generated: int
+    slowest: float
+    findings: list[Finding]
+    fault: tuple[str, str, dict[str, Any], str] | None = None
+    error: str | None = None
 
 
 def _worker_main(worker_id: int, inbox: Any, outbox: Any, parent_pid: int) -> None:
@@ -226,74 +356,237 @@ def _worker_main(worker_id: int, inbox: Any, outbox: Any, parent_pid: int) -> No
     warnings.filterwarnings("ignore", category=UserWarning, module="torch")
     warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
     torch.set_num_threads(1)  # cases are tiny: intra-op threads only fight the other workers
+    from .capture import OutputCapture
+
+    capture = None
     while True:
         job = inbox.get()
         if job is None:
             return
-        outbox.put(("result", worker_id, run_job(job, lambda event: outbox.put(("event", worker_id, event)),
-                                                 worker_id)))
+        reports = Path(job.search.reports)
+        if capture is None:  # a candidate's prints go to a file, never to the run's console
+            capture = OutputCapture(reports / f".output-{worker_id}.log")
+        with WriteAhead(reports / f".inflight-{worker_id}.json") as ahead:
+            if isinstance(job, Slice):
+                result: Any = run_slice(job, capture, ahead, lambda counts: outbox.put(("counts", worker_id, counts)))
+                outbox.put(("slice", worker_id, result))
+            else:
+                outbox.put(("reduced", worker_id, _reduce_or_say_why(job, capture, ahead)))
 
 
-def run_job(job: Job, emit: Callable[[dict[str, Any]], None], worker_id: int = 0) -> JobResult:
-    """Search, and write a report for each distinct shrunk failure (or the timeout)."""
-    from hypothesis import HealthCheck, Verbosity, assume, given, seed, settings
+_FAULT_TYPES: dict[str, type] = {}
 
-    from strategies import cases, invalid_calls
+
+def _fault_type(signature: str) -> type:
+    """One CheckFailure subclass per signature: Hypothesis tells bugs apart by exception type,
+    so each new fault in a slice is shrunk on its own."""
+    from .check import CheckFailure
+
+    if signature not in _FAULT_TYPES:
+        _FAULT_TYPES[signature] = type("Fault", (CheckFailure,), {"__module__": __name__})
+    return _FAULT_TYPES[signature]
+
+
+def run_slice(job: Slice, capture: Any, ahead: WriteAhead, flush: Callable[[Counts], None]) -> _SliceResult:
+    """Run one slice of a search; write a report for each new fault (see the module docstring)."""
+    from hypothesis import HealthCheck, Phase, Verbosity, assume, given, seed, settings, target
+    from hypothesis.errors import Unsatisfiable
 
     from .candidates import load_candidate
     from .check import CheckFailure
+    from .database import SearchDatabase, open_database, search_key
+    from .isolate import run_forked
     from .properties import PROPERTIES
-    from .reports import case_key, check_failures, write_crash, write_report
+    from .signature import crash_signature, signature_of
 
-    result = JobResult(job)
-    candidate = load_candidate(job.candidate)
-    prop = PROPERTIES[job.prop]
-    strategy = (invalid_calls if prop.invalid else cases)(modes=[job.mode], **job.strategy)
-    ahead = WriteAhead(Path(job.reports) / f".inflight-{worker_id}.json")
+    spec = job.search
+    candidate = load_candidate(spec.candidate)
+    prop = PROPERTIES[spec.prop]
+    counts: Counts = Counts()
+    failing: dict[str, CheckFailure] = {}
+    state = {"generated": 0, "slowest": 0.0, "flushed": time.monotonic()}
+    started = time.monotonic()
+    database = open_database(spec.database)
+    if database is not None:
+        database = SearchDatabase(database, search_key(spec.prop, spec.mode, spec.candidate, spec.strategy))
+    phases = [p for p in Phase if p is not Phase.explain and (job.reuse or p is not Phase.reuse)]
 
-    @settings(max_examples=job.max_examples, database=None, deadline=None, verbosity=Verbosity.quiet,
-              suppress_health_check=list(HealthCheck), report_multiple_bugs=True)
+    def count(case: Any, verdict: str, reason: str | None = None) -> None:
+        counts[(spec.prop, spec.mode, case.inputs.dtype, case.inputs.form, verdict, reason)] += 1
+        now = time.monotonic()
+        if now - state["flushed"] > 1.0:
+            flush(Counts(counts))
+            counts.clear()
+            state["flushed"] = now
+
+    @settings(max_examples=job.max_examples, database=database, phases=phases, deadline=None,
+              verbosity=Verbosity.quiet, suppress_health_check=list(HealthCheck), report_multiple_bugs=True)
     @seed(job.seed)
-    @given(strategy)
-    def search(drawn):
+    @given(_strategy(spec))
+    def search(drawn: Any) -> None:
+        if job.deadline is not None and time.time() >= job.deadline:
+            raise _Stop
+        if not failing and time.monotonic() - started > job.cap_seconds:
+            raise _Stop
         case, details = (drawn[0], {"corruption": drawn[1]}) if prop.invalid else (drawn, {})
-        if job.skip:
-            assume(case_key(job.candidate, job.prop, case, details) not in job.skip)
-        ahead.record({"candidate": job.candidate, "property": job.prop, "case": case.to_dict(), "details": details})
-        event = {"job": job.prop, "mode": case.config.mode, "dtype": case.inputs.dtype,
-                 "form": case.inputs.form, "failed": False, "skipped": None}
-        try:
-            with time_limit(job.timeout):
-                outcome = prop.run(candidate, drawn, job.candidate)
-            event["skipped"] = _reason(outcome.skipped)
-        except CheckFailure:
-            event["failed"] = True
-            raise
-        except CaseTimeout:
-            event["failed"] = True
-            raise _Abort(case, details) from None
-        finally:
-            emit(event)
-        assume(outcome.skipped is None)
+        record = {"candidate": spec.candidate, "property": spec.prop, "case": case.to_dict(), "details": details}
+        ahead.record(record)
+        capture.reset()
+        if not failing:
+            state["generated"] += 1
+        failure, outcome = None, None
+        began = time.monotonic()
+        if job.isolate:
+            limit = job.hang_limit if "timeout" in job.known else spec.timeout
+            verdict = run_forked(lambda: _essentials(prop.run(candidate, drawn, spec.candidate)), limit)
+            if verdict.kind == "crashed":
+                if crash_signature("crash", f"died ({verdict.detail})") in job.known:
+                    return count(case, "known")
+                raise _InProcessFault("crash", f"died ({verdict.detail})", record, capture.read())
+            if verdict.kind == "hung":
+                if "timeout" in job.known:
+                    return count(case, "skipped", "ran past the adaptive limit after this search's known hang")
+                raise _InProcessFault("timeout", f"ran past the {spec.timeout:g}s limit", record, capture.read())
+            if verdict.kind == "passed":
+                outcome = verdict.value
+        if outcome is None:  # in-process (or again in-process, to get a forked child's failure itself)
+            try:
+                with time_limit(spec.timeout):
+                    outcome = _essentials(prop.run(candidate, drawn, spec.candidate))
+            except CheckFailure as raised:
+                failure = raised
+            except CaseTimeout:
+                raise _InProcessFault("timeout", f"ran past the {spec.timeout:g}s limit", record,
+                                      capture.read()) from None
+        if failure is not None:
+            signature = signature_of(failure, lambda twin: _twin_mismatch(prop, candidate, spec, twin, details))
+            if signature in job.known:
+                return count(case, "known")
+            count(case, "failed")
+            fault = _fault_type(signature)(failure.mismatch, failure.case, failure.candidate, failure.prop,
+                                           failure.details)
+            fault.signature, fault.output = signature, capture.read()
+            failing[signature] = fault
+            raise fault
+        skipped, score = outcome
+        count(case, "skipped" if skipped else "passed", _reason(skipped))
+        state["slowest"] = max(state["slowest"], time.monotonic() - began)
+        assume(skipped is None)
+        if spec.target and score is not None:
+            target(score, label="error / allowance")
 
+    result = _SliceResult(counts, 0, 0.0, [])
     try:
-        with ahead:
-            search()
-    except _Abort as aborted:
-        record = {"candidate": job.candidate, "property": job.prop, "case": aborted.case.to_dict(),
-                  "details": aborted.details}
-        folder, new, _ = write_crash(record, f"checking this case took longer than the {job.timeout:g}s limit",
-                                     Path(job.reports), kind="timeout")
-        result.reports.append((str(folder), new, f"timeout: a case took longer than {job.timeout:g}s "
-                                                 f"[{aborted.case.describe()}]"))
+        search()
+    except _Stop:
+        result.findings = [_write(f, spec, "shrinking cut short: the time budget ran out") for f in failing.values()]
+    except _InProcessFault as fault:
+        result.fault = fault.fault
+    except Unsatisfiable:
+        pass  # every case was skipped: the counts say why
     except Exception as raised:
-        failures, others = check_failures(raised)
-        for failure in failures:
-            folder, new = write_report(failure, Path(job.reports), origin="fuzz-birnn run")
-            result.reports.append((str(folder), new, str(failure).splitlines()[0]))
+        from .reports import check_failures
+
+        found, others = check_failures(raised)
+        result.findings = [_write(f, spec, "complete") for f in found]
         if others:
             result.error = "".join(traceback.format_exception(others[0])).rstrip()
+    result.generated, result.slowest = state["generated"], state["slowest"]
     return result
+
+
+def _twin_mismatch(prop: Any, candidate: Any, spec: SearchSpec, twin: Any, details: dict[str, Any]) -> Any:
+    """Check a failing case's float64 twin the same way, for its signature (in-process, under
+    the time limit: a twin that overruns counts as one that does not show the fault)."""
+    from .check import CheckFailure
+
+    drawn = (twin, details["corruption"]) if prop.invalid else twin
+    try:
+        with time_limit(spec.timeout):
+            prop.run(candidate, drawn, spec.candidate)
+    except CheckFailure as failure:
+        return failure.mismatch
+    except (Exception, CaseTimeout):
+        return None
+    return None
+
+
+def _essentials(outcome: Any) -> tuple[str | None, float | None]:
+    """What a slice needs of an Outcome (small enough to come back from a forked child): why it
+    was not compared, and its worst error relative to its allowance."""
+    ratios = [outcome.errors[k] / outcome.allowed[k] for k in outcome.errors
+              if outcome.allowed.get(k)]
+    return outcome.skipped, (min(max(ratios), 1e6) if ratios else None)
+
+
+def _write(failure: Any, spec: SearchSpec, shrink: str) -> Finding:
+    from .reports import write_report
+    from .repro_support import case_cost
+
+    signature = getattr(failure, "signature", None)
+    if signature is None:
+        from .signature import fault_signature
+
+        signature = fault_signature(failure.mismatch)
+    folder, new = write_report(failure, Path(spec.reports), origin="fuzz-birnn run",
+                               extra={"signature": signature, "shrink": shrink},
+                               output=getattr(failure, "output", ""))
+    case = failure.case.to_dict()
+    return Finding(signature, spec.prop, spec.mode, str(folder), new, str(failure).splitlines()[0], shrink,
+                   case_cost(case["config"], case["inputs"])["elements"])
+
+
+def _reduce_or_say_why(job: Reduce, capture: Any, ahead: WriteAhead) -> Finding | str:
+    try:
+        return run_reduction(job, capture, ahead)
+    except Exception as error:
+        return f"{type(error).__name__}: {error}"
+
+
+def run_reduction(job: Reduce, capture: Any, ahead: WriteAhead) -> Finding:
+    """Shrink a crashing or hanging case in forked children (:mod:`fuzz_birnn.reducer`), then
+    write its report with the smallest case that still fails the same way."""
+    from .candidates import load_candidate
+    from .case import Case
+    from .isolate import can_fork, run_forked
+    from .properties import PROPERTIES
+    from .reducer import reduce_case, within_strategy
+
+    spec = job.search
+    prop = PROPERTIES[spec.prop]
+    original = Case.from_dict(job.record["case"])
+    details = job.record.get("details", {})
+    if not can_fork():
+        return write_crash_finding(job, job.record, "not shrunk: needs os.fork", job.output)
+    candidate = load_candidate(spec.candidate)
+    outputs: dict[Case, str] = {original: job.output}
+
+    def reproduces(case: Case) -> bool:
+        drawn = (case, details["corruption"]) if prop.invalid else case
+        ahead.record({**job.record, "case": case.to_dict(), "reducing": True})
+        capture.reset()
+        verdict = run_forked(lambda: _essentials(prop.run(candidate, drawn, spec.candidate)), spec.timeout)
+        same = verdict.kind == "hung" if job.kind == "timeout" else (
+            verdict.kind == "crashed" and f"died ({verdict.detail})" == job.how)
+        if same:
+            outputs[case] = capture.read()
+        return same
+
+    budget_end = time.monotonic() + job.budget_seconds
+    if job.deadline is not None:
+        budget_end = min(budget_end, time.monotonic() + max(0.0, job.deadline - time.time()))
+    reduction = reduce_case(original, reproduces, within=within_strategy(spec.strategy), deadline=budget_end)
+    how = "complete" if reduction.complete else "shrinking cut short: its budget ran out"
+    shrink = f"{how} ({reduction.attempts} attempts in forked children, {reduction.seconds:.1f}s)"
+    record = {**job.record, "case": reduction.case.to_dict()}
+    return write_crash_finding(job, record, shrink, outputs[reduction.case])
+
+
+def _strategy(spec: SearchSpec) -> Any:
+    from fuzz_birnn.properties import PROPERTIES
+    from strategies import cases, invalid_calls
+
+    return (invalid_calls if PROPERTIES[spec.prop].invalid else cases)(modes=[spec.mode], **spec.strategy)
 
 
 @contextlib.contextmanager

@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 
-__all__ = ["POLL_SECONDS", "die_with_parent", "watch_parent"]
+__all__ = ["POLL_SECONDS", "die_with_parent", "set_parent_death_signal", "watch_parent"]
 
 #: How often the portable watcher looks at the parent pid.
 POLL_SECONDS = 0.25
@@ -35,11 +35,16 @@ _PR_SET_PDEATHSIG = 1
 
 def die_with_parent(parent_pid: int) -> None:
     """Make this process end (SIGKILL) as soon as ``parent_pid`` is no longer its parent."""
+    set_parent_death_signal()
+    watch_parent(parent_pid)
+
+
+def set_parent_death_signal() -> None:
+    """On Linux, have the kernel SIGKILL this process when its parent dies (elsewhere nothing)."""
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             libc = ctypes.CDLL(None, use_errno=True)
             libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    watch_parent(parent_pid)
 
 
 def watch_parent(parent_pid: int) -> threading.Thread:

@@ -32,7 +32,8 @@ from .check import CheckFailure, evaluate
 from .compare import Mismatch
 from .repro_support import ReportRefused, load_tensors, read_json, save_tensors, tensor_file_limit
 
-__all__ = ["REPORT_FILES", "SCHEMA_VERSION", "ReportError", "case_key", "check_failures", "load_report", "report_id",
+__all__ = ["OUTPUT_FILE", "REPORT_FILES", "SCHEMA_VERSION", "ReportError", "case_key", "check_failures", "load_report",
+           "report_id",
            "write_crash", "write_failures", "write_report"]
 
 #: Version 2 stores tensors as ``tensors.safetensors``; version 1 reports (``tensors.pt``, never
@@ -43,6 +44,8 @@ _REPRO = Path(__file__).with_name("repro_script.py")
 _SUPPORT = Path(__file__).with_name("repro_support.py")
 #: The files every report of the current schema holds.
 REPORT_FILES = ("case.json", "repro.py", "repro_support.py", "summary.md", "tensors.safetensors")
+#: What the candidate printed while checking the case (bounded; only when it printed anything).
+OUTPUT_FILE = "output.txt"
 
 
 class ReportError(ValueError):
@@ -59,10 +62,13 @@ def case_key(candidate: str, prop: str, case: Case, details: dict[str, Any]) -> 
     return report_id(candidate, prop, {"case": case.to_dict(), **details})
 
 
-def write_report(failure: CheckFailure, directory: Path, *, origin: str | None = None) -> tuple[Path, bool]:
+def write_report(failure: CheckFailure, directory: Path, *, origin: str | None = None,
+                 extra: dict[str, Any] | None = None, output: str = "") -> tuple[Path, bool]:
     """Write ``failure`` under ``directory``; returns its folder and whether it is new.
 
-    ``origin`` says what found it (``fuzz-birnn run``, a pytest node id), for the reader.
+    ``origin`` says what found it (``fuzz-birnn run``, a pytest node id), for the reader;
+    ``extra`` adds fields to ``case.json`` (a run adds the fault's ``signature`` and how its
+    shrinking ended); ``output`` is what the candidate printed on the case, kept as ``output.txt``.
     """
     candidate = validate_spec(failure.candidate)
     case = failure.case
@@ -77,10 +83,12 @@ def write_report(failure: CheckFailure, directory: Path, *, origin: str | None =
     return _assemble(directory, ident, case, ref, {
         "candidate": candidate, "property": failure.prop, "details": failure.details, "origin": origin,
         "mismatch": asdict(failure.mismatch), "tolerances": allowed,
-        "summary": f"{failure.mismatch.message} [{case.describe()}]"})
+        "summary": f"{failure.mismatch.message} [{case.describe()}]", "output": bool(output), **(extra or {})},
+        output)
 
 
-def write_crash(record: dict[str, Any], message: str, directory: Path, *, kind: str) -> tuple[Path, bool, str]:
+def write_crash(record: dict[str, Any], message: str, directory: Path, *, kind: str,
+                extra: dict[str, Any] | None = None, output: str = "") -> tuple[Path, bool, str]:
     """Write a ``crash`` or ``timeout`` report from a case written ahead (nothing is run: the case
     may crash this process too). Returns the folder, whether it is new, and the case's key."""
     case = Case.from_dict(record["case"])
@@ -90,12 +98,12 @@ def write_crash(record: dict[str, Any], message: str, directory: Path, *, kind: 
     folder, new = _assemble(directory, ident, case, {}, {
         "candidate": candidate, "property": prop, "details": details, "origin": "fuzz-birnn run",
         "mismatch": asdict(Mismatch(kind, message)), "tolerances": {},
-        "summary": f"{kind}: {message} [{case.describe()}]"})
+        "summary": f"{kind}: {message} [{case.describe()}]", "output": bool(output), **(extra or {})}, output)
     return folder, new, key
 
 
 def _assemble(directory: Path, ident: str, case: Case, ref: dict[str, torch.Tensor],
-              fields: dict[str, Any]) -> tuple[Path, bool]:
+              fields: dict[str, Any], output: str = "") -> tuple[Path, bool]:
     """Build the report in a hidden folder, then rename it into place (atomic; first one wins)."""
     final = directory / ident
     if final.exists():
@@ -111,6 +119,8 @@ def _assemble(directory: Path, ident: str, case: Case, ref: dict[str, torch.Tens
         shutil.copyfile(_REPRO, staging / "repro.py")
         shutil.copyfile(_SUPPORT, staging / "repro_support.py")
         (staging / "summary.md").write_text(_markdown(document))
+        if output:
+            (staging / OUTPUT_FILE).write_text(output)
         try:
             staging.rename(final)  # atomic; fails if another writer got there first
         except OSError:
@@ -244,5 +254,8 @@ def _markdown(document: dict[str, Any]) -> str:
             f"- **Case**: {case.describe()}\n"
             f"- **First divergence**: {where}\n"
             f"- **Error**: {mismatch['message']}\n"
-            f"- **Found with**: torch {document['environment']['torch']}, {document['created']}\n\n"
+            + (f"- **Fault signature**: {document['signature']}\n" if document.get("signature") else "")
+            + (f"- **Shrinking**: {document['shrink']}\n" if document.get("shrink") else "")
+            + (f"- **Candidate output**: `{OUTPUT_FILE}`\n" if document.get("output") else "")
+            + f"- **Found with**: torch {document['environment']['torch']}, {document['created']}\n\n"
             "Reproduce: `python repro.py` (exit 1 while it fails), or `fuzz-birnn replay` on this folder.\n")

@@ -142,3 +142,54 @@ def returns_wrong_dtype(module, input, hx=None):
 
 def raises(module, input, hx=None):
     raise NotImplementedError("bidirectional stacks are not supported yet")
+
+
+# -- candidates for campaigns: several faults, faults that need size, output -----------------
+
+
+def two_faults(module, input, hx=None):
+    """Two independent mistakes: the output's halves swapped for batch_first input, and h_n/c_n's
+    two directions swapped when the stack has more than one layer."""
+    output, hidden = module(input, hx)
+    if module.batch_first and not isinstance(output, PackedSequence) and module.bidirectional:
+        forward, reverse = output.chunk(2, dim=-1)
+        output = torch.cat([reverse, forward], dim=-1)
+    if module.num_layers > 1 and module.bidirectional:
+        def swap(state):
+            rows = state.unflatten(0, (module.num_layers, 2))
+            return rows.flip(1).flatten(0, 1)
+        hidden = _map_states(hidden, swap)
+    return output, hidden
+
+
+def segfaults_when_large(module, input, hx=None):
+    """Kills its own process (as a segfault would) once hidden_size >= 4 and the sequence has 3
+    or more steps; right on smaller cases."""
+    steps = (input.batch_sizes.numel() if isinstance(input, PackedSequence)
+             else input.shape[1 if module.batch_first and input.dim() == 3 else 0])
+    if module.hidden_size >= 4 and steps >= 3:
+        import os
+        import signal
+
+        os.kill(os.getpid(), signal.SIGSEGV)
+    return module(input, hx)
+
+
+def chatty_and_swapped(module, input, hx=None):
+    """Prints a line on every call (as some exporters print their graphs) and swaps the output's halves."""
+    print(f"exporting graph for {type(module).__name__} with {module.num_layers} layer(s)")
+    return output_directions_swapped(module, input, hx)
+
+
+def swallows_the_time_limit_on_gru(module, input, hx=None):
+    """Never returns for a GRU, and swallows every exception raised into it (the time limit's too),
+    as a careless ``except BaseException`` or a destructor would; right otherwise."""
+    if isinstance(module, torch.nn.GRU):
+        import time
+
+        while True:
+            try:
+                time.sleep(0.05)
+            except BaseException:  # noqa: S110 (the point of this candidate)
+                pass
+    return module(input, hx)

@@ -1,0 +1,167 @@
+"""``DIR/run.json``: what a run covered and what it found, for machines; the console summary is
+printed from the same record, so the two always say the same.
+
+Schema (``"schema": "fuzz-birnn-run"``, ``"schema_version": 1``); fields are only ever added
+within a version:
+
+``environment``
+    ``fuzz_birnn``, ``torch``, ``hypothesis``, ``python``, ``platform``, and ``devices`` (those
+    this machine has).
+``options``
+    ``candidate`` (``null``: torch itself), ``properties``, ``modes``, ``seed``, ``max_examples``,
+    ``time_budget`` (seconds or ``null``), ``timeout``, ``workers``, ``database``, ``shard``
+    (``"K/N"`` or ``null``), ``reports``.
+``started`` (UTC, ISO 8601), ``seconds``, ``interrupted``.
+``cases``
+    ``total``; ``by_search``: one entry per (``property``, ``mode``) search this run owned, with
+    ``cases``, ``passed``, ``failed`` (failing calls, shrinking included), ``known`` (a fault the
+    search had found already, seen again) and ``not_compared``; ``by_dimension``: cases per
+    ``property``, ``mode``, ``dtype`` and ``form``.
+``not_compared``
+    reason -> cases.
+``findings``
+    one per distinct fault (:mod:`fuzz_birnn.signature`): ``signature``; ``smallest`` (the report
+    whose case is smallest, its ``summary`` and how its ``shrink`` ended); ``reports`` (every
+    report id of this fault, one per search that found it); ``seen_in`` (``property``, ``mode``,
+    ``report``, ``new``: false when that report existed before this run).
+``errors``, ``notes``
+    searches that stopped with an error of the harness; anything else the reader should know.
+``exit_code``
+    0 nothing found, 1 findings, 2 an error and no findings, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import datetime
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any
+
+__all__ = ["RUN_FILE", "SCHEMA_VERSION", "build_record", "print_summary", "write_record"]
+
+RUN_FILE = "run.json"
+SCHEMA_VERSION = 1
+
+
+def build_record(campaign: Any, *, options: dict[str, Any], started: datetime.datetime,
+                 interrupted: bool) -> dict[str, Any]:
+    """The run record of a :class:`~fuzz_birnn.engine.Campaign` (finished or interrupted)."""
+    import hypothesis
+    import torch
+
+    from . import __version__
+    from .devices import available_devices
+
+    by_search = []
+    for spec in campaign.specs:
+        mine = {key: n for key, n in campaign.counts.items() if key[:2] == (spec.prop, spec.mode)}
+        verdicts: collections.Counter = collections.Counter()
+        for key, n in mine.items():
+            verdicts[key[4]] += n
+        by_search.append({"property": spec.prop, "mode": spec.mode, "cases": sum(verdicts.values()),
+                          "passed": verdicts["passed"], "failed": verdicts["failed"], "known": verdicts["known"],
+                          "not_compared": verdicts["skipped"]})
+    by_dimension: dict[str, collections.Counter] = {name: collections.Counter()
+                                                    for name in ("property", "mode", "dtype", "form")}
+    not_compared: collections.Counter = collections.Counter()
+    for (prop, mode, dtype, form, verdict, reason), n in campaign.counts.items():
+        for name, value in zip(by_dimension, (prop, mode, dtype, form), strict=True):
+            by_dimension[name][value] += n
+        if verdict == "skipped":
+            not_compared[reason] += n
+    findings = _group(campaign.findings)
+    exit_code = 130 if interrupted else 1 if findings else 2 if campaign.errors else 0
+    return {
+        "schema": "fuzz-birnn-run", "schema_version": SCHEMA_VERSION,
+        "environment": {"fuzz_birnn": __version__, "torch": torch.__version__, "hypothesis": hypothesis.__version__,
+                        "python": platform.python_version(), "platform": platform.platform(),
+                        "devices": available_devices()},
+        "options": options,
+        "started": started.isoformat(timespec="seconds"), "seconds": round(campaign.seconds, 3),
+        "interrupted": interrupted,
+        "cases": {"total": sum(campaign.counts.values()), "by_search": by_search,
+                  "by_dimension": {name: dict(sorted(c.items())) for name, c in by_dimension.items()}},
+        "not_compared": dict(not_compared.most_common()),
+        "findings": findings, "errors": list(campaign.errors), "notes": list(campaign.notes),
+        "exit_code": exit_code,
+    }
+
+
+def _group(findings: list[Any]) -> list[dict[str, Any]]:
+    """One entry per signature, in the order faults were first found; the smallest case first."""
+    groups: dict[str, list[Any]] = {}
+    for finding in findings:
+        groups.setdefault(finding.signature, []).append(finding)
+    grouped = []
+    for signature, members in groups.items():
+        smallest = min(members, key=lambda f: (f.cost, f.folder))
+        grouped.append({
+            "signature": signature,
+            "smallest": {"report": Path(smallest.folder).name, "summary": smallest.summary, "shrink": smallest.shrink},
+            "reports": sorted({Path(f.folder).name for f in members}),
+            "seen_in": [{"property": f.prop, "mode": f.mode, "report": Path(f.folder).name, "new": f.new}
+                        for f in members],
+        })
+    return grouped
+
+
+def write_record(directory: Path, record: dict[str, Any]) -> Path:
+    """Write ``run.json`` whole or not at all (a temporary file renamed into place)."""
+    path = directory / RUN_FILE
+    handle, temporary = tempfile.mkstemp(prefix=".run-", suffix=".json", dir=directory)
+    try:
+        with os.fdopen(handle, "w") as file:
+            json.dump(record, file, indent=2)
+            file.write("\n")
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    return path
+
+
+def print_summary(record: dict[str, Any], reports: Path) -> None:
+    """The console summary, from the record."""
+    cases = record["cases"]
+    rate = cases["total"] / record["seconds"] if record["seconds"] else 0.0
+    print(f"\n{cases['total']} cases checked (generation and shrinking) in {record['seconds']:.1f}s ({rate:.1f}/s)")
+    print("coverage:")
+    for name, label in (("property", "property"), ("mode", "mode"), ("dtype", "dtype"), ("form", "form")):
+        counts = cases["by_dimension"][name]
+        print(f"  {label:<9}" + "  ".join(f"{value} {n}" for value, n in counts.items()))
+    idle = [f"{s['property']} ({s['mode']})" for s in cases["by_search"] if not s["cases"]]
+    if idle:
+        print(f"  searches that checked no case: {', '.join(idle)}")
+    if record["not_compared"]:
+        print(f"not compared ({sum(record['not_compared'].values())}):")
+        for reason, n in record["not_compared"].items():
+            print(f"  {n:>5}  {reason}")
+    for note in record["notes"]:
+        print(f"note: {note}")
+    for error in record["errors"]:
+        print(f"\n{error}", flush=True)
+    findings = record["findings"]
+    if not findings:
+        print("\nno failures" if not record["errors"] else "\nno failures found, but a search stopped with an error")
+    else:
+        total = sum(len(f["reports"]) for f in findings)
+        print(f"\n{len(findings)} distinct fault(s), {total} report(s):")
+        for number, finding in enumerate(findings, 1):
+            smallest = finding["smallest"]
+            print(f"  {number}. {finding['signature']}")
+            print(f"     smallest: {reports / smallest['report']}"
+                  + ("" if any(s["new"] for s in finding["seen_in"]) else " (already reported)"))
+            print(f"       {smallest['summary']}")
+            if not smallest["shrink"].startswith("complete"):
+                print(f"       ({smallest['shrink']})")
+            places = collections.defaultdict(list)
+            for seen in finding["seen_in"]:
+                places[seen["property"]].append(seen["mode"])
+            print("     seen in: " + "; ".join(f"{prop} ({', '.join(modes)})" for prop, modes in places.items()))
+    print(f"run record: {reports / RUN_FILE}")

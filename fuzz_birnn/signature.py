@@ -1,0 +1,86 @@
+"""What makes two failures the same fault: a signature built from where and how they differ.
+
+A search goes on past its first fault (see :mod:`fuzz_birnn.engine`), so it needs to tell a
+fault it has already reported from a new one, and a run groups the reports of one fault found by
+several searches into one finding. Both use :func:`signature_of`, a short sentence that leaves
+out everything that depends on the case's sizes:
+
+* **wrong values** (``agreement``, ``fused-vs-reference``): the pattern of
+  :func:`~fuzz_birnn.compare.compare_values`: whether any final state is wrong, and the
+  directions wrong at the earliest layer whose final state is; or, when every final state is
+  right, that the output is wrong, and in which directions. The seed's missing re-reversal is
+  ``final state wrong, both directions at the earliest wrong layer`` whatever the stack's size or
+  mode; output halves swapped are ``output wrong, final state right, both directions``. In
+  bfloat16 and float16 a fault's errors near the tolerance hide part of its pattern, so the
+  pattern is taken from the case's float64 twin (the same case in float64); a fault the twin
+  does not show is ``values wrong in bfloat16 only``;
+* **everything else** (a wrong structure, an exception, a relation or gradient that does not
+  hold, a refused invalid call, a crash, a hang): the message, with every number, list and
+  address replaced by ``#``, so ``output.shape=(5, 2, 6)`` and ``output.shape=(3, 1, 4)`` are the
+  same fault, but ``output.shape`` and ``output.dtype`` are not; an exception keeps its type and
+  its words.
+
+Mode and property are deliberately not part of it: one fault seen in four modes and two
+properties is one finding, seen in eight places. The price of a coarse signature is that two
+different faults with the same pattern in one search are reported as one (the second is found
+once the first is fixed), and a case that shows two faults at once is taken for the one whose
+pattern shows (a wrong final state outranks a wrong output); the price of a fine one would be
+the same fault reported again and again at every size, or once more for every combination of
+faults. This one errs towards the first.
+"""
+
+from __future__ import annotations
+
+import re
+
+from collections.abc import Callable
+from typing import Any
+
+from .compare import Mismatch
+
+__all__ = ["crash_signature", "fault_signature", "normalise", "signature_of"]
+
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]+")
+_NUMBER = re.compile(r"(?<![A-Za-z_])[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|\b(?:inf|nan)\b")
+_DIGITS_IN_NAME = re.compile(r"(?<=[A-Za-z_])\d+")
+_BRACKETED = re.compile(r"\[[^\[\]]*\]|\((?:#|, |,)+\)")
+_LONGEST = 160
+
+
+def fault_signature(mismatch: Mismatch) -> str:
+    """The signature of a failure, from its :class:`~fuzz_birnn.compare.Mismatch`."""
+    if mismatch.pattern:
+        return mismatch.pattern
+    return normalise(mismatch.message)
+
+
+def signature_of(failure: Any, twin_mismatch: Callable[[Any], Mismatch | None]) -> str:
+    """The signature of a :class:`~fuzz_birnn.check.CheckFailure`; ``twin_mismatch(case)`` checks
+    another case the same way and returns its mismatch (``None`` if it passes). It is called
+    only for wrong values at a dtype other than float64, with the case's float64 twin."""
+    mismatch, case = failure.mismatch, failure.case
+    if mismatch.pattern is None or case.inputs.dtype == "float64":
+        return fault_signature(mismatch)
+    import dataclasses
+
+    twin = dataclasses.replace(case, inputs=dataclasses.replace(case.inputs, dtype="float64"))
+    seen = twin_mismatch(twin)
+    if seen is None or seen.pattern is None:
+        return f"values wrong in {case.inputs.dtype} only"
+    return seen.pattern
+
+
+def crash_signature(kind: str, how: str) -> str:
+    """``crash: killed by SIGSEGV`` or ``timeout``: a process that died, or a case that overran."""
+    return "timeout" if kind == "timeout" else f"crash: {normalise(how)}"
+
+
+def normalise(message: str) -> str:
+    """``message`` with addresses, numbers (``l0`` in ``weight_ih_l0`` too), lists and shapes as ``#``."""
+    text = _ADDRESS.sub("#", message.splitlines()[0] if message else "")
+    text = _DIGITS_IN_NAME.sub("#", text)
+    text = _NUMBER.sub("#", text)
+    previous = None
+    while previous != text:
+        previous, text = text, _BRACKETED.sub(lambda m: "[#]" if m.group(0).startswith("[") else "(#)", text)
+    return text[:_LONGEST]

@@ -1,0 +1,216 @@
+"""Campaigns: a time budget shared fairly, the search going on past the first fault, one finding per
+fault, crashes and hangs shrunk, candidate output kept, and memory across runs and machines."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fuzz_birnn.engine import plan_searches
+from fuzz_birnn.properties import PROPERTIES
+from fuzz_birnn.reports import OUTPUT_FILE
+from fuzz_birnn.scheduler import shard_of
+
+ROOT = Path(__file__).resolve().parent.parent
+MODES = ("RNN_TANH", "RNN_RELU", "GRU", "LSTM")
+
+
+def fuzz(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "fuzz_birnn", *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def run_record(folder):
+    return json.loads((Path(folder) / "run.json").read_text())
+
+
+def documents(folder):
+    return [json.loads(p.read_text()) for p in sorted(Path(folder).glob("*/case.json"))]
+
+
+def test_a_time_budget_covers_every_property_and_mode_even_when_every_case_fails(tmp_path):
+    started = time.monotonic()
+    done = fuzz("run", "--candidate", "tests.contract_bugs:returns_nan", "--time-budget", 20, "--workers", 2,
+                "--seed", 0, "--reports", tmp_path)
+    elapsed = time.monotonic() - started
+    assert done.returncode == 1, done.stdout + done.stderr
+    record = run_record(tmp_path)
+    searches = record["cases"]["by_search"]
+    assert {(s["property"], s["mode"]) for s in searches} == {
+        (p, m) for p in record["options"]["properties"] for m in MODES}
+    assert all(s["cases"] > 0 for s in searches), [s for s in searches if not s["cases"]]
+    assert record["options"]["time_budget"] == 20 and record["seconds"] < 20 + 15
+    assert elapsed < 20 + 45  # start-up and the summary on a loaded machine
+    assert record["exit_code"] == 1 and record["findings"]
+    # the same fault, found by many searches, is one finding seen in many places
+    [nan] = [f for f in record["findings"] if f["signature"].startswith("final state wrong from the first layer")]
+    assert {s["mode"] for s in nan["seen_in"]} == set(MODES)
+    assert len(nan["reports"]) == len(nan["seen_in"])
+
+
+def test_two_independent_faults_in_one_mode_are_two_findings_each_reported_once(tmp_path):
+    done = fuzz("run", "--candidate", "tests.contract_bugs:two_faults", "--properties", "agreement",
+                "--modes", "gru", "--max-examples", 600, "--seed", 3, "--reports", tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    record = run_record(tmp_path)
+    assert sorted(f["signature"] for f in record["findings"]) == [
+        "final state wrong from the first layer, both directions",
+        "output wrong, final state right, both directions"]
+    assert len(documents(tmp_path)) == 2  # one report each, however often each was seen
+    [search] = record["cases"]["by_search"]
+    assert search["known"] > 10  # both kept turning up, and were recognised
+    assert "2 distinct fault(s), 2 report(s)" in done.stdout
+    for finding in record["findings"]:
+        assert finding["signature"] in done.stdout and finding["smallest"]["report"] in done.stdout
+
+
+def test_a_crash_on_larger_cases_is_reported_with_a_shrunk_case(tmp_path):
+    done = fuzz("run", "--candidate", "tests.contract_bugs:segfaults_when_large", "--properties", "agreement",
+                "--modes", "lstm", "--max-examples", 300, "--seed", 1, "--reports", tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    [document] = documents(tmp_path)
+    assert document["mismatch"]["tensor"] == "crash" and "SIGSEGV" in document["mismatch"]["message"]
+    config, inputs = document["case"]["config"], document["case"]["inputs"]
+    # the smallest case that still crashes: hidden_size 4 and 3 steps, everything else at its simplest
+    assert (config["hidden_size"], inputs["seq_len"]) == (4, 3)
+    assert (config["num_layers"], config["input_size"], inputs["batch_size"], config["bias"]) == (1, 1, 1, False)
+    assert document["shrink"].startswith("complete")
+    assert run_record(tmp_path)["cases"]["by_search"][0]["cases"] >= 300  # the search went on after the crash
+    replay = fuzz("replay", tmp_path)
+    assert replay.returncode == 1 and "killed by SIGSEGV" in replay.stdout
+
+
+@pytest.mark.parametrize("candidate", ["hangs_on_gru", "swallows_the_time_limit_on_gru"])
+def test_a_hang_is_shrunk_and_does_not_end_its_search(tmp_path, candidate):
+    started = time.monotonic()
+    done = fuzz("run", "--candidate", f"tests.contract_bugs:{candidate}", "--properties", "agreement",
+                "--modes", "gru,rnn_tanh", "--max-examples", 60, "--timeout", 2, "--workers", 2, "--seed", 0,
+                "--reports", tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert time.monotonic() - started < 90
+    [document] = documents(tmp_path)
+    assert document["mismatch"]["tensor"] == "timeout"
+    config, inputs = document["case"]["config"], document["case"]["inputs"]
+    assert (config["mode"], config["num_layers"], config["hidden_size"], inputs["seq_len"]) == ("GRU", 1, 1, 1)
+    searches = {s["mode"]: s for s in run_record(tmp_path)["cases"]["by_search"]}
+    assert searches["GRU"]["cases"] == 30 and searches["RNN_TANH"]["cases"] == 30  # both ran their share
+
+
+def test_a_candidates_output_stays_off_the_console_and_goes_with_its_report(tmp_path):
+    done = fuzz("run", "--candidate", "tests.contract_bugs:chatty_and_swapped", "--properties", "agreement",
+                "--modes", "gru", "--max-examples", 50, "--seed", 0, "--reports", tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "exporting graph" not in done.stdout + done.stderr
+    [folder] = [p.parent for p in Path(tmp_path).glob("*/case.json")]
+    assert (folder / OUTPUT_FILE).read_text() == "exporting graph for GRU with 1 layer(s)\n"
+    assert "Candidate output" in (folder / "summary.md").read_text()
+
+
+def test_a_rerun_first_replays_what_the_database_remembers(tmp_path):
+    database = tmp_path / "db"
+    common = ["--candidate", "tests.contract_bugs:two_faults", "--properties", "agreement", "--modes", "gru",
+              "--database", database]
+    first = fuzz("run", *common, "--max-examples", 400, "--seed", 3, "--reports", tmp_path / "first")
+    assert first.returncode == 1, first.stdout + first.stderr
+    # one example is the simplest case (one layer), which shows neither fault; only the database can
+    again = fuzz("run", *common, "--max-examples", 1, "--seed", 99, "--reports", tmp_path / "again")
+    forgetful = fuzz("run", *common[:-2], "--database", "none", "--max-examples", 1, "--seed", 99,
+                     "--reports", tmp_path / "forgetful")
+    assert forgetful.returncode == 0, forgetful.stdout + forgetful.stderr
+    assert again.returncode == 1, again.stdout + again.stderr
+    assert {f["signature"] for f in run_record(tmp_path / "again")["findings"]} == \
+        {f["signature"] for f in run_record(tmp_path / "first")["findings"]}
+
+
+def test_shards_split_the_searches_deterministically_and_completely():
+    properties = list(PROPERTIES)
+    specs, _ = plan_searches(None, properties, list(MODES), {}, seed=0, reports=Path("r"), timeout=1, database=None)
+    for shards in (1, 2, 3, 7):
+        owned = [[s.name for s in specs if shard_of(s.index, shards) == k] for k in range(1, shards + 1)]
+        assert sorted(sum(owned, [])) == sorted(s.name for s in specs)  # every search, exactly once
+        assert max(map(len, owned)) - min(map(len, owned)) <= 1
+
+
+@pytest.mark.parametrize(("flags", "says"), [
+    (["--shard", "3/2"], "is not K/N with 1 <= K <= N"),
+    (["--shard", "1-2"], "is not K/N"),
+    (["--time-budget", "0"], "must be a positive number of seconds"),
+    (["--time-budget", "soon"], "is not a number of seconds"),
+    (["--database", "ftp://example.org/db"], "not understood"),
+    (["--database", "redis://localhost"], "expected redis://HOST:PORT"),
+])
+def test_bad_campaign_flags_are_one_line_and_exit_2(tmp_path, flags, says):
+    done = fuzz("run", *flags, "--reports", tmp_path)
+    assert done.returncode == 2 and says in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert not (tmp_path / "run.json").exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_an_unreachable_redis_is_named_before_any_search_starts(tmp_path):
+    pytest.importorskip("redis", reason="the redis extra is not installed")
+    port = _free_port()
+    done = fuzz("run", "--database", f"redis://127.0.0.1:{port}", "--reports", tmp_path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"cannot reach Redis at 127.0.0.1:{port}" in done.stderr and "Traceback" not in done.stderr
+    assert "checking" not in done.stdout
+
+
+@pytest.fixture
+def redis_url(tmp_path):
+    pytest.importorskip("redis", reason="the redis extra is not installed")
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.skip("redis-server is not installed (Debian: apt-get install redis-server)")
+    port = _free_port()
+    process = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+    try:
+        import redis
+
+        client = redis.Redis(port=port)
+        deadline = time.monotonic() + 20
+        while True:
+            with contextlib.suppress(redis.ConnectionError):
+                if client.ping():
+                    break
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.1)
+        yield f"redis://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_two_shards_with_one_redis_database_are_one_campaign(tmp_path, redis_url):
+    common = ["--candidate", "tests.contract_bugs:two_faults", "--properties", "agreement,relation:layout",
+              "--modes", "gru,lstm", "--database", redis_url, "--workers", 1]
+    found = {}
+    for shard in ("1/2", "2/2"):  # two machines, each with its own reports folder
+        done = fuzz("run", *common, "--shard", shard, "--max-examples", 300, "--seed", 3,
+                    "--reports", tmp_path / f"machine-{shard[0]}")
+        assert done.returncode == 1, done.stdout + done.stderr
+        record = run_record(tmp_path / f"machine-{shard[0]}")
+        assert record["options"]["shard"] == shard
+        found[shard] = {(s["property"], s["mode"]) for f in record["findings"] for s in f["seen_in"]}
+    searches = {(p, m) for p in ("agreement", "relation:layout") for m in ("GRU", "LSTM")}
+    owned = {shard: {(s["property"], s["mode"]) for s in run_record(tmp_path / f"machine-{shard[0]}")["cases"]
+                     ["by_search"]} for shard in found}
+    assert owned["1/2"] | owned["2/2"] == searches and not owned["1/2"] & owned["2/2"]
+    # shard 1 again, on a third machine: one example per search, yet it finds what machine 1 found
+    rerun = fuzz("run", *common, "--shard", "1/2", "--max-examples", 2, "--seed", 77, "--reports", tmp_path / "third")
+    assert rerun.returncode == 1, rerun.stdout + rerun.stderr
+    refound = {(s["property"], s["mode"]) for f in run_record(tmp_path / "third")["findings"] for s in f["seen_in"]}
+    assert refound == found["1/2"]

@@ -1,0 +1,104 @@
+"""The pieces behind crash and hang shrinking: forked cases, the reducer, output capture."""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from fuzz_birnn import Case, CheckFailure, Config, Inputs
+from fuzz_birnn.capture import KEEP_BYTES, read_file
+from fuzz_birnn.compare import Mismatch
+from fuzz_birnn.isolate import can_fork, run_forked
+from fuzz_birnn.reducer import proposals, reduce_case, within_strategy
+
+needs_fork = pytest.mark.skipif(not can_fork(), reason="needs os.fork")
+
+BIG = Case(Config("LSTM", 5, 6, 3, True, True, True, 3),
+           Inputs(7, 4, True, (7, 5, 3, 2), True, False, True, "float16", seed=99, scale=4.0))
+
+
+@needs_fork
+def test_a_forked_case_reports_how_it_ended():
+    assert run_forked(lambda: 42, 5).value == 42
+    assert run_forked(lambda: 42, 5).kind == "passed"
+
+    def fails():
+        raise CheckFailure(Mismatch("output", "wrong"), Case(), "fused")
+    assert run_forked(fails, 5).kind == "failed"
+    raised = run_forked(lambda: 1 / 0, 5)
+    assert (raised.kind, raised.detail) == ("raised", "ZeroDivisionError: division by zero")
+    crashed = run_forked(lambda: (faulthandler.disable(), os.kill(os.getpid(), signal.SIGSEGV)), 5)
+    assert (crashed.kind, crashed.detail) == ("crashed", "killed by SIGSEGV")
+    assert run_forked(lambda: os._exit(7), 5).detail == "exit status 7"
+
+
+@needs_fork
+def test_a_forked_case_that_hangs_is_killed_at_its_limit_whatever_it_catches():
+    def swallows_everything():
+        while True:
+            try:
+                time.sleep(0.01)
+            except BaseException:  # noqa: S110 (the point: no exception can stop it)
+                pass
+    started = time.monotonic()
+    verdict = run_forked(swallows_everything, 0.5)
+    assert verdict.kind == "hung"
+    assert 0.5 <= time.monotonic() - started < 5
+
+
+def test_every_proposal_is_a_valid_simpler_case():
+    for proposal in proposals(BIG):
+        assert proposal != BIG
+        Case.from_dict(proposal.to_dict())  # valid
+        c, i = proposal.config, proposal.inputs
+        assert c.num_layers <= 3 and c.hidden_size <= 6 and c.input_size <= 5 and i.seq_len <= 7
+
+
+def test_the_reducer_finds_the_smallest_case_that_still_fails():
+    def crashes(case):  # crashes once hidden_size >= 4 and there are 5 steps in float16
+        return case.config.hidden_size >= 4 and case.inputs.seq_len >= 5 and case.inputs.dtype == "float16"
+
+    reduction = reduce_case(BIG, crashes, within=within_strategy({}), deadline=time.monotonic() + 30)
+    assert reduction.complete
+    c, i = reduction.case.config, reduction.case.inputs
+    assert (c.hidden_size, i.seq_len, i.dtype) == (4, 5, "float16")
+    assert (c.num_layers, c.input_size, c.proj_size, i.batch_size, c.bias, i.form) == (1, 1, 0, 1, False, "padded")
+    assert crashes(reduction.case)
+
+
+def test_the_reducer_stays_inside_the_search_and_says_when_its_budget_ran_out():
+    packed_only = within_strategy({"forms": ["packed_sorted", "packed_unsorted"], "dtypes": ["float16"]})
+    reduction = reduce_case(BIG, lambda case: True, within=packed_only, deadline=time.monotonic() + 30)
+    assert reduction.case.inputs.packed and reduction.case.inputs.dtype == "float16"
+    cut = reduce_case(BIG, lambda case: True, within=within_strategy({}), deadline=time.monotonic() - 1)
+    assert (cut.case, cut.complete, cut.attempts) == (BIG, False, 0)
+
+
+def test_a_candidates_output_is_captured_and_bounded(tmp_path):
+    script = (
+        "import sys, os\n"
+        "from pathlib import Path\n"
+        "from fuzz_birnn.capture import OutputCapture\n"
+        "capture = OutputCapture(Path(sys.argv[1]))\n"
+        "print('first case'); os.write(2, b'from C\\n')\n"
+        "capture.reset()\n"
+        "print('second case'); os.write(1, b'x' * 200000)\n"
+        "sys.__stdout__.flush()\n"
+        "kept = capture.read()\n"
+        "capture.close()\n"
+        "print(len(kept), 'second case' in kept, 'first case' in kept, 'bytes left out' in kept)\n")
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "out.log")], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    size, second, first, cut = done.stdout.split()
+    assert (second, first, cut) == ("True", "False", "True")
+    assert int(size) < KEEP_BYTES + 100
+    assert "first case" not in done.stdout  # it went to the file, not the console
+    assert not (tmp_path / "out.log").exists()
+    assert read_file(tmp_path / "missing.log") == ""
