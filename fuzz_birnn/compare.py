@@ -196,21 +196,16 @@ def compare_values(actual: dict[str, torch.Tensor], ref: dict[str, torch.Tensor]
 
 
 def _pattern(faults: list) -> str:
-    """Where a result is wrong, in terms that stay the same for one fault across stack sizes and
-    modes: whether any final state (``h_n``/``c_n``) is wrong, and the directions wrong at the
-    earliest layer whose final state is (above it, errors spread to both directions); a fault
-    that leaves every final state right is an output fault, by the directions it hits. Layer
-    numbers are left out: a fault in the last layer is in layer 0 of a one-layer stack."""
-    state = [(rank[0], rank[1]) for rank, name, *_ in faults if name != "output"]
-    if state:
-        first = min(layer for layer, _ in state)
-        directions = {direction for layer, direction in state if layer == first}
-        what = "final state wrong"
-    else:
-        directions = {rank[1] for rank, *_ in faults}
-        what = "output wrong, final state right"
+    """Where a result is wrong, in terms that stay the same for one fault across stack sizes,
+    modes and value scales: ``final state wrong`` when any ``h_n``/``c_n`` is (where in the stack
+    it starts, and in which directions, moves with the case: a saturated tanh hides a wrong
+    ``h0``, a one-layer stack has its last layer first), else ``output wrong, final state right``
+    with the directions of the output that are wrong."""
+    if any(name != "output" for _, name, *_ in faults):
+        return "final state wrong"
+    directions = {rank[1] for rank, *_ in faults}
     sides = "both directions" if len(directions) == 2 else f"{'reverse' if 1 in directions else 'forward'} direction"
-    return f"{what}, {sides} at the earliest wrong layer" if state else f"{what}, {sides}"
+    return f"output wrong, final state right, {sides}"
 
 
 def max_abs_difference(actual: torch.Tensor, expected: torch.Tensor) -> float:

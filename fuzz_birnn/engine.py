@@ -104,6 +104,7 @@ class _Worker:
     inbox: Any
     job: Slice | Reduce | None = None
     started: float = 0.0
+    generated: int = 0  # examples its slice has reported generating so far
 
 
 @dataclass
@@ -154,7 +155,7 @@ class Campaign:
                 job = self.scheduler.next_job()
                 if job is None:
                     return
-                worker.job, worker.started = job, time.monotonic()
+                worker.job, worker.started, worker.generated = job, time.monotonic(), 0
                 worker.inbox.put(job)
 
     def _receive(self) -> None:
@@ -164,7 +165,9 @@ class Campaign:
     def _handle(self, kind: str, worker_id: int, payload: Any) -> None:
         worker = self._pool[worker_id]
         if kind == "counts":
-            self.counts.update(payload)
+            counts, generated = payload
+            self.counts.update(counts)
+            worker.generated += generated
             self.on_progress(self)
             return
         job, worker.job = worker.job, None
@@ -172,7 +175,7 @@ class Campaign:
         if kind == "slice":
             self.counts.update(payload.counts)
             self.findings += payload.findings
-            self.scheduler.slice_ended(job.search, examples=payload.generated, seconds=elapsed,
+            self.scheduler.slice_ended(job.search, examples=worker.generated + payload.generated, seconds=elapsed,
                                        slowest=payload.slowest, signatures=[f.signature for f in payload.findings],
                                        error=payload.error and "stopped by an error")
             if payload.error:
@@ -216,7 +219,9 @@ class Campaign:
             if self._pool[worker_id].job is None:  # it finished after all
                 continue
             worker.job = None
-            self.scheduler.slice_ended(job.search, examples=0, seconds=time.monotonic() - worker.started)
+            in_flight = isinstance(job, Slice)  # the case it died on counts towards its search's quota
+            self.scheduler.slice_ended(job.search, examples=worker.generated + in_flight,
+                                       seconds=time.monotonic() - worker.started)
             if late and not hung:
                 self.notes.append(f"{job.search.name}: a case in flight when the time budget ran out was stopped")
                 if isinstance(job, Reduce):
@@ -387,7 +392,7 @@ def _fault_type(signature: str) -> type:
     return _FAULT_TYPES[signature]
 
 
-def run_slice(job: Slice, capture: Any, ahead: WriteAhead, flush: Callable[[Counts], None]) -> _SliceResult:
+def run_slice(job: Slice, capture: Any, ahead: WriteAhead, flush: Callable[[tuple[Counts, int]], None]) -> _SliceResult:
     """Run one slice of a search; write a report for each new fault (see the module docstring)."""
     from hypothesis import HealthCheck, Phase, Verbosity, assume, given, seed, settings, target
     from hypothesis.errors import Unsatisfiable
@@ -414,10 +419,10 @@ def run_slice(job: Slice, capture: Any, ahead: WriteAhead, flush: Callable[[Coun
     def count(case: Any, verdict: str, reason: str | None = None) -> None:
         counts[(spec.prop, spec.mode, case.inputs.dtype, case.inputs.form, verdict, reason)] += 1
         now = time.monotonic()
-        if now - state["flushed"] > 1.0:
-            flush(Counts(counts))
+        if now - state["flushed"] > 1.0:  # the parent's progress line, and what a dead worker had done
+            flush((Counts(counts), state["generated"]))
             counts.clear()
-            state["flushed"] = now
+            state["generated"], state["flushed"] = 0, now
 
     @settings(max_examples=job.max_examples, database=database, phases=phases, deadline=None,
               verbosity=Verbosity.quiet, suppress_health_check=list(HealthCheck), report_multiple_bugs=True)

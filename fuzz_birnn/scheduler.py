@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -136,7 +137,7 @@ class Scheduler:
                      self.deadline, SLICE_CAP_FACTOR * SLICE_SECONDS, reuse=search.slices == 1)
 
     def slice_ended(self, spec: SearchSpec, *, examples: int, seconds: float, slowest: float = 0.0,
-                    signatures: list[str] = (), error: str | None = None) -> None:  # type: ignore[assignment]
+                    signatures: Iterable[str] = (), error: str | None = None) -> None:
         search = self.searches[spec.index]
         search.running = False
         search.examples += examples

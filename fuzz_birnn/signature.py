@@ -6,27 +6,28 @@ several searches into one finding. Both use :func:`signature_of`, a short senten
 out everything that depends on the case's sizes:
 
 * **wrong values** (``agreement``, ``fused-vs-reference``): the pattern of
-  :func:`~fuzz_birnn.compare.compare_values`: whether any final state is wrong, and the
-  directions wrong at the earliest layer whose final state is; or, when every final state is
-  right, that the output is wrong, and in which directions. The seed's missing re-reversal is
-  ``final state wrong, both directions at the earliest wrong layer`` whatever the stack's size or
-  mode; output halves swapped are ``output wrong, final state right, both directions``. In
-  bfloat16 and float16 a fault's errors near the tolerance hide part of its pattern, so the
-  pattern is taken from the case's float64 twin (the same case in float64); a fault the twin
-  does not show is ``values wrong in bfloat16 only``;
-* **everything else** (a wrong structure, an exception, a relation or gradient that does not
-  hold, a refused invalid call, a crash, a hang): the message, with every number, list and
-  address replaced by ``#``, so ``output.shape=(5, 2, 6)`` and ``output.shape=(3, 1, 4)`` are the
-  same fault, but ``output.shape`` and ``output.dtype`` are not; an exception keeps its type and
-  its words.
+  :func:`~fuzz_birnn.compare.compare_values`: ``final state wrong`` when any ``h_n``/``c_n`` is,
+  else ``output wrong, final state right`` and the output's directions that are wrong. Finer
+  patterns were tried and dropped: where in the stack a fault first shows, and in which
+  directions, moves with the case (a saturated tanh hides a wrong ``h0`` in one direction, a
+  one-layer stack has its last layer first), which reported one fault three times. In bfloat16
+  and float16 a fault's errors near the tolerance can hide the final state's, so the pattern is
+  taken from the case's float64 twin (the same case in float64); a fault the twin does not show
+  is ``values wrong in bfloat16 only``;
+* **a wrong structure**: what is wrong, not with what: ``output.dtype is wrong``, ``result
+  should be a pair (output, hidden)`` (whether a tensor or a PackedSequence came back);
+* **everything else** (an exception, a relation or gradient that does not hold, a refused
+  invalid call, a crash, a hang): the message, with every number, list and address replaced by
+  ``#``; an exception keeps its type and its words.
 
 Mode and property are deliberately not part of it: one fault seen in four modes and two
 properties is one finding, seen in eight places. The price of a coarse signature is that two
 different faults with the same pattern in one search are reported as one (the second is found
-once the first is fixed), and a case that shows two faults at once is taken for the one whose
-pattern shows (a wrong final state outranks a wrong output); the price of a fine one would be
-the same fault reported again and again at every size, or once more for every combination of
-faults. This one errs towards the first.
+once the first is fixed: two faults that both leave a final state wrong are one finding until
+then), and a case that shows two faults at once is taken for the one whose pattern shows (a
+wrong final state outranks a wrong output); the price of a fine one would be the same fault
+reported again and again at every size, or once more for every combination of faults. This one
+errs towards the first.
 """
 
 from __future__ import annotations
@@ -45,12 +46,19 @@ _NUMBER = re.compile(r"(?<![A-Za-z_])[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|\
 _DIGITS_IN_NAME = re.compile(r"(?<=[A-Za-z_])\d+")
 _BRACKETED = re.compile(r"\[[^\[\]]*\]|\((?:#|, |,)+\)")
 _LONGEST = 160
+#: check_structure's messages: ``output.dtype=torch.float64, but should be torch.float32``,
+#: ``result is a tensor of shape (2, 3), but should be a pair (output, hidden)``.
+_STRUCTURE = re.compile(r"^([\w.]+)(=| is ).*?, but should be (.*)$")
 
 
 def fault_signature(mismatch: Mismatch) -> str:
     """The signature of a failure, from its :class:`~fuzz_birnn.compare.Mismatch`."""
     if mismatch.pattern:
         return mismatch.pattern
+    structure = _STRUCTURE.match(mismatch.message)
+    if structure:
+        subject, how, expected = structure.groups()
+        return f"{subject} is wrong" if how == "=" else f"{subject} should be {normalise(expected)}"
     return normalise(mismatch.message)
 
 

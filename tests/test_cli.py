@@ -39,7 +39,7 @@ def test_run_checks_torch_over_the_whole_space(tmp_path):
 
 def test_seed_bug_is_found_shrunk_reported_and_reproduced(tmp_path):
     done = fuzz("run", "--candidate", f"{SEED}:seed_decomposition", *RNN_ONLY, "--seed", 1,
-                "--workers", 1, "--reports", tmp_path)
+                "--max-examples", 600, "--workers", 1, "--reports", tmp_path)
     assert done.returncode == 1, done.stdout + done.stderr
     [report] = reports_in(tmp_path)
     document = json.loads((report / "case.json").read_text())
@@ -58,14 +58,14 @@ def test_seed_bug_is_found_shrunk_reported_and_reproduced(tmp_path):
     assert replay.returncode == 1 and "STILL FAILS" in replay.stdout
 
     again = fuzz("run", "--candidate", f"{SEED}:seed_decomposition", *RNN_ONLY, "--seed", 1,
-                 "--workers", 1, "--reports", tmp_path)
+                 "--max-examples", 600, "--workers", 1, "--reports", tmp_path)
     assert again.returncode == 1 and "already reported" in again.stdout
     assert reports_in(tmp_path) == [report]
 
 
 def test_time_reversal_relation_finds_the_seed_bug_without_any_reference(tmp_path):
     done = fuzz("run", "--candidate", f"{SEED}:seed_decomposition", *RNN_ONLY[:-1], "relation:time_reversal",
-                "--dtypes", "float64", "--seed", 1, "--workers", 1, "--reports", tmp_path)
+                "--dtypes", "float64", "--max-examples", 600, "--seed", 1, "--workers", 1, "--reports", tmp_path)
     assert done.returncode == 1, done.stdout + done.stderr
     [report] = reports_in(tmp_path)
     document = json.loads((report / "case.json").read_text())
@@ -79,7 +79,8 @@ def test_replay_and_repro_tell_fixed_from_still_failing(tmp_path):
     (tmp_path / "mystack.py").write_text(
         "from examples.seed_decomposition import seed_decomposition as stack\n")
     (tmp_path / "examples").symlink_to(ROOT / "examples")
-    done = fuzz("run", "--candidate", "mystack:stack", *RNN_ONLY, "--seed", 2, "--workers", 1, cwd=tmp_path)
+    done = fuzz("run", "--candidate", "mystack:stack", *RNN_ONLY, "--seed", 2, "--max-examples", 600, "--workers", 1,
+                cwd=tmp_path)
     assert done.returncode == 1, done.stdout + done.stderr
     [report] = reports_in(tmp_path / "reports")
 

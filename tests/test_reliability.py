@@ -86,8 +86,9 @@ def test_ctrl_c_stops_promptly_with_a_summary_and_whole_reports(tmp_path):
     assert process.returncode == 130, stdout + stderr
     assert "interrupted" in stdout and "cases checked" in stdout
     for folder in Path(tmp_path).iterdir():
-        if not folder.name.startswith("."):
+        if not folder.name.startswith(".") and folder.name != "run.json":
             assert sorted(p.name for p in folder.iterdir()) == sorted(REPORT_FILES)
+    assert json.loads((Path(tmp_path) / "run.json").read_text())["interrupted"] is True
     assert not list(Path(tmp_path).glob(".inflight-*"))
 
 

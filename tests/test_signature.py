@@ -10,7 +10,7 @@ from fuzz_birnn.compare import Mismatch
 from fuzz_birnn.signature import crash_signature, fault_signature, normalise, signature_of
 from tests import contract_bugs, planted
 
-SEED_BUG = "final state wrong, both directions at the earliest wrong layer"
+SEED_BUG = "final state wrong"
 OUTPUT_BUG = "output wrong, final state right, both directions"
 
 
@@ -58,10 +58,15 @@ def test_an_output_fault_has_one_signature_whatever_the_depth():
     assert found == {OUTPUT_BUG}
 
 
-def test_a_fault_in_the_last_layer_has_one_signature_whatever_the_depth():
+def test_a_fault_in_the_last_layer_or_the_initial_state_has_one_signature_whatever_the_case():
+    ignored = signatures_where_it_fails(contract_bugs.initial_state_ignored, [
+        Case(Config("RNN_TANH", 1, 1, layers, False, False, True),
+             Inputs(steps, 1, initial_state=True, seed=seed, scale=scale))
+        for layers in (1, 2) for steps in (1, 2, 4) for seed in range(3) for scale in (1.0, 4.0)])
+    assert {signature for _, signature in ignored} == {SEED_BUG}
     found = {signature(contract_bugs.reverse_h_n_from_last_output_step, case("LSTM", layers=layers, dtype=dtype))
              for layers in (1, 2, 3) for dtype in ("float64", "bfloat16")}
-    assert found == {"final state wrong, reverse direction at the earliest wrong layer"}
+    assert found == {SEED_BUG}
 
 
 def test_a_fault_of_low_precision_alone_is_named_by_its_dtype():
@@ -77,12 +82,20 @@ def test_different_faults_have_different_signatures():
     signatures = {
         signature(planted.seed_missing_re_reversal, case()),
         signature(contract_bugs.output_directions_swapped, case()),
-        signature(contract_bugs.reverse_h_n_from_last_output_step, case()),
         signature(contract_bugs.returns_wrong_dtype, case(dtype="float32")),
         signature(contract_bugs.raises, case()),
         signature(contract_bugs.returns_a_tensor, case()),
+        signature(contract_bugs.returns_padded_for_packed, Case(Config(), Inputs(2, 2, True, (2, 1)))),
     }
     assert len(signatures) == 6
+
+
+def test_a_wrong_structure_is_named_by_what_is_wrong_not_by_the_values():
+    assert signature(contract_bugs.returns_wrong_dtype, case(dtype="float32")) == \
+        signature(contract_bugs.returns_wrong_dtype, case(dtype="bfloat16")) == "output.dtype is wrong"
+    packed = Case(Config(), Inputs(2, 2, True, (2, 1)))
+    assert signature(contract_bugs.returns_a_tensor, case()) == signature(contract_bugs.returns_a_tensor, packed) \
+        == "result should be a pair (output, hidden)"
 
 
 def test_a_case_with_two_faults_is_taken_for_the_one_that_starts_earlier():
