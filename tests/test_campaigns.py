@@ -4,6 +4,7 @@ fault, crashes and hangs shrunk, candidate output kept, and memory across runs a
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import shutil
 import socket
@@ -134,7 +135,7 @@ def test_shards_split_the_searches_deterministically_and_completely():
     specs, _ = plan_searches(None, properties, list(MODES), {}, seed=0, reports=Path("r"), timeout=1, database=None)
     for shards in (1, 2, 3, 7):
         owned = [[s.name for s in specs if shard_of(s.index, shards) == k] for k in range(1, shards + 1)]
-        assert sorted(sum(owned, [])) == sorted(s.name for s in specs)  # every search, exactly once
+        assert sorted(itertools.chain(*owned)) == sorted(s.name for s in specs)  # every search, exactly once
         assert max(map(len, owned)) - min(map(len, owned)) <= 1
 
 

@@ -108,7 +108,8 @@ def test_a_case_with_two_faults_is_taken_for_the_one_that_starts_earlier():
     ("output.shape=(5, 2, 6), but should be (5, 2, 8)", "output.shape=(1, 1, 2), but should be (1, 1, 4)"),
     ("gradient of weight_ih_l0_reverse differs: max abs error 0.3 > tolerance 1e-05",
      "gradient of weight_ih_l3_reverse differs: max abs error 12 > tolerance 2.5e-07"),
-    ("candidate raised RuntimeError: Expected 3, got 4 at 0x7f00aa", "candidate raised RuntimeError: Expected 1, got 2 at 0x1"),
+    ("candidate raised RuntimeError: Expected 3, got 4 at 0x7f00aa",
+     "candidate raised RuntimeError: Expected 1, got 2 at 0x1"),
     ("output.sorted_indices=[2, 0, 1], but should be [0, 1, 2]", "output.sorted_indices=[1, 0], but should be [0, 1]"),
 ])
 def test_sizes_numbers_and_addresses_do_not_tell_faults_apart(one, other):
