@@ -2,11 +2,15 @@
 
 A run is one search per (property, mode). Run one after another, a run cut short (Ctrl-C, a CI
 time limit, ``--time-budget``) would have covered only the first ones; so each search runs in
-*slices* of about :data:`SLICE_SECONDS` (a Hypothesis run of a few hundred examples, each slice
-with its own seed), and the next slice always goes to the search that has had the least worker
-time so far. At any moment, every search has had its fair share of the time, give or take one
-slice; a slow search (gradients, a slow candidate) gets fewer examples in the same time, and a
-search whose cases crash or hang is charged for the time they cost.
+*slices* (a Hypothesis run of :data:`SLICE_EXAMPLES` examples, a second or so, each slice with its
+own seed), and the next slice always goes to the search that has had the least worker time so
+far. At any moment, every search has had its fair share of the time, give or take one slice; a
+slow search (gradients, a slow candidate) gets fewer examples in the same time, and a search
+whose cases crash or hang is charged for the time they cost.
+
+Slice sizes and seeds depend only on the run's seed and the slice's number within its search,
+never on timing, so ``--seed`` repeats a run's cases exactly, whatever the machine's load, unless
+a slice runs past :data:`SLICE_CAP_SECONDS` (a slow candidate) or the time budget ends it.
 
 Crash and hang reductions (:mod:`fuzz_birnn.reducer`) go before any slice: a fault found is worth
 more than the next slice. ``--max-examples`` is split evenly into per-search quotas; a search
@@ -21,16 +25,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["FIRST_SLICE", "MAX_SLICE", "SLICE_SECONDS", "Reduce", "Scheduler", "Search", "SearchSpec", "Slice",
+__all__ = ["FIRST_SLICE", "SLICE_CAP_SECONDS", "SLICE_EXAMPLES", "Reduce", "Scheduler", "Search", "SearchSpec", "Slice",
            "shard_of"]
 
-#: How long a slice aims to run, once the search's speed is known.
-SLICE_SECONDS = 2.0
-#: Examples in a search's first slice (before its speed is known).
+#: Examples in a search's first slice (small, so that every search starts early) and in the others.
 FIRST_SLICE = 20
-MAX_SLICE = 2000
-#: A slice that runs this many times longer than planned stops at its next case.
-SLICE_CAP_FACTOR = 4.0
+SLICE_EXAMPLES = 200
+#: A slice still running after this long stops at its next case (a slow candidate).
+SLICE_CAP_SECONDS = 8.0
 #: A search that met a hang counts a later case as that hang again once it runs this many times
 #: longer than the slowest case of the search so far (and at least HANG_FLOOR seconds), instead
 #: of paying the whole --timeout each time (AFL's adaptive hang limit).
@@ -99,7 +101,6 @@ class Search:
     known: set[str] = field(default_factory=set)
     isolate: bool = False
     slowest: float = 0.0
-    rate: float = 0.0
     ended: str | None = None
 
     @property
@@ -128,13 +129,13 @@ class Scheduler:
         if not ready:
             return None
         search = min(ready, key=lambda s: (s.seconds, s.spec.index))
-        planned = FIRST_SLICE if not search.rate else int(search.rate * SLICE_SECONDS)
-        size = max(1, min(planned, MAX_SLICE, search.quota - search.examples))
+        planned = FIRST_SLICE if search.slices == 0 else SLICE_EXAMPLES
+        size = max(1, min(planned, search.quota - search.examples))
         search.running = True
         search.slices += 1
         return Slice(search.spec, search.slices, size, _slice_seed(search.spec.seed, search.slices),
                      tuple(sorted(search.known)), search.isolate, max(HANG_FLOOR, HANG_FACTOR * search.slowest),
-                     self.deadline, SLICE_CAP_FACTOR * SLICE_SECONDS, reuse=search.slices == 1)
+                     self.deadline, SLICE_CAP_SECONDS, reuse=search.slices == 1)
 
     def slice_ended(self, spec: SearchSpec, *, examples: int, seconds: float, slowest: float = 0.0,
                     signatures: Iterable[str] = (), error: str | None = None) -> None:
@@ -143,8 +144,6 @@ class Scheduler:
         search.examples += examples
         search.seconds += seconds
         search.slowest = max(search.slowest, slowest)
-        if examples and seconds > 0:
-            search.rate = examples / seconds
         search.known.update(signatures)
         if error is not None:
             search.ended = error

@@ -104,6 +104,18 @@ def test_a_hang_is_shrunk_and_does_not_end_its_search(tmp_path, candidate):
     assert searches["GRU"]["cases"] == 30 and searches["RNN_TANH"]["cases"] == 30  # both ran their share
 
 
+def test_a_seed_repeats_a_run_whatever_the_load(tmp_path):
+    def once(folder, workers):
+        done = fuzz("run", "--candidate", "tests.contract_bugs:two_faults", "--properties", "agreement,relation:layout",
+                    "--modes", "gru,lstm", "--max-examples", 500, "--seed", 5, "--workers", workers,
+                    "--database", "none", "--reports", tmp_path / folder)
+        assert done.returncode == 1, done.stdout + done.stderr
+        record = run_record(tmp_path / folder)
+        return record["cases"]["by_search"], sorted(r for f in record["findings"] for r in f["reports"])
+
+    assert once("first", 2) == once("second", 1)
+
+
 def test_a_candidates_output_stays_off_the_console_and_goes_with_its_report(tmp_path):
     done = fuzz("run", "--candidate", "tests.contract_bugs:chatty_and_swapped", "--properties", "agreement",
                 "--modes", "gru", "--max-examples", 50, "--seed", 0, "--reports", tmp_path)
