@@ -192,3 +192,12 @@ def swallows_the_time_limit_on_gru(module, input, hx=None):
             with contextlib.suppress(BaseException):  # the point of this candidate
                 time.sleep(0.05)
     return module(input, hx)
+
+
+def slow_and_swapped(module, input, hx=None):
+    """Output halves swapped once hidden_size >= 3, and a fifth of a second per call: shrinking it
+    takes a while."""
+    import time
+
+    time.sleep(0.2)
+    return output_directions_swapped(module, input, hx) if module.hidden_size >= 3 else module(input, hx)

@@ -226,3 +226,28 @@ def test_two_shards_with_one_redis_database_are_one_campaign(tmp_path, redis_url
     assert rerun.returncode == 1, rerun.stdout + rerun.stderr
     refound = {(s["property"], s["mode"]) for f in run_record(tmp_path / "third")["findings"] for s in f["seen_in"]}
     assert refound == found["1/2"]
+
+
+class _NoCapture:
+    def reset(self):
+        pass
+
+    def read(self):
+        return ""
+
+
+def test_a_failure_whose_shrinking_the_budget_cuts_short_is_still_written(tmp_path):
+    from fuzz_birnn.engine import run_slice
+    from fuzz_birnn.scheduler import Slice
+    from fuzz_birnn.writeahead import WriteAhead
+
+    [spec] = plan_searches("tests.contract_bugs:slow_and_swapped", ["agreement"], ["GRU"], {}, seed=0,
+                           reports=tmp_path, timeout=60, database=None)[0]
+    job = Slice(spec, 2, 200, 123, (), False, 1.0, time.time() + 2.0, 60.0, reuse=False)
+    with WriteAhead(tmp_path / ".inflight-0.json") as ahead:
+        result = run_slice(job, _NoCapture(), ahead, lambda counts: None)
+    [finding] = result.findings
+    assert finding.shrink == "shrinking cut short: the time budget ran out"
+    [document] = documents(tmp_path)
+    assert document["shrink"] == finding.shrink
+    assert "Shrinking" in (tmp_path / document["id"] / "summary.md").read_text()
