@@ -346,6 +346,10 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--allow-large", action="store_true",
                         help="lift the size limits on a report's case (sizes, steps, batch, layers, total cost)")
     replay.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
+
+    from .baseline_commands import add_parsers
+
+    add_parsers(commands, UsageError)
     return parser
 
 

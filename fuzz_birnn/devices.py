@@ -8,7 +8,7 @@ import torch
 
 from .repro_support import device_available
 
-__all__ = ["available_devices", "device_available", "environment_summary"]
+__all__ = ["available_devices", "cuda_without_gpu", "device_available", "environment_summary"]
 
 
 @functools.cache
@@ -32,4 +32,13 @@ def environment_summary() -> str:
     onednn = "available" if torch.backends.mkldnn.is_available() else "unavailable"
     if torch.backends.mkldnn.is_available():
         onednn += ", enabled" if torch.backends.mkldnn.enabled else ", disabled"
-    return f"torch {torch.__version__}; devices: {', '.join(available_devices())}; oneDNN: {onednn}"
+    summary = f"torch {torch.__version__}; devices: {', '.join(available_devices())}; oneDNN: {onednn}"
+    note = cuda_without_gpu()
+    return f"{summary}; {note}" if note else summary
+
+
+def cuda_without_gpu() -> str | None:
+    """Says so when torch was built with CUDA but sees no GPU (only the CPU gets checked)."""
+    if torch.version.cuda and "cuda" not in available_devices():
+        return f"a CUDA {torch.version.cuda} build of torch with no GPU visible: only the CPU is checked"
+    return None

@@ -55,7 +55,7 @@ KILL_GRACE = 5.0
 #: Crash and hang reductions each get at most this much time (and never past the budget).
 REDUCE_SECONDS = 120.0
 
-#: ``(property, mode, dtype, form, verdict, reason)`` -> cases. ``verdict`` is ``passed``,
+#: ``(property, mode, dtype, form, device, backend, verdict, reason)`` -> cases. ``verdict`` is ``passed``,
 #: ``failed`` (a failing call, shrinking included), ``known`` (a fault the search had already
 #: found, seen again) or ``skipped`` (not compared; ``reason`` says why).
 Counts = collections.Counter
@@ -314,11 +314,16 @@ def _how(exitcode: int | None, hung: bool) -> str:
     return "stopped answering and was killed" if hung else f"died ({exit_reason(exitcode)})"
 
 
-def _dimensions(record: dict[str, Any]) -> tuple[str, str]:
+def _dimensions(record: dict[str, Any]) -> tuple[str, str, str, str]:
     from .case import Case
 
-    inputs = Case.from_dict(record["case"]).inputs
-    return inputs.dtype, inputs.form
+    return case_dimensions(Case.from_dict(record["case"]))
+
+
+def case_dimensions(case: Any) -> tuple[str, str, str, str]:
+    """The dimensions a run counts cases by, besides property and mode."""
+    inputs = case.inputs
+    return inputs.dtype, inputs.form, inputs.device, "oneDNN on" if inputs.onednn else "oneDNN off"
 
 
 # -- worker side -------------------------------------------------------------------------------
@@ -417,7 +422,7 @@ def run_slice(job: Slice, capture: Any, ahead: WriteAhead, flush: Callable[[tupl
     phases = [p for p in Phase if p is not Phase.explain and (job.reuse or p is not Phase.reuse)]
 
     def count(case: Any, verdict: str, reason: str | None = None) -> None:
-        counts[(spec.prop, spec.mode, case.inputs.dtype, case.inputs.form, verdict, reason)] += 1
+        counts[(spec.prop, spec.mode, *case_dimensions(case), verdict, reason)] += 1
         now = time.monotonic()
         if now - state["flushed"] > 1.0:  # the parent's progress line, and what a dead worker had done
             flush((Counts(counts), state["generated"]))

@@ -33,8 +33,7 @@ from .compare import Mismatch
 from .repro_support import ReportRefused, load_tensors, read_json, save_tensors, tensor_file_limit
 
 __all__ = ["OUTPUT_FILE", "REPORT_FILES", "SCHEMA_VERSION", "ReportError", "case_key", "check_failures", "load_report",
-           "report_id",
-           "write_crash", "write_failures", "write_report"]
+           "report_id", "write_crash", "write_drift", "write_failures", "write_report"]
 
 #: Version 2 stores tensors as ``tensors.safetensors``; version 1 reports (``tensors.pt``, never
 #: loaded) still replay, since a case rebuilds its tensors from its seed.
@@ -100,6 +99,18 @@ def write_crash(record: dict[str, Any], message: str, directory: Path, *, kind: 
         "mismatch": asdict(Mismatch(kind, message)), "tolerances": {},
         "summary": f"{kind}: {message} [{case.describe()}]", "output": bool(output), **(extra or {})}, output)
     return folder, new, key
+
+
+def write_drift(case: Case, message: str, directory: Path, *, details: dict[str, Any], tensor: str) -> Path:
+    """Write a case whose result changed between two torch versions (``fuzz-birnn baseline``);
+    ``replay`` runs it as ``fused-vs-reference`` (or ``invalid-calls`` for a corruption)."""
+    prop = "invalid-calls" if details.get("corruption") else "fused-vs-reference"
+    ident = report_id("fused", prop, {"case": case.to_dict(), **details, "kind": "drift"})
+    folder, _ = _assemble(directory, ident, case, {}, {
+        "candidate": "fused", "property": prop, "details": details, "origin": "fuzz-birnn baseline",
+        "mismatch": asdict(Mismatch(tensor, message)), "tolerances": {},
+        "summary": f"{message} [{case.describe()}]"})
+    return folder
 
 
 def _assemble(directory: Path, ident: str, case: Case, ref: dict[str, torch.Tensor],

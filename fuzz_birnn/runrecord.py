@@ -16,7 +16,8 @@ within a version:
     ``total``; ``by_search``: one entry per (``property``, ``mode``) search this run owned, with
     ``cases``, ``passed``, ``failed`` (failing calls, shrinking included), ``known`` (a fault the
     search had found already, seen again) and ``not_compared``; ``by_dimension``: cases per
-    ``property``, ``mode``, ``dtype`` and ``form``.
+    ``property``, ``mode``, ``dtype``, ``form``, ``device`` and ``backend`` (oneDNN on/off): what
+    was actually checked.
 ``not_compared``
     reason -> cases.
 ``findings``
@@ -45,6 +46,8 @@ from typing import Any
 __all__ = ["RUN_FILE", "SCHEMA_VERSION", "build_record", "print_summary", "write_record"]
 
 RUN_FILE = "run.json"
+#: What cases are counted by, in the order of the engine's count keys.
+DIMENSIONS = ("property", "mode", "dtype", "form", "device", "backend")
 SCHEMA_VERSION = 1
 
 
@@ -55,22 +58,22 @@ def build_record(campaign: Any, *, options: dict[str, Any], started: datetime.da
     import torch
 
     from . import __version__
-    from .devices import available_devices
+    from .devices import available_devices, cuda_without_gpu
 
     by_search = []
     for spec in campaign.specs:
         mine = {key: n for key, n in campaign.counts.items() if key[:2] == (spec.prop, spec.mode)}
         verdicts: collections.Counter = collections.Counter()
         for key, n in mine.items():
-            verdicts[key[4]] += n
+            verdicts[key[-2]] += n
         by_search.append({"property": spec.prop, "mode": spec.mode, "cases": sum(verdicts.values()),
                           "passed": verdicts["passed"], "failed": verdicts["failed"], "known": verdicts["known"],
                           "not_compared": verdicts["skipped"]})
-    by_dimension: dict[str, collections.Counter] = {name: collections.Counter()
-                                                    for name in ("property", "mode", "dtype", "form")}
+    by_dimension: dict[str, collections.Counter] = {name: collections.Counter() for name in DIMENSIONS}
     not_compared: collections.Counter = collections.Counter()
-    for (prop, mode, dtype, form, verdict, reason), n in campaign.counts.items():
-        for name, value in zip(by_dimension, (prop, mode, dtype, form), strict=True):
+    for key, n in campaign.counts.items():
+        *values, verdict, reason = key
+        for name, value in zip(DIMENSIONS, values, strict=True):
             by_dimension[name][value] += n
         if verdict == "skipped":
             not_compared[reason] += n
@@ -80,7 +83,7 @@ def build_record(campaign: Any, *, options: dict[str, Any], started: datetime.da
         "schema": "fuzz-birnn-run", "schema_version": SCHEMA_VERSION,
         "environment": {"fuzz_birnn": __version__, "torch": torch.__version__, "hypothesis": hypothesis.__version__,
                         "python": platform.python_version(), "platform": platform.platform(),
-                        "devices": available_devices()},
+                        "devices": available_devices(), "no_gpu_note": cuda_without_gpu()},
         "options": options,
         "started": started.isoformat(timespec="seconds"), "seconds": round(campaign.seconds, 3),
         "interrupted": interrupted,
@@ -132,9 +135,11 @@ def print_summary(record: dict[str, Any], reports: Path) -> None:
     rate = cases["total"] / record["seconds"] if record["seconds"] else 0.0
     print(f"\n{cases['total']} cases checked (generation and shrinking) in {record['seconds']:.1f}s ({rate:.1f}/s)")
     print("coverage:")
-    for name, label in (("property", "property"), ("mode", "mode"), ("dtype", "dtype"), ("form", "form")):
-        counts = cases["by_dimension"][name]
-        print(f"  {label:<9}" + "  ".join(f"{value} {n}" for value, n in counts.items()))
+    for name in DIMENSIONS:
+        counts = cases["by_dimension"].get(name, {})
+        print(f"  {name:<9}" + "  ".join(f"{value} {n}" for value, n in counts.items()))
+    if record["environment"].get("no_gpu_note"):
+        print(f"  note: {record['environment']['no_gpu_note']}")
     idle = [f"{s['property']} ({s['mode']})" for s in cases["by_search"] if not s["cases"]]
     if idle:
         print(f"  searches that checked no case: {', '.join(idle)}")
