@@ -83,6 +83,8 @@ def corpus(size: int, seed: int = 0, extra: Iterable[dict[str, Any]] = ()) -> li
     entries = []
     for index in range(size):
         pick = {name: values[(index + offsets[name]) % len(values)] for name, values in dimensions.items()}
+        # projection only matters for LSTM, which comes round every len(MODES) cases: alternate it there
+        pick["proj"] = (index // len(MODES) + offsets["proj"]) % 2 == 1
         entries.append({"kind": "forward", "case": _case(pick, rng).to_dict()})
     for corruption, (_, applies, _) in CORRUPTIONS.items():
         for _ in range(1000):
