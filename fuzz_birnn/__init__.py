@@ -22,7 +22,7 @@ with warnings.catch_warnings():
 
 from .backends import check_backends
 from .case import DTYPES, MODES, Case, Config, Inputs
-from .check import Candidate, CheckFailure, Outcome, check, check_fused, fused
+from .check import Candidate, CheckFailure, Outcome, Unsupported, check, check_fused, fused
 from .compare import Mismatch
 from .decomposition import DecomposedStack, decomposed
 from .devices import available_devices
@@ -44,6 +44,7 @@ __all__ = [
     "Inputs",
     "Mismatch",
     "Outcome",
+    "Unsupported",
     "available_devices",
     "check",
     "check_backends",

@@ -26,18 +26,27 @@ class CandidateError(ValueError):
 
 
 def validate_spec(spec: str) -> str:
-    """``spec`` itself if it is a built-in name or a well-formed ``MODULE:ATTR``."""
-    if isinstance(spec, str) and (spec in BUILTIN or _SPEC.match(spec)):
+    """``spec`` itself if it is a built-in name, a target's name or a well-formed ``MODULE:ATTR``."""
+    from .targets import TARGETS
+
+    if isinstance(spec, str) and (spec in BUILTIN or spec in TARGETS or _SPEC.match(spec)):
         return spec
     raise CandidateError(f"candidate {spec!r} must be MODULE:ATTR (like mypkg.rnn:my_stack) "
-                         f"or one of {', '.join(BUILTIN)}")
+                         f"or one of {', '.join([*BUILTIN, *TARGETS])}")
 
 
 def load_candidate(spec: str) -> Callable[..., Any]:
     """Import ``MODULE:ATTR`` with the current directory on the path, as pytest does."""
+    from .targets import TARGETS, TargetUnavailable, load_target
+
     validate_spec(spec)
     if spec in BUILTIN:
         return BUILTIN[spec]
+    if spec in TARGETS:
+        try:
+            return load_target(spec)
+        except TargetUnavailable as error:
+            raise CandidateError(str(error)) from None
     module_name, attr_path = spec.split(":")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())

@@ -14,8 +14,8 @@ from .case import Built, Case, backend
 from .compare import Mismatch, Tolerances, check_structure, compare_values, max_abs_difference, tensors_of
 from .reference import CellReference
 
-__all__ = ["Candidate", "CheckFailure", "Evaluation", "Outcome", "candidate_label", "check", "check_fused", "evaluate",
-           "fused"]
+__all__ = ["Candidate", "CheckFailure", "Evaluation", "Outcome", "Unsupported", "candidate_label", "check",
+           "check_fused", "evaluate", "fused", "unsupported"]
 
 #: ``candidate(module, input, hx=None) -> (output, hidden)``, with the semantics of ``module(input, hx)``.
 Candidate = Callable[..., Any]
@@ -27,6 +27,14 @@ _REFERENCE32 = CellReference(torch.float32)
 def fused(module: torch.nn.RNNBase, input: Any, hx: Any = None) -> Any:
     """Torch's own fused module, as a candidate: ``module(input, hx)``."""
     return module(input, hx)
+
+
+class Unsupported(Exception):
+    """Raised by a candidate for a configuration it genuinely cannot take (``"bfloat16 has no
+    kernel"``). Not a failure: the case counts under "not compared" as ``unsupported: REASON``, the
+    search steers elsewhere, and the run's support table shows which values were refused. Raise it
+    only for the target's own explicit refusals; a wrong result, a shape error or a crash is a
+    finding."""
 
 
 class CheckFailure(AssertionError):
@@ -73,6 +81,8 @@ def check(candidate: Candidate, case: Case, *, name: str | None = None) -> Outco
     with backend(case.inputs), torch.no_grad():
         try:
             actual = candidate(built.module, built.input, built.hx)
+        except Unsupported as refusal:
+            return Outcome(case, {}, {}, unsupported(refusal))
         except Exception as error:  # the candidate's bug, reported as a finding
             message = f"candidate raised {type(error).__name__}: {error}".splitlines()[0]
             raise CheckFailure(Mismatch("result", message), case, label) from error
@@ -191,6 +201,11 @@ def _verdict(actual: Any, evaluation: Evaluation, allowed: dict[str, float], cas
         raise CheckFailure(mismatch, case, label, prop)
     errors = {k: max_abs_difference(values[k], evaluation.ref[k]) for k in evaluation.ref}
     return Outcome(case, errors, allowed)
+
+
+def unsupported(refusal: Unsupported) -> str:
+    """The "not compared" reason of a refusal."""
+    return f"unsupported: {str(refusal).splitlines()[0] if str(refusal) else type(refusal).__name__}"
 
 
 def candidate_label(candidate: Candidate) -> str:

@@ -79,6 +79,10 @@ def _run(args: argparse.Namespace) -> int:
     unknown = [p for p in properties if p not in PROPERTIES]
     if unknown:
         raise UsageError(f"--properties {','.join(unknown)}: choose from {','.join(PROPERTIES)}")
+    if args.timeout is None:
+        from .targets import TARGETS
+
+        args.timeout = TARGETS[args.candidate].timeout if args.candidate in TARGETS else 60
     database = args.database if args.database is not None else str(reports / ".hypothesis")
     try:
         check_database(database)  # an unreachable Redis is said now, not by every worker
@@ -293,7 +297,9 @@ def _parser() -> argparse.ArgumentParser:
     run.set_defaults(command=_run)
     run.add_argument("--candidate", metavar="MODULE:ATTR",
                      help="callable candidate(module, input, hx=None) to check against torch's fused module; "
-                          "built-ins: decomposed, reference. Default: check torch itself")
+                          "built-ins: decomposed, reference; targets (pip install 'fuzz-birnn[onnx]' for the ONNX "
+                          "ones): torch-export, onnxruntime, onnxruntime-torchscript, onnx-reference, torch-compile. "
+                          "Default: check torch itself")
     run.add_argument("--max-examples", type=_positive, default=25000, metavar="N",
                      help="cases to generate in all, split over the searches (default 25000)")
     run.add_argument("--time-budget", type=_seconds, metavar="SECONDS",
@@ -310,8 +316,9 @@ def _parser() -> argparse.ArgumentParser:
                      "relation:batch_independence, relation:unbatched, relation:layout, relation:sorting, "
                      "relation:time_reversal, relation:dropout_eval, relation:zero_state, gradients, backends, "
                      "invalid-calls (default: all that apply)")
-    run.add_argument("--timeout", type=_positive, default=60, metavar="SECONDS",
-                     help="time limit for checking one case (default 60); an overrun is a timeout report")
+    run.add_argument("--timeout", type=_positive, metavar="SECONDS",
+                     help="time limit for checking one case (default 60, or the built-in target's: 300 for the "
+                          "exporters, 600 for torch-compile); an overrun is a timeout report")
     run.add_argument("--grad", action="store_true",
                      help="also check gradients through the candidate (it must be differentiable)")
     run.add_argument("--reports", default="reports", metavar="DIR", help="where failures go (default ./reports)")

@@ -55,9 +55,10 @@ KILL_GRACE = 5.0
 #: Crash and hang reductions each get at most this much time (and never past the budget).
 REDUCE_SECONDS = 120.0
 
-#: ``(property, mode, dtype, form, device, backend, verdict, reason)`` -> cases. ``verdict`` is ``passed``,
+#: ``(property, mode, *case_dimensions(case), verdict, reason)`` -> cases. ``verdict`` is ``passed``,
 #: ``failed`` (a failing call, shrinking included), ``known`` (a fault the search had already
-#: found, seen again) or ``skipped`` (not compared; ``reason`` says why).
+#: found, seen again), ``unsupported`` (the candidate raised :class:`~fuzz_birnn.Unsupported`; ``reason``
+#: says what) or ``skipped`` (not compared; ``reason`` says why).
 Counts = collections.Counter
 
 
@@ -314,16 +315,18 @@ def _how(exitcode: int | None, hung: bool) -> str:
     return "stopped answering and was killed" if hung else f"died ({exit_reason(exitcode)})"
 
 
-def _dimensions(record: dict[str, Any]) -> tuple[str, str, str, str]:
+def _dimensions(record: dict[str, Any]) -> tuple[str, ...]:
     from .case import Case
 
     return case_dimensions(Case.from_dict(record["case"]))
 
 
-def case_dimensions(case: Any) -> tuple[str, str, str, str]:
-    """The dimensions a run counts cases by, besides property and mode."""
-    inputs = case.inputs
-    return inputs.dtype, inputs.form, inputs.device, "oneDNN on" if inputs.onednn else "oneDNN off"
+def case_dimensions(case: Any) -> tuple[str, ...]:
+    """The dimensions a run counts cases by, besides property and mode (``runrecord.DIMENSIONS``)."""
+    c, i = case.config, case.inputs
+    return (i.dtype, i.form, i.device, "oneDNN on" if i.onednn else "oneDNN off", f"{c.num_layers} layer(s)",
+            "bias" if c.bias else "no bias", "batch_first" if c.batch_first else "time-major",
+            "h0 given" if i.initial_state else "h0 default", "proj" if c.proj_size else "no proj")
 
 
 # -- worker side -------------------------------------------------------------------------------
@@ -479,7 +482,8 @@ def run_slice(job: Slice, capture: Any, ahead: WriteAhead, flush: Callable[[tupl
             failing[signature] = fault
             raise fault
         skipped, score = outcome
-        count(case, "skipped" if skipped else "passed", _reason(skipped))
+        verdict = "passed" if not skipped else "unsupported" if skipped.startswith("unsupported:") else "skipped"
+        count(case, verdict, _reason(skipped))
         state["slowest"] = max(state["slowest"], time.monotonic() - began)
         assume(skipped is None)
         if spec.target and score is not None:

@@ -21,7 +21,7 @@ import torch
 from torch.nn.utils.rnn import PackedSequence
 
 from .case import Built, Case, backend
-from .check import Candidate, CheckFailure, Outcome, candidate_label, fused
+from .check import Candidate, CheckFailure, Outcome, Unsupported, candidate_label, fused, unsupported
 from .compare import Mismatch, Tolerances, canonical_tensors, max_abs_difference
 from .reference import CellReference
 
@@ -94,6 +94,8 @@ def check_gradients(candidate: Candidate, case: Case, *, name: str | None = None
         else:
             try:
                 actual = gradients_of(candidate, case)
+            except Unsupported as refusal:
+                return Outcome(case, {}, {}, unsupported(refusal))
             except Exception as error:
                 message = f"backward through the candidate raised {type(error).__name__}: {error}".splitlines()[0]
                 raise CheckFailure(Mismatch("result", message), case, label, "gradients") from error

@@ -31,7 +31,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from .case import Built, Case, backend
-from .check import Candidate, CheckFailure, Outcome, candidate_label, evaluate
+from .check import Candidate, CheckFailure, Outcome, Unsupported, candidate_label, evaluate, unsupported
 from .compare import Mismatch, canonical_tensors, max_abs_difference
 from .layout import Canonical, canonical, reverse_within_lengths
 
@@ -59,6 +59,8 @@ class _Call:
             result = self.candidate(module, input, hx)
             tensors = canonical_tensors(result, num_layers=module.num_layers, bidirectional=module.bidirectional,
                                         batch_first=module.batch_first, unbatched=unbatched)
+        except Unsupported:
+            raise
         except Exception as error:
             message = f"on a follow-up call, candidate raised {type(error).__name__}: {error}".splitlines()[0]
             raise CheckFailure(Mismatch("result", message), self.case, self.label, self.prop) from error
@@ -208,9 +210,13 @@ def check_relation(relation: str, candidate: Candidate, case: Case, *, name: str
     allowed = {k: 2 * v for k, v in evaluation.tolerances.candidate.items()}
     with backend(case.inputs), torch.no_grad():
         bound = _Call(candidate, label, prop, case, built, canonical(built.module, built.input, built.hx))
-        original = bound.run(built.module, built.input, built.hx, unbatched=case.inputs.unbatched)
+        try:
+            original = bound.run(built.module, built.input, built.hx, unbatched=case.inputs.unbatched)
+            pairs = list(relate(bound, original))
+        except Unsupported as refusal:
+            return Outcome(case, {}, {}, unsupported(refusal))
         errors: dict[str, float] = {}
-        for what, tensor, mine, theirs in relate(bound, original):
+        for what, tensor, mine, theirs in pairs:
             if mine.shape != theirs.shape:
                 message = (f"{relation}: {tensor}.shape={tuple(theirs.shape)} for {what}, "
                            f"but should be {tuple(mine.shape)}")

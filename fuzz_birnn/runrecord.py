@@ -19,7 +19,11 @@ within a version:
     ``property``, ``mode``, ``dtype``, ``form``, ``device`` and ``backend`` (oneDNN on/off): what
     was actually checked.
 ``not_compared``
-    reason -> cases.
+    reason -> cases (a candidate's ``unsupported: ...`` refusals included).
+``support``
+    dimension (mode, dtype, form, device, backend, layers, bias, layout, h0, proj) -> value ->
+    ``checked`` (compared, passing or not), ``unsupported`` (refused by the candidate), ``failing``:
+    what the candidate takes and does right, measured in this run.
 ``findings``
     one per distinct fault (:mod:`fuzz_birnn.signature`): ``signature``; ``smallest`` (the report
     whose case is smallest, its ``summary`` and how its ``shrink`` ended); ``reports`` (every
@@ -47,7 +51,9 @@ __all__ = ["RUN_FILE", "SCHEMA_VERSION", "build_record", "print_summary", "write
 
 RUN_FILE = "run.json"
 #: What cases are counted by, in the order of the engine's count keys.
-DIMENSIONS = ("property", "mode", "dtype", "form", "device", "backend")
+DIMENSIONS = ("property", "mode", "dtype", "form", "device", "backend", "layers", "bias", "layout", "h0", "proj")
+#: The dimensions printed in the console's coverage lines (all are in run.json).
+SHOWN = ("property", "mode", "dtype", "form", "device", "backend")
 SCHEMA_VERSION = 1
 
 
@@ -68,14 +74,19 @@ def build_record(campaign: Any, *, options: dict[str, Any], started: datetime.da
             verdicts[key[-2]] += n
         by_search.append({"property": spec.prop, "mode": spec.mode, "cases": sum(verdicts.values()),
                           "passed": verdicts["passed"], "failed": verdicts["failed"], "known": verdicts["known"],
-                          "not_compared": verdicts["skipped"]})
+                          "unsupported": verdicts["unsupported"], "not_compared": verdicts["skipped"]})
     by_dimension: dict[str, collections.Counter] = {name: collections.Counter() for name in DIMENSIONS}
     not_compared: collections.Counter = collections.Counter()
+    support: dict[str, dict[str, collections.Counter]] = {name: collections.defaultdict(collections.Counter)
+                                                          for name in DIMENSIONS[1:]}
     for key, n in campaign.counts.items():
         *values, verdict, reason = key
         for name, value in zip(DIMENSIONS, values, strict=True):
             by_dimension[name][value] += n
-        if verdict == "skipped":
+            if name != "property":
+                column = {"passed": "checked", "failed": "failing", "known": "failing"}.get(verdict, verdict)
+                support[name][value][column] += n
+        if verdict in ("skipped", "unsupported"):
             not_compared[reason] += n
     findings = _group(campaign.findings)
     exit_code = 130 if interrupted else 1 if findings else 2 if campaign.errors else 0
@@ -90,6 +101,9 @@ def build_record(campaign: Any, *, options: dict[str, Any], started: datetime.da
         "cases": {"total": sum(campaign.counts.values()), "by_search": by_search,
                   "by_dimension": {name: dict(sorted(c.items())) for name, c in by_dimension.items()}},
         "not_compared": dict(not_compared.most_common()),
+        "support": {name: {value: {"checked": c["checked"] + c["failing"], "unsupported": c["unsupported"],
+                                   "failing": c["failing"]} for value, c in sorted(rows.items())}
+                    for name, rows in support.items()},
         "findings": findings, "errors": list(campaign.errors), "notes": list(campaign.notes),
         "exit_code": exit_code,
     }
@@ -135,7 +149,7 @@ def print_summary(record: dict[str, Any], reports: Path) -> None:
     rate = cases["total"] / record["seconds"] if record["seconds"] else 0.0
     print(f"\n{cases['total']} cases checked (generation and shrinking) in {record['seconds']:.1f}s ({rate:.1f}/s)")
     print("coverage:")
-    for name in DIMENSIONS:
+    for name in SHOWN:
         counts = cases["by_dimension"].get(name, {})
         print(f"  {name:<9}" + "  ".join(f"{value} {n}" for value, n in counts.items()))
     if record["environment"].get("no_gpu_note"):
@@ -147,6 +161,11 @@ def print_summary(record: dict[str, Any], reports: Path) -> None:
         print(f"not compared ({sum(record['not_compared'].values())}):")
         for reason, n in record["not_compared"].items():
             print(f"  {n:>5}  {reason}")
+    if any(v["unsupported"] for rows in record["support"].values() for v in rows.values()):
+        print("support (cases checked / unsupported / failing, by the value of each dimension):")
+        for name, rows in record["support"].items():
+            print(f"  {name:<11}" + "  ".join(f"{value} {v['checked']}/{v['unsupported']}/{v['failing']}"
+                                             for value, v in rows.items()))
     for note in record["notes"]:
         print(f"note: {note}")
     for error in record["errors"]:

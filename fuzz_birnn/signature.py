@@ -45,6 +45,9 @@ _NUMBER = re.compile(r"(?<![A-Za-z_])[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|\
 _DIGITS_IN_NAME = re.compile(r"(?<=[A-Za-z_])\d+")
 _BRACKETED = re.compile(r"\[[^\[\]]*\]|\((?:#|, |,)+\)")
 _LONGEST = 160
+#: Graph element names in runtime messages ("input parameter (/Unsqueeze_output_0)", "in node
+#: (/LSTM)", "Name:'node_GRU_74'"): where in an exported graph, which moves with the export.
+_GRAPH_NAME = re.compile(r"\b(parameter|node|Name:)\s*(\([^()]*\)|'[^']*')")
 #: check_structure's messages: ``output.dtype=torch.float64, but should be torch.float32``,
 #: ``result is a tensor of shape (2, 3), but should be a pair (output, hidden)``.
 _STRUCTURE = re.compile(r"^([\w.]+)(=| is ).*?, but should be (.*)$")
@@ -83,8 +86,10 @@ def crash_signature(kind: str, how: str) -> str:
 
 
 def normalise(message: str) -> str:
-    """``message`` with addresses, numbers (``l0`` in ``weight_ih_l0`` too), lists and shapes as ``#``."""
+    """``message`` with addresses, numbers (``l0`` in ``weight_ih_l0`` too), lists, shapes and the
+    names of exported graph elements as ``#``."""
     text = _ADDRESS.sub("#", message.splitlines()[0] if message else "")
+    text = _GRAPH_NAME.sub(lambda m: f"{m.group(1)} (#)", text)
     text = _DIGITS_IN_NAME.sub("#", text)
     text = _NUMBER.sub("#", text)
     previous = None

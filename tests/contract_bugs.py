@@ -201,3 +201,13 @@ def slow_and_swapped(module, input, hx=None):
 
     time.sleep(0.2)
     return output_directions_swapped(module, input, hx) if module.hidden_size >= 3 else module(input, hx)
+
+
+def refuses_float16(module, input, hx=None):
+    """Says float16 is unsupported (as a kernel without float16 would); right otherwise."""
+    from fuzz_birnn import Unsupported
+
+    data = input.data if isinstance(input, PackedSequence) else input
+    if data.dtype == torch.float16:
+        raise Unsupported("no float16 kernel")
+    return module(input, hx)

@@ -111,6 +111,9 @@ def test_a_case_with_two_faults_is_taken_for_the_one_that_starts_earlier():
     ("candidate raised RuntimeError: Expected 3, got 4 at 0x7f00aa",
      "candidate raised RuntimeError: Expected 1, got 2 at 0x1"),
     ("output.sorted_indices=[2, 0, 1], but should be [0, 1, 2]", "output.sorted_indices=[1, 0], but should be [0, 1]"),
+    ("Type 'tensor(bfloat16)' of input parameter (input) of operator (LSTM) in node (/LSTM) is invalid.",
+     "Type 'tensor(bfloat16)' of input parameter (/Transpose_output_0) of operator (LSTM) in node (/LSTM_1) "
+     "is invalid."),
 ])
 def test_sizes_numbers_and_addresses_do_not_tell_faults_apart(one, other):
     assert normalise(one) == normalise(other)

@@ -1,0 +1,35 @@
+"""``--candidate onnx-reference``: the module exported by the installed torch's default ONNX
+exporter, run by ``onnx.reference.ReferenceEvaluator``, an independent implementation of the ONNX
+operators in NumPy (float64-capable). Outputs keep the dtype and shape it produced.
+
+The evaluator takes NumPy arrays, and NumPy has no bfloat16: a bfloat16 case fails at the
+conversion (``TypeError: Got unsupported ScalarType BFloat16``), which is reported as
+:class:`~fuzz_birnn.Unsupported` with that message, as the run sees it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..check import Unsupported
+from .adapter import candidate_from
+from .onnx_export import input_names, onnx_model
+
+__all__ = ["onnx_reference"]
+
+
+def _run(module: torch.nn.RNNBase, x: torch.Tensor, hx: Any) -> Any:
+    from onnx.reference import ReferenceEvaluator
+
+    evaluator = ReferenceEvaluator(onnx_model(module, x, hx, exporter="dynamo"))
+    flat = [x] if hx is None else [x, *hx] if isinstance(hx, tuple) else [x, hx]
+    try:
+        feeds = {name: t.detach().cpu().numpy() for name, t in zip(input_names(hx), flat, strict=True)}
+    except TypeError as refusal:  # NumPy has no bfloat16
+        raise Unsupported(f"onnx.reference takes NumPy arrays: {refusal}") from refusal
+    results = [torch.from_numpy(r.copy()) for r in evaluator.run(None, feeds)]
+    return results[0], (results[1] if len(results) == 2 else tuple(results[1:]))
+
+
+onnx_reference = candidate_from(_run)

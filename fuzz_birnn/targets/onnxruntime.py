@@ -1,0 +1,80 @@
+"""``--candidate onnxruntime`` and ``onnxruntime-torchscript``: the module exported to ONNX (by the
+installed torch's default exporter, or by its TorchScript-based one) and run on ONNX Runtime's CPU
+execution provider at its default settings, as users deploy it.
+
+Outputs come back with the dtype and shape ONNX Runtime produced (never cast or reshaped into
+agreement); ``h_n`` and ``c_n`` follow the exported graph's output order. Refusals translated to
+:class:`~fuzz_birnn.Unsupported`: the exporters' (see :mod:`.onnx_export`), ONNX Runtime's
+``NOT_IMPLEMENTED`` (no kernel for an operator or dtype), and a kernel's own "X operator does not
+support <dtype> yet". An invalid model (``INVALID_GRAPH``, a shape-inference failure) is the
+exporter's finding, never a refusal. bfloat16 tensors cross into ONNX Runtime as their bits
+(``OrtValue`` with the ONNX bfloat16 type), since NumPy has no bfloat16.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import torch
+
+from ..check import Unsupported
+from .adapter import candidate_from
+from .onnx_export import input_names, onnx_model
+
+__all__ = ["onnxruntime", "onnxruntime_torchscript", "run_onnx"]
+
+
+def run_onnx(module: torch.nn.RNNBase, x: torch.Tensor, hx: Any, *, exporter: str) -> Any:
+    import onnxruntime as ort
+    from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
+
+    model = onnx_model(module, x, hx, exporter=exporter)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        feeds = {name: _ort_value(t) for name, t in zip(input_names(hx), _flat(x, hx), strict=True)}
+        names = [o.name for o in session.get_outputs()]
+        results = session.run_with_ort_values(names, feeds)
+    except ort_state.NotImplemented as refusal:
+        raise Unsupported(f"onnxruntime: {_said(refusal)}") from refusal
+    except ort_state.RuntimeException as error:
+        said = _said(error)
+        if _NO_KERNEL.search(said):
+            raise Unsupported(f"onnxruntime: {_NO_KERNEL.search(said).group(0)}") from error
+        raise
+    tensors = [_tensor(value) for value in results]
+    return tensors[0], (tensors[1] if len(tensors) == 2 else tuple(tensors[1:]))
+
+
+#: A kernel's own refusal of a dtype: "GRU operator does not support double yet".
+_NO_KERNEL = re.compile(r"\w+ operator does not support \w+( yet)?")
+
+
+def _said(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+
+
+def _flat(x: torch.Tensor, hx: Any) -> list[torch.Tensor]:
+    return [x] if hx is None else [x, *hx] if isinstance(hx, tuple) else [x, hx]
+
+
+def _ort_value(tensor: torch.Tensor) -> Any:
+    import onnxruntime as ort
+
+    tensor = tensor.detach().cpu().contiguous()
+    if tensor.dtype == torch.bfloat16:
+        return ort.OrtValue.ortvalue_from_numpy_with_onnx_type(tensor.view(torch.int16).numpy(), 16)
+    return ort.OrtValue.ortvalue_from_numpy(tensor.numpy())
+
+
+def _tensor(value: Any) -> torch.Tensor:
+    if value.data_type() == "tensor(bfloat16)":
+        raw = value.numpy()
+        return torch.from_numpy(raw.view("int16").copy()).view(torch.bfloat16)
+    return torch.from_numpy(value.numpy().copy())
+
+
+onnxruntime = candidate_from(lambda module, x, hx: run_onnx(module, x, hx, exporter="dynamo"))
+onnxruntime_torchscript = candidate_from(lambda module, x, hx: run_onnx(module, x, hx, exporter="torchscript"))

@@ -1,0 +1,145 @@
+"""Built-in targets: the packing adapter on its own, each target's adapter on small fixed cases
+(weights, h0/c0, batch_first, unbatched, packed reach the target), refusals as Unsupported, and a
+user's Unsupported in the support table."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from torch.nn.utils.rnn import PackedSequence
+
+from fuzz_birnn import Case, CheckFailure, Config, Inputs, check
+from fuzz_birnn.targets import TARGETS, TargetUnavailable, load_target
+from fuzz_birnn.targets.packing import by_length_groups
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def padded_torch(module, x, hx):
+    return module(x, hx)
+
+
+def through_groups(module, input, hx=None):
+    if isinstance(input, PackedSequence):
+        return by_length_groups(padded_torch, module, input, hx)
+    return module(input, hx)
+
+
+def groups_left_in_sorted_order(module, input, hx=None):
+    """The adapter's classic mistake: h_n/c_n left in length-sorted order."""
+    output, hidden = through_groups(module, input, hx)
+    if isinstance(input, PackedSequence) and input.sorted_indices is not None:
+        order = input.sorted_indices
+        hidden = tuple(h[:, order] for h in hidden) if isinstance(hidden, tuple) else hidden[:, order]
+    return output, hidden
+
+
+def packed(mode, lengths, *, sorted_=False, batch_first=False, initial_state=True, proj=0, seed=0):
+    return Case(Config(mode, 3, 4, 2, True, batch_first, True, proj),
+                Inputs(max(lengths), len(lengths), True, tuple(lengths), sorted_, initial_state=initial_state,
+                       seed=seed))
+
+
+PACKED = [packed(mode, lengths, sorted_=s, batch_first=bf)
+          for mode in ("RNN_TANH", "GRU", "LSTM") for lengths, s in (((4, 2, 2, 1), True), ((1, 4, 2, 4), False))
+          for bf in (False, True)] + [packed("LSTM", (3, 1, 3), proj=2, seed=9)]
+
+
+@pytest.mark.parametrize("case", PACKED, ids=lambda c: c.describe())
+def test_the_packing_adapter_gives_torchs_result(case):
+    check(through_groups, case)
+
+
+def test_the_packing_adapter_test_catches_an_adapter_mistake():
+    with pytest.raises(CheckFailure, match="h_n differs"):
+        check(groups_left_in_sorted_order, packed("GRU", (1, 4, 2, 4)))
+
+
+FIXED = [
+    Case(Config("GRU", 3, 4, 2, True, True, True), Inputs(5, 2, initial_state=True, dtype="float32", seed=1)),
+    Case(Config("RNN_TANH", 2, 3, 1, False, False, True), Inputs(3, None, unbatched=True, dtype="float32", seed=3)),
+    Case(Config("RNN_RELU", 2, 3, 2, True, False, True), Inputs(4, 3, True, (4, 1, 3), False, initial_state=True,
+                                                                dtype="float32", seed=4)),
+    Case(Config("LSTM", 3, 4, 1, True, False, True), Inputs(4, 2, initial_state=True, dtype="float32", seed=5)),
+]
+SAME_SHAPES_NEW_WEIGHTS = Case(Config("GRU", 3, 4, 2, True, True, True),
+                               Inputs(5, 2, initial_state=True, dtype="float32", seed=77))
+
+
+def target(name):
+    if TARGETS[name].needs:
+        for package in TARGETS[name].needs:
+            pytest.importorskip(package, reason="the onnx extra is not installed (pip install 'fuzz-birnn[onnx]')")
+    return load_target(name)
+
+
+@pytest.mark.parametrize("name", ["torch-export", "onnxruntime", "onnxruntime-torchscript", "onnx-reference"])
+def test_each_target_takes_weights_states_layouts_and_packed_input(name):
+    candidate = target(name)
+    for case in [*FIXED, SAME_SHAPES_NEW_WEIGHTS]:  # the last reuses the first's export with its own weights
+        outcome = check(candidate, case, name=name)
+        assert outcome.skipped is None, (case.describe(), outcome.skipped)
+
+
+def test_a_runtime_without_a_kernel_for_a_dtype_is_unsupported_not_a_failure():
+    candidate = target("onnxruntime")
+    case = Case(Config("GRU", 2, 3, 1, True, False, True), Inputs(3, 2, seed=2))  # float64
+    outcome = check(candidate, case, name="onnxruntime")
+    assert outcome.skipped == "unsupported: onnxruntime: GRU operator does not support double yet"
+
+
+def test_an_exporters_refusal_is_unsupported_and_an_invalid_model_is_a_finding():
+    candidate = target("onnxruntime-torchscript")
+    proj = Case(Config("LSTM", 2, 4, 1, True, False, True, 2), Inputs(3, 2, dtype="float32", seed=2))
+    assert check(candidate, proj, name="onnxruntime-torchscript").skipped.startswith(
+        "unsupported: torch.onnx (torchscript): Unsupported: ONNX export of operator LSTM, LSTMs with projections")
+    bfloat16 = Case(Config("LSTM", 2, 3, 1, True, False, True), Inputs(3, 2, dtype="bfloat16", seed=2))
+    with pytest.raises(CheckFailure, match="INVALID_GRAPH"):  # an invalid model is never a refusal
+        check(candidate, bfloat16, name="onnxruntime-torchscript")
+
+
+def test_the_onnx_reference_refuses_bfloat16_as_numpy_does():
+    candidate = target("onnx-reference")
+    case = Case(Config("GRU", 2, 3, 1, True, False, True), Inputs(3, 2, dtype="bfloat16", seed=2))
+    assert "unsupported: onnx.reference takes NumPy arrays" in check(candidate, case, name="onnx-reference").skipped
+
+
+@pytest.mark.slow
+def test_torch_compile_takes_weights_and_states():
+    candidate = target("torch-compile")
+    for case in (FIXED[0], SAME_SHAPES_NEW_WEIGHTS):
+        assert check(candidate, case, name="torch-compile").skipped is None
+
+
+def test_a_missing_extra_is_one_line_naming_the_install_command(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a))
+    with pytest.raises(TargetUnavailable, match=r"needs onnxruntime: pip install 'fuzz-birnn\[onnx\]'"):
+        load_target("onnxruntime")
+    script = ("import importlib.util, sys\nreal = importlib.util.find_spec\n"
+              "importlib.util.find_spec = lambda n, *a: None if n == 'onnxruntime' else real(n, *a)\n"
+              "from fuzz_birnn.cli import main\nsys.exit(main(['run', '--candidate', 'onnxruntime']))\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "pip install 'fuzz-birnn[onnx]'" in done.stderr
+
+
+def test_a_users_unsupported_is_counted_and_tabled_not_failed(tmp_path):
+    arguments = ["run", "--candidate", "tests.contract_bugs:refuses_float16", "--properties", "agreement",
+                 "--modes", "gru", "--max-examples", "200", "--seed", "0", "--reports", str(tmp_path)]
+    done = subprocess.run([sys.executable, "-m", "fuzz_birnn", *arguments], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    record = json.loads((tmp_path / "run.json").read_text())
+    dtypes = record["support"]["dtype"]
+    assert dtypes["float16"]["checked"] == 0 and dtypes["float16"]["unsupported"] > 0
+    assert all(dtypes[d]["checked"] > 0 and dtypes[d]["unsupported"] == 0 for d in ("float64", "float32", "bfloat16"))
+    assert record["not_compared"]["unsupported: no float16 kernel"] == dtypes["float16"]["unsupported"]
+    assert "support (cases checked / unsupported / failing" in done.stdout
+    assert "float16 0/" in done.stdout
