@@ -127,7 +127,7 @@ class Campaign:
         quota = max(1, -(-self.max_examples // max(1, len(self.specs))))
         deadline = None if self.time_budget is None else time.time() + self.time_budget
         self.scheduler = Scheduler([Search(spec, quota) for spec in self.specs], deadline=deadline,
-                                   reduce_seconds=REDUCE_SECONDS)
+                                   reduce_seconds=REDUCE_SECONDS, workers=max(1, min(self.workers, len(self.specs))))
 
     def run(self) -> None:
         """Run to the end of the budget (Ctrl-C raises KeyboardInterrupt; the state stays readable)."""
@@ -417,7 +417,7 @@ def run_slice(job: Slice, capture: Any, ahead: WriteAhead, flush: Callable[[tupl
     prop = PROPERTIES[spec.prop]
     counts: Counts = Counts()
     failing: dict[str, CheckFailure] = {}
-    state = {"generated": 0, "slowest": 0.0, "flushed": time.monotonic()}
+    state = {"generated": 0, "slowest": 0.0, "flushed": time.monotonic(), "first_failure": 0.0}
     started = time.monotonic()
     database = open_database(spec.database)
     if database is not None:
@@ -438,9 +438,12 @@ def run_slice(job: Slice, capture: Any, ahead: WriteAhead, flush: Callable[[tupl
     @given(_strategy(spec))
     def search(drawn: Any) -> None:
         if job.deadline is not None and time.time() >= job.deadline:
-            raise _Stop
+            raise _Stop("shrinking cut short: the time budget ran out")
         if not failing and time.monotonic() - started > job.cap_seconds:
             raise _Stop
+        if failing and job.shrink_seconds is not None and time.monotonic() - state["first_failure"] > \
+                job.shrink_seconds:
+            raise _Stop("shrinking cut short: its search's share of the time budget ran out")
         case, details = (drawn[0], {"corruption": drawn[1]}) if prop.invalid else (drawn, {})
         record = {"candidate": spec.candidate, "property": spec.prop, "case": case.to_dict(), "details": details}
         ahead.record(record)
@@ -479,6 +482,8 @@ def run_slice(job: Slice, capture: Any, ahead: WriteAhead, flush: Callable[[tupl
             fault = _fault_type(signature)(failure.mismatch, failure.case, failure.candidate, failure.prop,
                                            failure.details)
             fault.signature, fault.output = signature, capture.read()
+            if not failing:
+                state["first_failure"] = time.monotonic()
             failing[signature] = fault
             raise fault
         skipped, score = outcome
@@ -492,8 +497,9 @@ def run_slice(job: Slice, capture: Any, ahead: WriteAhead, flush: Callable[[tupl
     result = _SliceResult(counts, 0, 0.0, [])
     try:
         search()
-    except _Stop:
-        result.findings = [_write(f, spec, "shrinking cut short: the time budget ran out") for f in failing.values()]
+    except _Stop as stop:
+        why = stop.args[0] if stop.args else "shrinking cut short: the time budget ran out"
+        result.findings = [_write(f, spec, why) for f in failing.values()]
     except _InProcessFault as fault:
         result.fault = fault.fault
     except Unsatisfiable:

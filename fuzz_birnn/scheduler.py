@@ -25,14 +25,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["FIRST_SLICE", "SLICE_CAP_SECONDS", "SLICE_EXAMPLES", "Reduce", "Scheduler", "Search", "SearchSpec", "Slice",
+__all__ = ["FIRST_SLICE", "SLICE_CAP_SECONDS", "SLICE_EXAMPLES", "Reduce", "Scheduler", "Search", "SearchSpec",
+           "Slice",
            "shard_of"]
 
 #: Examples in a search's first slice (small, so that every search starts early) and in the others.
 FIRST_SLICE = 20
 SLICE_EXAMPLES = 200
-#: A slice still running after this long stops at its next case (a slow candidate).
+#: A slice still running after this long stops at its next case (a slow candidate). Under a time
+#: budget the cap is a quarter of each search's share of it (at least MIN_CAP_SECONDS), so that a
+#: candidate taking seconds a case still reaches every search early in the run.
 SLICE_CAP_SECONDS = 8.0
+MIN_CAP_SECONDS = 0.5
 #: A search that met a hang counts a later case as that hang again once it runs this many times
 #: longer than the slowest case of the search so far (and at least HANG_FLOOR seconds), instead
 #: of paying the whole --timeout each time (AFL's adaptive hang limit).
@@ -74,6 +78,9 @@ class Slice:
     deadline: float | None  # time.time() at which the run's budget ends
     cap_seconds: float
     reuse: bool  # replay the database first (only a search's first slice: see engine)
+    #: how long shrinking may go on in this slice (``None``: to its end); under a time budget, so
+    #: that one slow shrink cannot take every other search's share
+    shrink_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -111,11 +118,19 @@ class Search:
 class Scheduler:
     """Owns the searches' state; hands out jobs and takes their results."""
 
-    def __init__(self, searches: list[Search], *, deadline: float | None, reduce_seconds: float) -> None:
+    def __init__(self, searches: list[Search], *, deadline: float | None, reduce_seconds: float,
+                 workers: int = 1) -> None:
         self.searches = searches
         self.deadline = deadline
         self.reduce_seconds = reduce_seconds
         self.reductions: deque[Reduce] = deque()
+        self.cap_seconds = SLICE_CAP_SECONDS
+        self.shrink_seconds: float | None = None
+        if deadline is not None:  # a slow candidate: every search must get its turn well within the budget
+            budget = max(0.0, deadline - time.time())
+            share = budget * workers / len(searches)
+            self.cap_seconds = max(MIN_CAP_SECONDS, min(SLICE_CAP_SECONDS, share / 4))
+            self.shrink_seconds = max(2 * self.cap_seconds, share / 2)
 
     def out_of_time(self) -> bool:
         return self.deadline is not None and time.time() >= self.deadline
@@ -135,7 +150,7 @@ class Scheduler:
         search.slices += 1
         return Slice(search.spec, search.slices, size, _slice_seed(search.spec.seed, search.slices),
                      tuple(sorted(search.known)), search.isolate, max(HANG_FLOOR, HANG_FACTOR * search.slowest),
-                     self.deadline, SLICE_CAP_SECONDS, reuse=search.slices == 1)
+                     self.deadline, self.cap_seconds, reuse=search.slices == 1, shrink_seconds=self.shrink_seconds)
 
     def slice_ended(self, spec: SearchSpec, *, examples: int, seconds: float, slowest: float = 0.0,
                     signatures: Iterable[str] = (), error: str | None = None) -> None:

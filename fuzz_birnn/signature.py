@@ -45,6 +45,7 @@ _NUMBER = re.compile(r"(?<![A-Za-z_])[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|\
 _DIGITS_IN_NAME = re.compile(r"(?<=[A-Za-z_])\d+")
 _BRACKETED = re.compile(r"\[[^\[\]]*\]|\((?:#|, |,)+\)")
 _LONGEST = 160
+_FOLLOW_UP = "on a follow-up call, "
 #: Graph element names in runtime messages ("input parameter (/Unsqueeze_output_0)", "in node
 #: (/LSTM)", "Name:'node_GRU_74'"): where in an exported graph, which moves with the export.
 _GRAPH_NAME = re.compile(r"\b(parameter|node|Name:)\s*(\([^()]*\)|'[^']*')")
@@ -57,11 +58,12 @@ def fault_signature(mismatch: Mismatch) -> str:
     """The signature of a failure, from its :class:`~fuzz_birnn.compare.Mismatch`."""
     if mismatch.pattern:
         return mismatch.pattern
-    structure = _STRUCTURE.match(mismatch.message)
+    message = mismatch.message.removeprefix(_FOLLOW_UP)  # a relation's extra call: the same fault
+    structure = _STRUCTURE.match(message)
     if structure:
         subject, how, expected = structure.groups()
         return f"{subject} is wrong" if how == "=" else f"{subject} should be {normalise(expected)}"
-    return normalise(mismatch.message)
+    return normalise(message)
 
 
 def signature_of(failure: Any, twin_mismatch: Callable[[Any], Mismatch | None]) -> str:

@@ -53,3 +53,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
                                    origin=f"pytest {item.nodeid}"):
             report.sections.append(("fuzz-birnn report", line))
     return report
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-slow", action="store_true", help="also run tests marked slow (torch.compile's)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --run-slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

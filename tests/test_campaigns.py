@@ -57,6 +57,15 @@ def test_a_time_budget_covers_every_property_and_mode_even_when_every_case_fails
     assert len(nan["reports"]) == len(nan["seen_in"])
 
 
+def test_a_slow_candidate_under_a_short_budget_still_reaches_every_search(tmp_path):
+    done = fuzz("run", "--candidate", "tests.contract_bugs:slow_and_swapped", "--properties",
+                "agreement,relation:layout,relation:zero_state,relation:unbatched", "--modes", "gru,lstm",
+                "--time-budget", 24, "--workers", 1, "--seed", 0, "--reports", tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr  # it swaps the output halves
+    searches = run_record(tmp_path)["cases"]["by_search"]
+    assert len(searches) == 8 and all(s["cases"] > 0 for s in searches), searches
+
+
 def test_two_independent_faults_in_one_mode_are_two_findings_each_reported_once(tmp_path):
     done = fuzz("run", "--candidate", "tests.contract_bugs:two_faults", "--properties", "agreement",
                 "--modes", "gru", "--max-examples", 600, "--seed", 3, "--reports", tmp_path)

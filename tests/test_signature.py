@@ -128,6 +128,13 @@ def test_what_differs_and_how_does(one, other):
     assert normalise(one) != normalise(other)
 
 
+def test_an_error_on_a_relations_follow_up_call_is_the_same_fault_as_on_the_first():
+    first = Mismatch("result", "candidate raised InvalidGraph: Type 'tensor(bfloat16)' of input parameter (input)")
+    follow_up = Mismatch("result", "on a follow-up call, candidate raised InvalidGraph: Type 'tensor(bfloat16)' "
+                                   "of input parameter (/Transpose_output_0)")
+    assert fault_signature(first) == fault_signature(follow_up)
+
+
 def test_crashes_by_signal_and_hangs():
     assert crash_signature("crash", "died (killed by SIGSEGV)") != crash_signature("crash", "died (killed by SIGABRT)")
     assert crash_signature("timeout", "ran past the 2s limit") == crash_signature("timeout", "ran past the 60s limit")
