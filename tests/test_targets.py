@@ -109,10 +109,14 @@ def test_the_onnx_reference_refuses_bfloat16_as_numpy_does():
 
 
 @pytest.mark.slow
-def test_torch_compile_takes_weights_and_states():
+def test_torch_compile_takes_weights_and_states_and_really_compiles():
+    from torch._dynamo.utils import counters
+
     candidate = target("torch-compile")
-    for case in (FIXED[0], SAME_SHAPES_NEW_WEIGHTS):
+    before = counters["stats"]["unique_graphs"]
+    for case in (FIXED[0], SAME_SHAPES_NEW_WEIGHTS, FIXED[3]):
         assert check(candidate, case, name="torch-compile").skipped is None
+    assert counters["stats"]["unique_graphs"] - before == 2  # two configurations, two graphs: nothing ran eagerly
 
 
 def test_a_missing_extra_is_one_line_naming_the_install_command(monkeypatch):

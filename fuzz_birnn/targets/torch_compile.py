@@ -7,7 +7,8 @@ allow_rnn = False``; pytorch/pytorch#118740), which would run them eagerly and c
 compiler; this target turns ``allow_rnn`` on, so Dynamo captures the module. Inductor then calls
 torch's own RNN kernel for the captured ``aten`` RNN op, so what this target checks is the capture
 (arguments, states, packed input, layouts through Dynamo), not a second implementation of the cell
-equations: ``torch-export`` is the one that runs torch's decompositions."""
+equations: ``torch-export`` is the one that runs torch's decompositions. Dynamo's recompile limit
+is lifted too: every configuration compiles (see :func:`_capture_everything`)."""
 
 from __future__ import annotations
 
@@ -23,11 +24,22 @@ __all__ = ["torch_compile"]
 _COMPILED = ExportCache()
 
 
+def _capture_everything() -> None:
+    """Dynamo would run RNN modules eagerly (``allow_rnn``), and after 8 recompiles of one function
+    (the same ``forward`` here, for every configuration) fall back to eager silently: both would
+    check torch's eager path under another name. Capture RNNs, never stop recompiling."""
+    import torch._dynamo
+
+    config = torch._dynamo.config
+    config.allow_rnn = True
+    for name in ("recompile_limit", "cache_size_limit", "accumulated_recompile_limit", "accumulated_cache_size_limit"):
+        if hasattr(config, name):
+            setattr(config, name, 10**6)
+
+
 def _run(module: torch.nn.RNNBase, x: torch.Tensor, hx: Any) -> Any:
     def compile_() -> Any:
-        import torch._dynamo
-
-        torch._dynamo.config.allow_rnn = True
+        _capture_everything()
         template = module
 
         def forward(parameters: dict[str, torch.Tensor], *args: Any) -> Any:
