@@ -94,11 +94,6 @@ def describe_database(spec: str | None) -> str:
 
 
 def _redis_client(spec: str) -> Any:
-    try:
-        import redis
-    except ImportError:
-        raise DatabaseError(f"--database {spec}: needs the redis package: "
-                            "pip install 'fuzz-birnn[redis]'") from None
     parts = urlsplit(spec)
     try:
         port = parts.port
@@ -107,6 +102,11 @@ def _redis_client(spec: str) -> Any:
     database = parts.path.strip("/")
     if not parts.hostname or port is None or (database and not database.isdigit()):
         raise DatabaseError(f"--database {spec}: expected redis://HOST:PORT or redis://HOST:PORT/DB")
+    try:
+        import redis
+    except ImportError:
+        raise DatabaseError(f"--database {spec}: needs the redis package: "
+                            "pip install 'fuzz-birnn[redis]'") from None
     return redis.Redis.from_url(spec, socket_connect_timeout=_REDIS_TIMEOUT_SECONDS,
                                 socket_timeout=_REDIS_TIMEOUT_SECONDS)
 

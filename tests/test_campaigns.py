@@ -189,6 +189,15 @@ def test_an_unreachable_redis_is_named_before_any_search_starts(tmp_path):
     assert "checking" not in done.stdout
 
 
+def test_a_missing_redis_package_is_one_line_naming_the_install_command(tmp_path):
+    script = ("import sys\nsys.modules['redis'] = None  # as if not installed\nfrom fuzz_birnn.cli import main\n"
+              "sys.exit(main(['run', '--database', 'redis://127.0.0.1:6379', '--reports', sys.argv[1]]))\n")
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "needs the redis package: pip install 'fuzz-birnn[redis]'" in done.stderr
+
+
 @pytest.fixture
 def redis_url(tmp_path):
     pytest.importorskip("redis", reason="the redis extra is not installed")
