@@ -90,7 +90,7 @@ def check_database(spec: str) -> None:
 
 
 def describe_database(spec: str | None) -> str:
-    return "none" if spec in (None, "none") else spec  # type: ignore[return-value]
+    return spec if spec is not None else "none"
 
 
 def _redis_client(spec: str) -> Any:
