@@ -132,6 +132,10 @@ def _run(args: argparse.Namespace) -> int:
         print("interrupted: the summary covers what ran; every report written is whole")
     record = build_record(campaign, options=options, started=started, interrupted=interrupted)
     write_record(reports, record)
+    if args.junit_xml:
+        from .junit import write_junit
+
+        write_junit(Path(args.junit_xml), record, reports)
     print_summary(record, reports)
     return record["exit_code"]
 
@@ -308,6 +312,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--database", metavar="DIR|redis://HOST:PORT|none",
                      help="Hypothesis example database: a rerun first replays what failed before "
                           "(default REPORTS/.hypothesis; a Redis URL shares it between machines)")
+    run.add_argument("--junit-xml", metavar="PATH",
+                     help="also write the run as JUnit XML: a test case per search, a failure per fault")
     run.add_argument("--shard", type=_shard, metavar="K/N",
                      help="run only the K-th of N deterministic shares of the searches (one per machine)")
     run.add_argument("--seed", type=_non_negative, metavar="N", help="make the run repeatable")

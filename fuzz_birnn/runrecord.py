@@ -15,9 +15,9 @@ within a version:
 ``cases``
     ``total``; ``by_search``: one entry per (``property``, ``mode``) search this run owned, with
     ``cases``, ``passed``, ``failed`` (failing calls, shrinking included), ``known`` (a fault the
-    search had found already, seen again) and ``not_compared``; ``by_dimension``: cases per
-    ``property``, ``mode``, ``dtype``, ``form``, ``device`` and ``backend`` (oneDNN on/off): what
-    was actually checked.
+    search had found already, seen again), ``unsupported``, ``not_compared`` and ``seconds`` (its
+    worker time); ``by_dimension``: cases per value of each of :data:`DIMENSIONS` (property, mode,
+    dtype, form, device, backend, layers, bias, layout, h0, proj): what was actually checked.
 ``not_compared``
     reason -> cases (a candidate's ``unsupported: ...`` refusals included).
 ``support``
@@ -74,7 +74,8 @@ def build_record(campaign: Any, *, options: dict[str, Any], started: datetime.da
             verdicts[key[-2]] += n
         by_search.append({"property": spec.prop, "mode": spec.mode, "cases": sum(verdicts.values()),
                           "passed": verdicts["passed"], "failed": verdicts["failed"], "known": verdicts["known"],
-                          "unsupported": verdicts["unsupported"], "not_compared": verdicts["skipped"]})
+                          "unsupported": verdicts["unsupported"], "not_compared": verdicts["skipped"],
+                          "seconds": round(campaign.scheduler.searches[spec.index].seconds, 3)})
     by_dimension: dict[str, collections.Counter] = {name: collections.Counter() for name in DIMENSIONS}
     not_compared: collections.Counter = collections.Counter()
     support: dict[str, dict[str, collections.Counter]] = {name: collections.defaultdict(collections.Counter)

@@ -135,6 +135,27 @@ def test_a_candidates_output_stays_off_the_console_and_goes_with_its_report(tmp_
     assert "Candidate output" in (folder / "summary.md").read_text()
 
 
+def test_junit_xml_has_a_test_case_per_search_and_a_failure_per_fault(tmp_path):
+    import xml.etree.ElementTree as ElementTree
+
+    done = fuzz("run", "--candidate", "tests.contract_bugs:two_faults", "--properties", "agreement,relation:layout",
+                "--modes", "gru,rnn_tanh", "--max-examples", 300, "--seed", 3, "--reports", tmp_path / "reports",
+                "--junit-xml", tmp_path / "junit.xml")
+    assert done.returncode == 1, done.stdout + done.stderr
+    suite = ElementTree.parse(tmp_path / "junit.xml").getroot()
+    record = run_record(tmp_path / "reports")
+    cases = {(c.get("classname"), c.get("name")): c for c in suite.iter("testcase")}
+    assert set(cases) == {(s["property"], s["mode"]) for s in record["cases"]["by_search"]}
+    sightings = [(s["property"], s["mode"], f["signature"]) for f in record["findings"] for s in f["seen_in"]]
+    assert int(suite.get("failures")) == len(sightings) > 0
+    for prop, mode, signature in sightings:
+        assert signature in [f.get("message") for f in cases[(prop, mode)].iter("failure")]
+    clean = fuzz("run", "--candidate", "reference", "--properties", "agreement", "--modes", "gru", "--max-examples",
+                 40, "--seed", 0, "--reports", tmp_path / "clean", "--junit-xml", tmp_path / "clean.xml")
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert ElementTree.parse(tmp_path / "clean.xml").getroot().get("failures") == "0"
+
+
 def test_a_rerun_first_replays_what_the_database_remembers(tmp_path):
     database = tmp_path / "db"
     common = ["--candidate", "tests.contract_bugs:two_faults", "--properties", "agreement", "--modes", "gru",
