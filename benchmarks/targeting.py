@@ -13,7 +13,6 @@ Usage: ``python benchmarks/targeting.py [SEEDS] [BUDGET] [SLICE]`` (defaults 10,
 
 from __future__ import annotations
 
-import statistics
 import sys
 import time
 import warnings
@@ -24,7 +23,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings, target
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.planted_bugs import BUGS
+from benchmarks.planted_bugs import BUGS, describe
 from fuzz_birnn import CheckFailure, check
 from strategies import cases
 
@@ -79,14 +78,6 @@ def cases_to_first_failure(prop, kwargs, seed_value: int, budget: int, slice_siz
         if calls >= budget:
             break
     return None
-
-
-def describe(counts: list[int | None]) -> str:
-    found = [c for c in counts if c is not None]
-    if not found:
-        return "not found"
-    missed = len(counts) - len(found)
-    return f"median {statistics.median(found):>5.0f}, worst {max(found):>5}" + (f", missed {missed}" if missed else "")
 
 
 def main(seeds: int, budget: int, slice_size: int) -> None:

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from .arguments import positive
 from .baseline import (
     FAILING,
     STRICT_FAILING,
@@ -43,7 +44,7 @@ def add_parsers(commands: Any, usage_error: type[Exception]) -> None:
 
     rec = actions.add_parser("record", help="run the corpus under the installed torch and store the results")
     rec.add_argument("dir", metavar="DIR")
-    rec.add_argument("--size", type=_positive, default=200, metavar="N", help="forward cases (default 200)")
+    rec.add_argument("--size", type=positive, default=200, metavar="N", help="forward cases (default 200)")
     rec.add_argument("--seed", type=int, default=0, metavar="N", help="the corpus's seed (default 0)")
     rec.add_argument("--from-reports", nargs="+", default=[], metavar="REPORTS",
                      help="add every case of these reports folders to the corpus")
@@ -61,7 +62,7 @@ def add_parsers(commands: Any, usage_error: type[Exception]) -> None:
     cmp = actions.add_parser("compare", help="run the corpus under two interpreters and compare")
     cmp.add_argument("--python", action="append", required=True, metavar="PYTHON",
                      help="an interpreter with torch (give it twice: the old one first)")
-    cmp.add_argument("--size", type=_positive, default=200, metavar="N")
+    cmp.add_argument("--size", type=positive, default=200, metavar="N")
     cmp.add_argument("--seed", type=int, default=0, metavar="N")
     cmp.add_argument("--strict", action="store_true")
     cmp.add_argument("--reports", default="baseline-drift", metavar="DIR")
@@ -196,14 +197,3 @@ def _report_entries(folders: list[str], usage_error: type[Exception]) -> list[di
                 entry["corruption"] = corruption
             entries.append(entry)
     return entries
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
-    return value
-

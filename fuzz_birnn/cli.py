@@ -16,6 +16,8 @@ import warnings
 from pathlib import Path
 from typing import Any, NoReturn
 
+from .arguments import choices, non_negative, positive, seconds, shard
+
 __all__ = ["main"]
 
 _MODES = {"rnn_tanh": "RNN_TANH", "rnn_relu": "RNN_RELU", "gru": "GRU", "lstm": "LSTM"}
@@ -304,9 +306,9 @@ def _parser() -> argparse.ArgumentParser:
                           "built-ins: decomposed, reference; targets (pip install 'fuzz-birnn[onnx]' for the ONNX "
                           "ones): torch-export, onnxruntime, onnxruntime-torchscript, onnx-reference, torch-compile. "
                           "Default: check torch itself")
-    run.add_argument("--max-examples", type=_positive, default=25000, metavar="N",
+    run.add_argument("--max-examples", type=positive, default=25000, metavar="N",
                      help="cases to generate in all, split over the searches (default 25000)")
-    run.add_argument("--time-budget", type=_seconds, metavar="SECONDS",
+    run.add_argument("--time-budget", type=seconds, metavar="SECONDS",
                      help="stop after this long, shrinking included (with --max-examples, whichever ends "
                           "first); every search gets a fair share of the time")
     run.add_argument("--database", metavar="DIR|redis://HOST:PORT|none",
@@ -314,31 +316,31 @@ def _parser() -> argparse.ArgumentParser:
                           "(default REPORTS/.hypothesis; a Redis URL shares it between machines)")
     run.add_argument("--junit-xml", metavar="PATH",
                      help="also write the run as JUnit XML: a test case per search, a failure per fault")
-    run.add_argument("--shard", type=_shard, metavar="K/N",
+    run.add_argument("--shard", type=shard, metavar="K/N",
                      help="run only the K-th of N deterministic shares of the searches (one per machine)")
-    run.add_argument("--seed", type=_non_negative, metavar="N", help="make the run repeatable")
+    run.add_argument("--seed", type=non_negative, metavar="N", help="make the run repeatable")
     run.add_argument("--properties", type=lambda text: [t.strip() for t in text.split(",") if t.strip()],
                      metavar="LIST", help="comma-separated subset of: agreement, fused-vs-reference, "
                      "relation:batch_independence, relation:unbatched, relation:layout, relation:sorting, "
                      "relation:time_reversal, relation:dropout_eval, relation:zero_state, gradients, backends, "
                      "invalid-calls (default: all that apply)")
-    run.add_argument("--timeout", type=_positive, metavar="SECONDS",
+    run.add_argument("--timeout", type=positive, metavar="SECONDS",
                      help="time limit for checking one case (default 60, or the built-in target's: 300 for the "
                           "exporters, 600 for torch-compile); an overrun is a timeout report")
     run.add_argument("--grad", action="store_true",
                      help="also check gradients through the candidate (it must be differentiable)")
     run.add_argument("--reports", default="reports", metavar="DIR", help="where failures go (default ./reports)")
-    run.add_argument("--workers", type=_positive, metavar="N", help="processes (default: one per CPU)")
-    run.add_argument("--modes", type=_choices(_MODES), default=list(_MODES.values()),
+    run.add_argument("--workers", type=positive, metavar="N", help="processes (default: one per CPU)")
+    run.add_argument("--modes", type=choices(_MODES), default=list(_MODES.values()),
                      metavar="LIST", help="comma-separated: rnn_tanh,rnn_relu,gru,lstm")
-    run.add_argument("--dtypes", type=_choices({d: d for d in _DTYPES}), default=list(_DTYPES),
+    run.add_argument("--dtypes", type=choices({d: d for d in _DTYPES}), default=list(_DTYPES),
                      metavar="LIST", help="comma-separated: float64,float32,bfloat16,float16")
-    run.add_argument("--devices", type=_choices({d: d for d in _DEVICES}), default=["cpu"],
+    run.add_argument("--devices", type=choices({d: d for d in _DEVICES}), default=["cpu"],
                      metavar="LIST", help="comma-separated: cpu,cuda,mps (default cpu)")
-    run.add_argument("--max-layers", type=_positive, default=4, metavar="N")
-    run.add_argument("--max-size", type=_positive, default=8, metavar="N", help="input_size/hidden_size bound")
-    run.add_argument("--max-seq-len", type=_positive, default=8, metavar="N")
-    run.add_argument("--max-batch", type=_positive, default=8, metavar="N")
+    run.add_argument("--max-layers", type=positive, default=4, metavar="N")
+    run.add_argument("--max-size", type=positive, default=8, metavar="N", help="input_size/hidden_size bound")
+    run.add_argument("--max-seq-len", type=positive, default=8, metavar="N")
+    run.add_argument("--max-batch", type=positive, default=8, metavar="N")
     run.add_argument("--bidirectional", choices=("yes", "no", "both"), default="yes")
     for flag, what in (("packed", "PackedSequence input"), ("unbatched", "unbatched 2-D input"),
                        ("proj", "LSTM proj_size > 0"), ("batch-first", "batch_first=True"),
@@ -351,7 +353,7 @@ def _parser() -> argparse.ArgumentParser:
     replay.set_defaults(command=_replay)
     replay.add_argument("paths", nargs="+", metavar="PATH",
                         help="a report folder, its case.json, or a folder of reports")
-    replay.add_argument("--timeout", type=_positive, default=60, metavar="SECONDS",
+    replay.add_argument("--timeout", type=positive, default=60, metavar="SECONDS",
                         help="time limit for replaying a crash or timeout report (default 60)")
     replay.add_argument("--candidate", metavar="MODULE:ATTR",
                         help="replay against this candidate instead of the one each report names (your fix, or a "
@@ -364,50 +366,6 @@ def _parser() -> argparse.ArgumentParser:
 
     add_parsers(commands, UsageError)
     return parser
-
-
-def _positive(text: str) -> int:
-    value = _non_negative(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number of seconds")
-    return value
-
-
-def _shard(text: str) -> tuple[int, int]:
-    number, _, shards = text.partition("/")
-    if not (number.isdigit() and shards.isdigit() and 1 <= int(number) <= int(shards)):
-        raise argparse.ArgumentTypeError(f"{text!r} is not K/N with 1 <= K <= N (e.g. 1/4)")
-    return int(number), int(shards)
-
-
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is negative")
-    return value
-
-
-def _choices(allowed: dict[str, str]) -> Any:
-    def parse(text: str) -> list[str]:
-        names = [t.strip().lower() for t in text.split(",") if t.strip()]
-        unknown = [n for n in names if n not in allowed]
-        if unknown or not names:
-            raise argparse.ArgumentTypeError(f"{text!r}: choose from {','.join(allowed)}")
-        return list(dict.fromkeys(allowed[n] for n in names))
-    return parse
 
 
 if __name__ == "__main__":
