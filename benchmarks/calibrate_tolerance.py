@@ -18,7 +18,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 
 from fuzz_birnn import CheckFailure, check, check_fused, decomposed, reference
-from strategies import cases
+from fuzz_birnn.strategies import cases
 
 
 def fused_in_float32(module, input, hx=None):

@@ -25,7 +25,7 @@ from fuzz_birnn import CheckFailure, check
 from fuzz_birnn.gradients import check_gradients
 from fuzz_birnn.metamorphic import check_relation
 from fuzz_birnn.properties import PROPERTIES
-from strategies import cases
+from fuzz_birnn.strategies import cases
 from tests import contract_bugs, planted
 
 

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from strategies import cases
+from fuzz_birnn.strategies import cases
 
 
 def dimensions(case):

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.planted_bugs import BUGS, describe
 from fuzz_birnn import CheckFailure, check
-from strategies import cases
+from fuzz_birnn.strategies import cases
 
 
 def error_grows_with_time(module, input, hx=None):

@@ -44,7 +44,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings  # noqa: E402
 from fuzz_birnn import Case, CellReference, check, check_fused, decomposed  # noqa: E402
 
 try:  # where this project installs its strategies now, or the old top-level name
-    from fuzz_birnn.strategies import cases  # type: ignore[import-not-found]
+    from fuzz_birnn.strategies import cases
 except ImportError:
     from strategies import cases  # type: ignore[no-redef]
 

@@ -5,7 +5,7 @@ Check any implementation of ``nn.RNN`` / ``nn.GRU`` / ``nn.LSTM`` semantics (a *
 
     from hypothesis import given
     from fuzz_birnn import check
-    from strategies import cases
+    from fuzz_birnn.strategies import cases
 
     @given(cases())
     def test_my_stack(case):

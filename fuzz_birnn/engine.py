@@ -604,7 +604,7 @@ def run_reduction(job: Reduce, capture: Any, ahead: WriteAhead) -> Finding:
 
 def _strategy(spec: SearchSpec) -> Any:
     from fuzz_birnn.properties import PROPERTIES
-    from strategies import cases, invalid_calls
+    from fuzz_birnn.strategies import cases, invalid_calls
 
     return (invalid_calls if PROPERTIES[spec.prop].invalid else cases)(modes=[spec.mode], **spec.strategy)
 

@@ -7,7 +7,7 @@ from hypothesis import assume, find, given
 
 from fuzz_birnn import CheckFailure, decomposed
 from fuzz_birnn.invalid import CORRUPTIONS, KNOWN_TORCH_ISSUES, check_invalid
-from strategies import cases, invalid_calls
+from fuzz_birnn.strategies import cases, invalid_calls
 
 from .conftest import SEARCH
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import find
 
 from fuzz_birnn import CheckFailure, check, decomposed, reference
-from strategies import cases
+from fuzz_birnn.strategies import cases
 
 from . import planted
 from .conftest import SEARCH

@@ -11,7 +11,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from fuzz_birnn import MODES, check, check_fused, decomposed
-from strategies import cases
+from fuzz_birnn.strategies import cases
 
 pytestmark = pytest.mark.parametrize("mode", MODES)
 

@@ -12,7 +12,7 @@ from fuzz_birnn.backends import check_backends
 from fuzz_birnn.gradients import check_gradients
 from fuzz_birnn.metamorphic import RELATIONS, check_relation
 from fuzz_birnn.properties import PROPERTIES
-from strategies import cases
+from fuzz_birnn.strategies import cases
 
 from . import contract_bugs, planted
 from .conftest import SEARCH

@@ -100,37 +100,3 @@ def test_a_missing_tensor_file_is_refused_clearly(tmp_path):
     done = subprocess.run([sys.executable, "-m", "fuzz_birnn", "replay", str(folder)], cwd=ROOT,
                           capture_output=True, text=True)
     assert done.returncode == 2 and "tensors.safetensors: missing" in done.stderr and done.stderr.count("\n") == 1
-
-
-def test_a_failing_property_with_an_unnamed_candidate_says_why_no_report_was_written(tmp_path):
-    test_file = tmp_path / "test_lambda_stack.py"
-    test_file.write_text(
-        "from fuzz_birnn import check, Case, Config, Inputs\n"
-        "from tests.planted import seed_missing_re_reversal\n\n"
-        "def test_my_stack():\n"
-        "    check(lambda m, x, hx=None: seed_missing_re_reversal(m, x, hx),\n"
-        "          Case(Config(num_layers=2), Inputs(seq_len=2)))\n")
-    env = {**os.environ, "FUZZ_BIRNN_REPORTS": str(tmp_path / "reports"), "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-m", "pytest", str(test_file), "-p", "tests.conftest", "-q",
-                           "-p", "no:cacheprovider"], cwd=tmp_path, env=env, capture_output=True, text=True)
-    assert done.returncode == 1, done.stdout + done.stderr  # a test failure, not a pytest internal error
-    assert "not written: candidate" in done.stdout and "INTERNALERROR" not in done.stdout + done.stderr
-
-
-def test_a_failing_property_under_pytest_writes_its_report(tmp_path):
-    test_file = tmp_path / "test_user_stack.py"
-    test_file.write_text(
-        "from hypothesis import given\n"
-        "from fuzz_birnn import check\n"
-        "from strategies import cases\n"
-        "from tests.planted import seed_missing_re_reversal\n\n"
-        "@given(cases(modes=['RNN_TANH'], forms=['padded']))\n"
-        "def test_my_stack(case):\n"
-        "    check(seed_missing_re_reversal, case, name='tests.planted:seed_missing_re_reversal')\n")
-    env = {**os.environ, "FUZZ_BIRNN_REPORTS": str(tmp_path / "reports"), "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-m", "pytest", str(test_file), "-p", "tests.conftest", "-q",
-                           "-p", "no:cacheprovider"], cwd=tmp_path, env=env, capture_output=True, text=True)
-    assert done.returncode == 1, done.stdout + done.stderr
-    [report] = [p.parent for p in (tmp_path / "reports").glob("*/case.json")]
-    assert load_report(report)["case"].config.num_layers == 2
-    assert "fuzz-birnn report" in done.stdout

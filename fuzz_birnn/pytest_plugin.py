@@ -1,0 +1,118 @@
+"""fuzz-birnn's pytest plugin, loaded by pytest in any project that installs fuzz-birnn (``pytest11``).
+
+What a project's tests get without a line of set-up:
+
+* **Reports.** A test that fails with a :class:`~fuzz_birnn.CheckFailure` (``check``, ``check_fused``,
+  ``check_relation``, ...; Hypothesis' shrunk example included) writes a self-contained report, the
+  same as ``fuzz-birnn run`` writes, to ``--fuzz-birnn-reports DIR`` (or ``FUZZ_BIRNN_REPORTS``;
+  default ``reports`` under pytest's rootdir). The test's output says where it went.
+* **Profiles.** ``fuzz-birnn-dev`` (50 examples a property), ``fuzz-birnn-ci`` (200, derandomised, so
+  CI repeats itself) and ``fuzz-birnn-nightly`` (5,000), with no deadline (a case's cost varies
+  with its size far more than a deadline allows), chosen with Hypothesis' own
+  ``--hypothesis-profile``, or ``FUZZ_BIRNN_PROFILE=dev|ci|nightly``. Nothing is loaded unless asked:
+  the plugin never changes the settings of a project's other tests.
+* **The header** line: torch's version, the devices and the oneDNN state, and the profile.
+* **The** ``fuzz_birnn_candidate`` **fixture**: the candidate named by ``--fuzz-birnn-candidate``
+  (``MODULE:ATTR``, a built-in such as ``decomposed``, or a target such as ``torch-export``), so one
+  test file checks whichever implementation the command line names. A test that asks for it is
+  skipped, saying how to name one, when none is given.
+
+Turn the plugin off with ``-p no:fuzz_birnn``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Generator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+__all__ = ["PROFILES", "profile_name"]
+
+_COMMON: dict[str, Any] = {"deadline": None,
+                           "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}
+#: The profiles, by their short name (``FUZZ_BIRNN_PROFILE``); registered as ``fuzz-birnn-NAME``.
+PROFILES: dict[str, dict[str, Any]] = {
+    "dev": {"max_examples": 50, **_COMMON},
+    "ci": {"max_examples": 200, "derandomize": True, "print_blob": True, **_COMMON},
+    "nightly": {"max_examples": 5000, "print_blob": True, **_COMMON},
+}
+for _name, _values in PROFILES.items():
+    settings.register_profile(f"fuzz-birnn-{_name}", **_values)
+
+
+_CANDIDATE = pytest.StashKey[Callable[..., Any]]()
+
+
+def profile_name(short: str) -> str:
+    """``fuzz-birnn-ci`` for ``ci``; a usage error naming the choices for anything else."""
+    if short not in PROFILES:
+        raise pytest.UsageError(f"FUZZ_BIRNN_PROFILE={short!r} must be one of {', '.join(PROFILES)}")
+    return f"fuzz-birnn-{short}"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("fuzz-birnn", "fuzz-birnn (property-based testing of recurrent layers)")
+    group.addoption("--fuzz-birnn-reports", metavar="DIR", default=None,
+                    help="write a report for each failing fuzz-birnn check here "
+                         "(default: $FUZZ_BIRNN_REPORTS, else reports/ under the rootdir)")
+    group.addoption("--fuzz-birnn-candidate", metavar="MODULE:ATTR", default=None,
+                    help="the candidate the fuzz_birnn_candidate fixture gives: MODULE:ATTR, "
+                         "or a built-in or target name (see fuzz-birnn run --help)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # --hypothesis-profile wins: Hypothesis' own plugin loads it. The environment variable is the
+    # fallback, so "FUZZ_BIRNN_PROFILE=ci pytest" keeps working.
+    short = os.environ.get("FUZZ_BIRNN_PROFILE")
+    if short and not config.getoption("hypothesis_profile", None):
+        settings.load_profile(profile_name(short))
+    spec = config.getoption("fuzz_birnn_candidate")
+    if spec:  # imported now, so that a wrong name stops the session with one line, not every test
+        from .candidates import CandidateError, load_candidate
+
+        try:
+            config.stash[_CANDIDATE] = load_candidate(spec)
+        except CandidateError as error:
+            raise pytest.UsageError(f"--fuzz-birnn-candidate: {error}") from None
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    from .devices import environment_summary
+
+    return [f"fuzz-birnn: {environment_summary()}; Hypothesis profile: {current_profile()}"]
+
+
+def current_profile() -> str:
+    """The name of the Hypothesis profile in force (``get_current_profile_name`` is Hypothesis 6.131+)."""
+    named = getattr(settings, "get_current_profile_name", None)
+    return str(named() if named else settings._current_profile)
+
+
+def reports_directory(config: pytest.Config) -> Path:
+    """Where failing checks are written: the option, the environment, or ``reports/`` under rootdir."""
+    chosen = config.getoption("fuzz_birnn_reports") or os.environ.get("FUZZ_BIRNN_REPORTS")
+    return Path(chosen) if chosen else config.rootpath / "reports"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    """A test that fails with a CheckFailure writes its shrunk case as a report."""
+    report = yield
+    if call.when == "call" and call.excinfo is not None:
+        from .reports import write_failures
+
+        for line in write_failures(call.excinfo.value, reports_directory(item.config), origin=f"pytest {item.nodeid}"):
+            report.sections.append(("fuzz-birnn report", line))
+    return report
+
+
+@pytest.fixture
+def fuzz_birnn_candidate(request: pytest.FixtureRequest) -> Callable[..., Any]:
+    """The candidate named by ``--fuzz-birnn-candidate``; the test is skipped when none is named."""
+    if _CANDIDATE not in request.config.stash:
+        pytest.skip("no candidate named: pass --fuzz-birnn-candidate MODULE:ATTR")
+    return request.config.stash[_CANDIDATE]
