@@ -159,8 +159,8 @@ def _invalid_outcome(case: Case, corruption: str) -> dict[str, Any]:
 
 def _forward(case: Case) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, float]]:
     from .check import CheckFailure, evaluate, fused
-    from .compare import canonical_tensors
     from .gradients import check_gradients, gradients_of
+    from .standalone import per_direction
 
     built = case.build()
     try:
@@ -170,7 +170,7 @@ def _forward(case: Case) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[
         return ({"raised": type(cause).__name__ if cause else "CheckFailure",
                  "message": str(cause).strip() if cause else str(failure)}, {}, {})
     c = case.config
-    found = {name: t.detach().cpu().contiguous() for name, t in canonical_tensors(
+    found = {name: t.detach().cpu().contiguous() for name, t in per_direction(
         evaluation.fused_result, num_layers=c.num_layers, bidirectional=c.bidirectional,
         batch_first=c.batch_first, unbatched=case.inputs.unbatched).items()}
     allowed = dict(evaluation.tolerances.fused) if not evaluation.skipped else {}

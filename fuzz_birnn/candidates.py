@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import re
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -12,13 +11,13 @@ from typing import Any
 from .check import fused
 from .decomposition import decomposed
 from .reference import reference
+from .repro_support import CANDIDATE_SPEC
 
 __all__ = ["BUILTIN", "CandidateError", "load_candidate", "validate_spec"]
 
 #: Built-in candidates by name.
 BUILTIN: dict[str, Callable[..., Any]] = {"decomposed": decomposed, "reference": reference, "fused": fused}
 
-_SPEC = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
 
 class CandidateError(ValueError):
@@ -29,7 +28,7 @@ def validate_spec(spec: str) -> str:
     """``spec`` itself if it is a built-in name, a target's name or a well-formed ``MODULE:ATTR``."""
     from .targets import TARGETS
 
-    if isinstance(spec, str) and (spec in BUILTIN or spec in TARGETS or _SPEC.match(spec)):
+    if isinstance(spec, str) and (spec in BUILTIN or spec in TARGETS or CANDIDATE_SPEC.match(spec)):
         return spec
     raise CandidateError(f"candidate {spec!r} must be MODULE:ATTR (like mypkg.rnn:my_stack) "
                          f"or one of {', '.join([*BUILTIN, *TARGETS])}")

@@ -16,7 +16,7 @@ import dataclasses
 import functools
 import math
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +25,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 from .repro_support import check_limits
+from .standalone import constructor_kwargs, cpu_backend, module_for, placed
 
 __all__ = [
     "DTYPES",
@@ -40,8 +41,6 @@ __all__ = [
 MODES = ("RNN_TANH", "RNN_RELU", "GRU", "LSTM")
 #: Floating dtypes, simplest (most exact) first.
 DTYPES = ("float64", "float32", "bfloat16", "float16")
-
-_MODULE_CLASSES = {"RNN_TANH": nn.RNN, "RNN_RELU": nn.RNN, "GRU": nn.GRU, "LSTM": nn.LSTM}
 
 
 @dataclass(frozen=True)
@@ -101,16 +100,7 @@ class Config:
         return f"{name}({', '.join(parts)})"
 
     def constructor_kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {
-            "input_size": self.input_size, "hidden_size": self.hidden_size,
-            "num_layers": self.num_layers, "bias": self.bias, "batch_first": self.batch_first,
-            "bidirectional": self.bidirectional, "dropout": float(self.dropout),
-        }
-        if self.mode == "LSTM":
-            kwargs["proj_size"] = self.proj_size
-        if self.mode.startswith("RNN"):
-            kwargs["nonlinearity"] = self.mode[4:].lower()
-        return kwargs
+        return constructor_kwargs(dataclasses.asdict(self))
 
 
 @dataclass(frozen=True)
@@ -283,14 +273,14 @@ class Case:
             if i.unbatched:
                 h0 = h0[:, 0]
                 c0 = None if c0 is None else c0[:, 0]
-            h0 = _placed(h0, device, i.contiguous)
-            hx = h0 if c0 is None else (h0, _placed(c0, device, i.contiguous))
+            h0 = placed(h0, device, i.contiguous)
+            hx = h0 if c0 is None else (h0, placed(c0, device, i.contiguous))
 
         if i.unbatched:
-            return Built(module, _placed(x[:, 0], device, i.contiguous), hx)
+            return Built(module, placed(x[:, 0], device, i.contiguous), hx)
         if c.batch_first:
             x = x.transpose(0, 1)
-        x = _placed(x, device, i.contiguous)
+        x = placed(x, device, i.contiguous)
         if i.packed:
             assert i.lengths is not None
             packed = pack_padded_sequence(x, torch.tensor(i.lengths), batch_first=c.batch_first,
@@ -299,15 +289,9 @@ class Case:
         return Built(module, x, hx)
 
 
-@contextlib.contextmanager
-def backend(inputs: Inputs) -> Iterator[None]:
+def backend(inputs: Inputs) -> contextlib.AbstractContextManager[None]:
     """Run the enclosed code with the case's CPU backend (oneDNN on or off), then restore it."""
-    previous = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = inputs.onednn if inputs.device == "cpu" else previous
-    try:
-        yield
-    finally:
-        torch.backends.mkldnn.enabled = previous
+    return cpu_backend(inputs.device, inputs.onednn)
 
 
 @functools.lru_cache(maxsize=256)
@@ -319,23 +303,10 @@ def _module_template(config: Config, dtype: torch.dtype) -> nn.RNNBase:
     Constructed the ordinary way: building on ``meta`` and ``to_empty()`` instead costs 8x as
     much, in torch's Python reference ops for every parameter.
     """
-    cls = _MODULE_CLASSES[config.mode]
     with warnings.catch_warnings(), torch.random.fork_rng(devices=[]):
         # dropout with num_layers=1 is legal and must be a no-op in eval mode, which is what we test.
         warnings.filterwarnings("ignore", message="dropout option adds dropout after all but last")
-        return cls(**config.constructor_kwargs(), dtype=dtype)
-
-
-def _placed(tensor: torch.Tensor, device: torch.device, contiguous: bool) -> torch.Tensor:
-    """``tensor`` on ``device``; if not ``contiguous``, the same values as a view with stride 2
-    in the last dimension (which torch still calls contiguous when that dimension has size 1)."""
-    tensor = tensor.to(device)
-    if contiguous:
-        return tensor.contiguous()
-    doubled = torch.zeros(*tensor.shape[:-1], 2 * tensor.shape[-1], dtype=tensor.dtype, device=device)
-    view = doubled[..., ::2]
-    view.copy_(tensor)
-    return view
+        return module_for(dataclasses.asdict(config), dtype)
 
 
 def _is_int(value: object) -> bool:

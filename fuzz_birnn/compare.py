@@ -37,12 +37,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 from .case import Case
+from .standalone import abs_error, max_abs_difference, per_direction, structure_problem
 
-__all__ = ["ACTIVATION_ULPS", "RATIO", "Mismatch", "Tolerances", "canonical_tensors", "check_structure",
-           "compare_values", "max_abs_difference", "tensors_of"]
+__all__ = ["ACTIVATION_ULPS", "RATIO", "Mismatch", "Tolerances", "check_structure", "compare_values",
+           "max_abs_difference", "tensors_of"]
 
 #: How many times the expected rounding error a correct implementation may make.
 RATIO = 8.0
@@ -101,67 +101,19 @@ class Tolerances:
         return cls(allowed_fused, allowed_candidate)
 
 
-def canonical_tensors(result: object, *, num_layers: int, bidirectional: bool, batch_first: bool,
-                      unbatched: bool) -> dict[str, torch.Tensor]:
-    """``output`` as ``(T, B, directions, F)`` and ``h_n``/``c_n`` as ``(layers, directions, B, F)``,
-    batch in the caller's order, from ``(output, hidden)`` of the expected structure. Views of the
-    result, so still differentiable and on the result's device and dtype."""
-    output, hidden = result  # type: ignore[misc]
-    if isinstance(output, PackedSequence):
-        output, _ = pad_packed_sequence(output)
-    elif unbatched:
-        output = output.unsqueeze(1)
-    elif batch_first:
-        output = output.transpose(0, 1)
-    directions = 2 if bidirectional else 1
-    tensors = {"output": output.unflatten(-1, (directions, -1))}
-    states = hidden if isinstance(hidden, tuple) else (hidden,)
-    for name, state in zip(("h_n", "c_n"), states, strict=False):
-        if unbatched:
-            state = state.unsqueeze(1)
-        tensors[name] = state.unflatten(0, (num_layers, directions))
-    return tensors
-
-
 def tensors_of(result: object, case: Case) -> dict[str, torch.Tensor]:
-    """:func:`canonical_tensors` of a result of ``case``, detached, in float64 on the CPU."""
+    """:func:`~fuzz_birnn.standalone.per_direction` of a result of ``case``, detached, in float64 on the CPU."""
     c = case.config
-    tensors = canonical_tensors(result, num_layers=c.num_layers, bidirectional=c.bidirectional,
-                                batch_first=c.batch_first, unbatched=case.inputs.unbatched)
+    tensors = per_direction(result, num_layers=c.num_layers, bidirectional=c.bidirectional,
+                            batch_first=c.batch_first, unbatched=case.inputs.unbatched)
     return {name: t.detach().to("cpu", torch.float64) for name, t in tensors.items()}
 
 
 def check_structure(actual: object, expected: tuple, case: Case) -> Mismatch | None:
-    """Types, shapes, dtypes and devices of ``actual`` against the fused module's ``expected``."""
-    if not isinstance(actual, (tuple, list)) or len(actual) != 2:
-        return Mismatch("result", f"result is {_kind(actual)}, but should be a pair (output, hidden)")
-    output, hidden = actual
-    want_output, want_hidden = expected
-    if isinstance(want_output, PackedSequence) != isinstance(output, PackedSequence):
-        return Mismatch("output", f"output is {_kind(output)}, but should be {_kind(want_output)}")
-    if isinstance(want_output, PackedSequence):
-        for field in ("batch_sizes", "sorted_indices", "unsorted_indices"):
-            got, want = getattr(output, field), getattr(want_output, field)
-            if (got is None) != (want is None) or (want is not None and not torch.equal(got.cpu(), want.cpu())):
-                return Mismatch("output", f"output.{field}={_short(got)}, but should be {_short(want)}")
-        problem = _tensor_problem("output.data", output.data, want_output.data)
-    else:
-        problem = _tensor_problem("output", output, want_output)
-    if problem:
-        return Mismatch("output", problem)
-    if isinstance(want_hidden, tuple):
-        if not isinstance(hidden, (tuple, list)) or len(hidden) != 2:
-            return Mismatch("result", f"hidden is {_kind(hidden)}, but should be a pair (h_n, c_n)")
-        pairs = zip(("h_n", "c_n"), hidden, want_hidden, strict=True)
-    else:
-        if not isinstance(hidden, torch.Tensor):
-            return Mismatch("h_n", f"hidden is {_kind(hidden)}, but should be a tensor h_n")
-        pairs = zip(("h_n",), (hidden,), (want_hidden,), strict=True)
-    for name, got, want in pairs:
-        problem = _tensor_problem(name, got, want)
-        if problem:
-            return Mismatch(name, problem)
-    return None
+    """Types, shapes, dtypes and devices of ``actual`` against the fused module's ``expected``
+    (:func:`~fuzz_birnn.standalone.structure_problem`, which a report's ``repro.py`` runs too)."""
+    problem = structure_problem(actual, expected)
+    return None if problem is None else Mismatch(*problem)
 
 
 def compare_values(actual: dict[str, torch.Tensor], ref: dict[str, torch.Tensor],
@@ -171,7 +123,7 @@ def compare_values(actual: dict[str, torch.Tensor], ref: dict[str, torch.Tensor]
     for name in TENSOR_NAMES:
         if name not in ref:
             continue
-        error = (actual[name] - ref[name]).abs().nan_to_num(nan=float("inf"))
+        error = abs_error(actual[name], ref[name])
         bad = error > allowed[name]
         if not bad.any():
             continue
@@ -215,40 +167,5 @@ def _pattern(faults: list) -> str:
     return f"output wrong, final state right, {sides}"
 
 
-def max_abs_difference(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    """The largest ``|actual - expected|``, with NaN counted as infinitely wrong (0 when empty)."""
-    if not actual.numel():
-        return 0.0
-    return float((actual - expected).abs().nan_to_num(nan=float("inf")).max())
-
-
-def _tensor_problem(name: str, got: object, want: torch.Tensor) -> str | None:
-    if not isinstance(got, torch.Tensor):
-        return f"{name} is {_kind(got)}, but should be a tensor"
-    for field in ("shape", "dtype", "device"):
-        have, should = getattr(got, field), getattr(want, field)
-        if have != should:
-            return f"{name}.{field}={_short(have)}, but should be {_short(should)}"
-    return None
-
-
 def _max_abs(tensor: torch.Tensor) -> float:
     return float(tensor.abs().max()) if tensor.numel() else 0.0
-
-
-def _kind(value: object) -> str:
-    if isinstance(value, PackedSequence):
-        return "a PackedSequence"
-    if isinstance(value, torch.Tensor):
-        return f"a tensor of shape {tuple(value.shape)}"
-    if isinstance(value, (tuple, list)):
-        return f"a {type(value).__name__} of length {len(value)}"
-    return f"a {type(value).__name__}"
-
-
-def _short(value: object) -> str:
-    if isinstance(value, torch.Size):
-        return str(tuple(value))
-    if isinstance(value, torch.Tensor):
-        return str(value.tolist())
-    return str(value)

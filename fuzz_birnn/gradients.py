@@ -22,8 +22,9 @@ from torch.nn.utils.rnn import PackedSequence
 
 from .case import Built, Case, backend
 from .check import Candidate, CheckFailure, Outcome, Unsupported, candidate_label, fused, unsupported
-from .compare import Mismatch, Tolerances, canonical_tensors, max_abs_difference
+from .compare import Mismatch, Tolerances, max_abs_difference
 from .reference import CellReference
+from .standalone import per_direction
 
 __all__ = ["check_gradients", "gradients_of"]
 
@@ -60,7 +61,7 @@ def gradients_of(candidate: Candidate, case: Case, dtype: torch.dtype | None = N
             leaves["h0"] = hx
     with torch.enable_grad():
         result = candidate(module, input, hx)
-        tensors = canonical_tensors(result, num_layers=module.num_layers, bidirectional=module.bidirectional,
+        tensors = per_direction(result, num_layers=module.num_layers, bidirectional=module.bidirectional,
                                     batch_first=module.batch_first, unbatched=case.inputs.unbatched)
         generator = torch.Generator().manual_seed(case.inputs.seed + 1)
         loss = sum((t * (torch.rand(t.shape, generator=generator, dtype=torch.float64) * 2 - 1)

@@ -32,8 +32,9 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from .case import Built, Case, backend
 from .check import Candidate, CheckFailure, Outcome, Unsupported, candidate_label, evaluate, unsupported
-from .compare import Mismatch, canonical_tensors, max_abs_difference
+from .compare import Mismatch, max_abs_difference
 from .layout import Canonical, canonical, reverse_within_lengths
+from .standalone import per_direction
 
 __all__ = ["RELATIONS", "check_relation"]
 
@@ -57,7 +58,7 @@ class _Call:
         """``candidate(module, input, hx)`` in canonical float64 form (CPU)."""
         try:
             result = self.candidate(module, input, hx)
-            tensors = canonical_tensors(result, num_layers=module.num_layers, bidirectional=module.bidirectional,
+            tensors = per_direction(result, num_layers=module.num_layers, bidirectional=module.bidirectional,
                                         batch_first=module.batch_first, unbatched=unbatched)
         except Unsupported:
             raise

@@ -2,11 +2,11 @@
 
 A report folder holds ``case.json`` (the case, the mismatch, the environment),
 ``tensors.safetensors`` (parameters, inputs, the float64 reference; no pickle), ``repro.py`` (a
-standalone reproducer) with ``repro_support.py`` beside it (the library's own reading code,
-copied), and ``summary.md``. Reading one back (:func:`load_report`) treats it as hostile until
-checked: see :mod:`fuzz_birnn.repro_support` for the limits and the trust rule. The id hashes
-the candidate, the property and the case, so the same failure found by two workers or two runs
-is one report. A report is assembled in a
+standalone reproducer) with ``repro_support.py`` and ``standalone.py`` beside it (the library's
+own code for reading a report and checking a call, copied), and ``summary.md``. Reading one
+back (:func:`load_report`) treats it as hostile until checked: see :mod:`fuzz_birnn.repro_support`
+for the limits and the trust rule. The id hashes the candidate, the property and the case, so
+the same failure found by two workers or two runs is one report. A report is assembled in a
 hidden temporary folder and renamed into place, so no reader ever sees half of one.
 """
 
@@ -40,9 +40,10 @@ __all__ = ["OUTPUT_FILE", "REPORT_FILES", "SCHEMA_VERSION", "ReportError", "case
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 _REPRO = Path(__file__).with_name("repro_script.py")
-_SUPPORT = Path(__file__).with_name("repro_support.py")
+#: The library's own modules that ``repro.py`` imports, copied beside it (see :mod:`~fuzz_birnn.standalone`).
+_SUPPORT = (Path(__file__).with_name("repro_support.py"), Path(__file__).with_name("standalone.py"))
 #: The files every report of the current schema holds.
-REPORT_FILES = ("case.json", "repro.py", "repro_support.py", "summary.md", "tensors.safetensors")
+REPORT_FILES = ("case.json", "repro.py", "repro_support.py", "standalone.py", "summary.md", "tensors.safetensors")
 #: What the candidate printed while checking the case (bounded; only when it printed anything).
 OUTPUT_FILE = "output.txt"
 
@@ -128,7 +129,8 @@ def _assemble(directory: Path, ident: str, case: Case, ref: dict[str, torch.Tens
         (staging / "case.json").write_text(json.dumps(document, indent=2) + "\n")
         save_tensors(staging / "tensors.safetensors", _tensors(case, ref))
         shutil.copyfile(_REPRO, staging / "repro.py")
-        shutil.copyfile(_SUPPORT, staging / "repro_support.py")
+        for support in _SUPPORT:
+            shutil.copyfile(support, staging / support.name)
         (staging / "summary.md").write_text(_markdown(document))
         if output:
             (staging / OUTPUT_FILE).write_text(output)

@@ -1,10 +1,12 @@
 #!/usr/bin/env python
 """Reproduce one fuzz-birnn report: run its candidate on its exact case, compare, exit 1 while it fails.
 
-Written beside ``case.json``, ``tensors.safetensors`` and ``repro_support.py`` (fuzz-birnn's own
-reading code, copied) by ``fuzz-birnn``. It needs only torch and the candidate's own import (run
-it from the directory the candidate imports from). Nothing read from the report is unpickled or
-executed unchecked: the files are bounded and validated, a case beyond the size limits is refused
+Written beside ``case.json``, ``tensors.safetensors``, ``repro_support.py`` and ``standalone.py``
+(fuzz-birnn's own code for reading a report and for checking a call, copied) by ``fuzz-birnn``.
+It needs only torch and the candidate's own import (run it from the directory the candidate
+imports from), and checks the way the library does: the result's structure against torch's own
+result on this machine, then its values against the stored float64 reference. Nothing read from
+the report is unpickled or executed unchecked: the files are bounded and validated, a case beyond the size limits is refused
 (``--allow-large`` lifts them), and the candidate is imported only from inside the current
 project unless you name it yourself (``--candidate MODULE:ATTR``, also to try your own fix).
 
@@ -22,7 +24,7 @@ from pathlib import Path
 
 warnings.filterwarnings("ignore", message="Failed to initialize NumPy")  # torch without NumPy says so
 import torch  # noqa: E402
-from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence  # noqa: E402
+from torch.nn.utils.rnn import pack_padded_sequence  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -35,6 +37,7 @@ from repro_support import (  # noqa: E402
     read_json,
     tensor_file_limit,
 )
+from standalone import cpu_backend, max_abs_difference, module_for, per_direction, placed, structure_problem  # noqa: E402
 
 BUILTIN = {"decomposed": "fuzz_birnn.decomposition:decomposed", "reference": "fuzz_birnn.reference:reference"}
 
@@ -67,51 +70,19 @@ def load_candidate(spec, named_by_user):
 
 def build(config, inputs, tensors):
     """The module and the exact call arguments stored in the report."""
-    kind = {"RNN_TANH": torch.nn.RNN, "RNN_RELU": torch.nn.RNN, "GRU": torch.nn.GRU, "LSTM": torch.nn.LSTM}
-    kwargs = {k: config[k] for k in ("input_size", "hidden_size", "num_layers", "bias", "batch_first",
-                                      "bidirectional", "dropout")}
-    if config["mode"] == "LSTM":
-        kwargs["proj_size"] = config["proj_size"]
-    if config["mode"].startswith("RNN"):
-        kwargs["nonlinearity"] = config["mode"][4:].lower()
     device = torch.device(inputs["device"])
-    module = kind[config["mode"]](**kwargs, dtype=getattr(torch, inputs["dtype"]), device=device)
+    module = module_for(config, getattr(torch, inputs["dtype"])).to(device)
     module.load_state_dict(tensors_under(tensors, "parameters"))
     module.eval()
-
-    def placed(tensor):
-        tensor = tensor.to(device)
-        if inputs["contiguous"]:
-            return tensor
-        doubled = torch.zeros(*tensor.shape[:-1], 2 * tensor.shape[-1], dtype=tensor.dtype, device=device)
-        doubled[..., ::2] = tensor
-        return doubled[..., ::2]
-
-    x = placed(tensors["input"])
+    x = placed(tensors["input"], device, inputs["contiguous"])
     if inputs["packed"]:
         x = pack_padded_sequence(x, tensors["lengths"], batch_first=config["batch_first"],
                                  enforce_sorted=inputs["enforce_sorted"])
     hx = None
     if "h0" in tensors:
-        hx = placed(tensors["h0"]) if "c0" not in tensors else (placed(tensors["h0"]), placed(tensors["c0"]))
+        h0 = placed(tensors["h0"], device, inputs["contiguous"])
+        hx = h0 if "c0" not in tensors else (h0, placed(tensors["c0"], device, inputs["contiguous"]))
     return module, x, hx
-
-
-def canonical(result, config, inputs):
-    """output as (T, B, D, F), h_n/c_n as (L, D, B, F), float64 on the CPU."""
-    output, hidden = result
-    if isinstance(output, PackedSequence):
-        output, _ = pad_packed_sequence(output)
-    elif inputs["unbatched"]:
-        output = output.unsqueeze(1)
-    elif config["batch_first"]:
-        output = output.transpose(0, 1)
-    directions = 2 if config["bidirectional"] else 1
-    tensors = {"output": output.unflatten(-1, (directions, -1))}
-    for name, state in zip(("h_n", "c_n"), hidden if isinstance(hidden, tuple) else (hidden,), strict=False):
-        state = state.unsqueeze(1) if inputs["unbatched"] else state
-        tensors[name] = state.unflatten(0, (config["num_layers"], directions))
-    return {name: t.detach().to("cpu", torch.float64) for name, t in tensors.items()}
 
 
 def replay_with_fuzz_birnn(report, args):
@@ -154,31 +125,27 @@ def main():
     except (KeyError, ValueError, TypeError, RuntimeError) as error:
         fail(f"the report's tensors do not fit its case: {type(error).__name__}: {error}")
     print(f"torch {torch.__version__}; candidate {args.candidate or report['candidate']}; {report.get('summary', '')}")
-    previous = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = inputs["onednn"] if inputs["device"] == "cpu" else previous
-    try:
-        with torch.no_grad():
+    with cpu_backend(inputs["device"], inputs["onednn"]), torch.no_grad():
+        try:
+            expected_structure = module(x, hx)  # torch's own result on this machine: the structure to match
+        except Exception as error:
+            print(f"STILL FAILS: torch's fused module raised {type(error).__name__}: {error}".splitlines()[0])
+            return 1
+        try:
             result = candidate(module, x, hx)
-        problem = wrong_kind(result, inputs["dtype"], inputs["device"])
-        actual = canonical(result, config, inputs) if problem is None else None
-    except Exception as error:
-        print(f"STILL FAILS: the candidate raised or returned the wrong structure: {type(error).__name__}: {error}")
-        return 1
-    finally:
-        torch.backends.mkldnn.enabled = previous
+        except Exception as error:
+            print(f"STILL FAILS: the candidate raised {type(error).__name__}: {error}".splitlines()[0])
+            return 1
+    problem = structure_problem(result, expected_structure)
     if problem is not None:
-        print(f"STILL FAILS: {problem}")
+        print(f"STILL FAILS: {problem[1]}")
         return 1
+    actual = per_direction(result, num_layers=config["num_layers"], bidirectional=config["bidirectional"],
+                           batch_first=config["batch_first"], unbatched=inputs["unbatched"])
     failed = False
     for name, expected in tensors_under(tensors, "expected").items():
-        got = actual.get(name)
-        if got is None or got.shape != expected.shape:
-            print(f"STILL FAILS: {name}.shape={None if got is None else tuple(got.shape)}, "
-                  f"but should be {tuple(expected.shape)} (canonical layout)")
-            failed = True
-            continue
-        error = (got - expected).abs().nan_to_num(nan=float("inf"))
-        worst = float(error.max()) if error.numel() else 0.0
+        got = actual[name].detach().to("cpu", torch.float64)
+        worst = max_abs_difference(got, expected)
         if worst > tolerances[name]:
             print(f"STILL FAILS: {name} max abs error {worst:.3g} > tolerance {tolerances[name]:.3g}")
             failed = True
@@ -191,21 +158,6 @@ def main():
 def tensors_under(tensors, prefix):
     """``{name: tensor}`` of the stored tensors named ``prefix/name``."""
     return {key.split("/", 1)[1]: value for key, value in tensors.items() if key.startswith(prefix + "/")}
-
-
-def wrong_kind(result, dtype, device):
-    """What is wrong with the kinds, dtypes and devices of ``(output, hidden)``, or ``None``."""
-    if not isinstance(result, (tuple, list)) or len(result) != 2:
-        return f"the result is a {type(result).__name__}, but should be a pair (output, hidden)"
-    output, hidden = result
-    data = output.data if isinstance(output, PackedSequence) else output
-    states = hidden if isinstance(hidden, (tuple, list)) else (hidden,)
-    for name, tensor in (("output", data), *zip(("h_n", "c_n"), states, strict=False)):
-        if not isinstance(tensor, torch.Tensor):
-            return f"{name} is a {type(tensor).__name__}, but should be a tensor"
-        if tensor.dtype != getattr(torch, dtype) or tensor.device.type != torch.device(device).type:
-            return f"{name} is {tensor.dtype} on {tensor.device}, but should be torch.{dtype} on {device}"
-    return None
 
 
 if __name__ == "__main__":

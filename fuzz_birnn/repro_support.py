@@ -31,8 +31,8 @@ from typing import Any
 
 import torch
 
-__all__ = ["LIMITS", "MAX_JSON_BYTES", "MAX_JSON_DEPTH", "ReportRefused", "candidate_origin", "case_cost",
-           "check_limits", "device_available", "load_tensors", "read_json", "save_tensors", "tensor_file_limit"]
+__all__ = ["CANDIDATE_SPEC", "LIMITS", "MAX_JSON_BYTES", "MAX_JSON_DEPTH", "ReportRefused", "candidate_origin",
+           "case_cost", "check_limits", "device_available", "load_tensors", "read_json", "save_tensors", "tensor_file_limit"]
 
 #: The largest case a report may describe without ``--allow-large``: far above what the
 #: strategies draw (sizes 8, 4 layers), generous for real layers, and small enough that the
@@ -57,7 +57,8 @@ _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "GRU": 3, "LSTM": 4}
 _DTYPES = {"F64": torch.float64, "F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16,
            "I64": torch.int64}
 _NAMES = {dtype: name for name, dtype in _DTYPES.items()}
-_SPEC = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+#: ``MODULE:ATTR``, how a report (and the command line) names a candidate.
+CANDIDATE_SPEC = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
 
 class ReportRefused(ValueError):
@@ -271,7 +272,7 @@ def device_available(device: str) -> bool:
 def candidate_origin(spec: str, project: Path, *, named_by_user: bool) -> str:
     """Where ``MODULE:ATTR`` would be imported from; refuses one outside ``project`` that the
     user did not name. Imports nothing (only the top-level package is looked up)."""
-    if not isinstance(spec, str) or not _SPEC.match(spec):
+    if not isinstance(spec, str) or not CANDIDATE_SPEC.match(spec):
         raise ReportRefused(f"candidate {spec!r} is not MODULE:ATTR")
     top = spec.split(":")[0].split(".")[0]
     try:  # where the import will look: the project first, then the path (built-in modules last)

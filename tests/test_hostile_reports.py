@@ -147,9 +147,30 @@ def test_repro_py_refuses_the_same_in_one_line(report, tmp_path, change, message
     assert done.returncode == 2 and message in done.stderr and done.stderr.count("\n") == 1, done.stderr
 
 
-def test_repro_support_beside_repro_py_is_the_library_code(report):
-    library = Path(sys.modules["fuzz_birnn.repro_support"].__file__)
-    assert (report / "repro_support.py").read_bytes() == library.read_bytes()
+def test_the_modules_beside_repro_py_are_the_library_code(report):
+    for name in ("repro_support", "standalone"):
+        library = Path(sys.modules[f"fuzz_birnn.{name}"].__file__)
+        assert (report / f"{name}.py").read_bytes() == library.read_bytes()
+
+
+def test_repro_py_runs_without_fuzz_birnn(tmp_path):
+    """A bare torch install: importing fuzz_birnn (or hypothesis) fails, and repro.py still replays
+    (here the seed thread's own decomposition, which needs only torch)."""
+    from examples.seed_decomposition import seed_decomposition
+
+    with pytest.raises(CheckFailure) as raised:
+        check(seed_decomposition, CASE, name="examples.seed_decomposition:seed_decomposition")
+    report, _ = write_report(raised.value, tmp_path)
+    blocker = ("import sys, runpy\n"
+               "class Block:\n"
+               "    def find_spec(self, name, path=None, target=None):\n"
+               "        if name.split('.')[0] in ('fuzz_birnn', 'hypothesis'):\n"
+               "            raise ImportError(f'{name} is not installed here')\n"
+               "sys.meta_path.insert(0, Block())\n"
+               f"sys.argv = ['repro.py']\n"
+               f"runpy.run_path({str(report / 'repro.py')!r}, run_name='__main__')\n")
+    done = subprocess.run([sys.executable, "-c", blocker], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 1 and "STILL FAILS" in done.stdout, done.stdout + done.stderr
 
 
 def test_the_tensor_file_round_trips_and_checks_every_field(tmp_path):
@@ -301,4 +322,4 @@ def test_repro_py_holds_the_result_to_its_dtype_not_only_its_values(tmp_path):
         check(contract_bugs.returns_wrong_dtype, case, name="tests.contract_bugs:returns_wrong_dtype")
     folder, _ = write_report(raised.value, tmp_path)
     done = subprocess.run([sys.executable, str(folder / "repro.py")], cwd=ROOT, capture_output=True, text=True)
-    assert done.returncode == 1 and "output is torch.float64 on cpu, but should be torch.float32" in done.stdout
+    assert done.returncode == 1 and "output.dtype=torch.float64, but should be torch.float32" in done.stdout

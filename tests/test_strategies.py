@@ -6,11 +6,11 @@ from __future__ import annotations
 import re
 
 import pytest
+from fuzz_birnn.strategies import FORMS, SCALES, cases
 from hypothesis import HealthCheck, find, given, settings
 from hypothesis.errors import InvalidArgument
 
 from fuzz_birnn import DTYPES, MODES, Case, Config, Inputs
-from fuzz_birnn.strategies import FORMS, SCALES, cases
 
 _FIND = settings(max_examples=2000, database=None, suppress_health_check=list(HealthCheck))
 
