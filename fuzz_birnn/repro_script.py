@@ -6,9 +6,9 @@ Written beside ``case.json``, ``tensors.safetensors``, ``repro_support.py`` and 
 It needs only torch and the candidate's own import (run it from the directory the candidate
 imports from), and checks the way the library does: the result's structure against torch's own
 result on this machine, then its values against the stored float64 reference. Nothing read from
-the report is unpickled or executed unchecked: the files are bounded and validated, a case beyond the size limits is refused
-(``--allow-large`` lifts them), and the candidate is imported only from inside the current
-project unless you name it yourself (``--candidate MODULE:ATTR``, also to try your own fix).
+the report is unpickled or executed unchecked: the files are bounded and validated, a case
+beyond the size limits is refused (``--allow-large`` lifts them), and the candidate is imported
+only from inside the current project unless you name it yourself (``--candidate MODULE:ATTR``, also to try your own fix).
 
 Usage: ``python repro.py [--candidate MODULE:ATTR] [--allow-large]``. Exit status: 0 when the
 candidate now agrees with the stored float64 reference within the stored tolerance, 1 while it

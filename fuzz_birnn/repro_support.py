@@ -32,7 +32,8 @@ from typing import Any
 import torch
 
 __all__ = ["CANDIDATE_SPEC", "LIMITS", "MAX_JSON_BYTES", "MAX_JSON_DEPTH", "ReportRefused", "candidate_origin",
-           "case_cost", "check_limits", "device_available", "load_tensors", "read_json", "save_tensors", "tensor_file_limit"]
+           "case_cost", "check_limits", "device_available", "load_tensors", "read_json", "save_tensors",
+           "tensor_file_limit"]
 
 #: The largest case a report may describe without ``--allow-large``: far above what the
 #: strategies draw (sizes 8, 4 layers), generous for real layers, and small enough that the
