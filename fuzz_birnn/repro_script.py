@@ -8,7 +8,8 @@ imports from), and checks the way the library does: the result's structure again
 result on this machine, then its values against the stored float64 reference. Nothing read from
 the report is unpickled or executed unchecked: the files are bounded and validated, a case
 beyond the size limits is refused (``--allow-large`` lifts them), and the candidate is imported
-only from inside the current project unless you name it yourself (``--candidate MODULE:ATTR``, also to try your own fix).
+only from inside the current project unless you name it yourself (``--candidate MODULE:ATTR``,
+also to try your own fix).
 
 Usage: ``python repro.py [--candidate MODULE:ATTR] [--allow-large]``. Exit status: 0 when the
 candidate now agrees with the stored float64 reference within the stored tolerance, 1 while it
