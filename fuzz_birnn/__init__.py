@@ -21,14 +21,16 @@ with warnings.catch_warnings():
     import torch  # noqa: F401
 
 from .backends import check_backends
+from .candidates import fused
 from .case import DTYPES, MODES, Case, Config, Inputs
-from .check import Candidate, CheckFailure, Outcome, Unsupported, check, check_fused, fused
+from .check import check, check_fused
 from .compare import Mismatch
 from .decomposition import DecomposedStack, decomposed
 from .devices import available_devices
 from .gradients import check_gradients
 from .invalid import check_invalid
 from .metamorphic import RELATIONS, check_relation
+from .outcomes import Candidate, CheckFailure, Outcome, Unsupported
 from .reference import CellReference, reference
 
 __all__ = [

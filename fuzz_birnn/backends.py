@@ -15,9 +15,10 @@ from collections.abc import Iterator
 import torch
 
 from .case import Case, backend
-from .check import CheckFailure, Outcome, evaluate
 from .compare import Mismatch, max_abs_difference, tensors_of
 from .devices import available_devices
+from .evaluation import evaluate
+from .outcomes import CheckFailure, Outcome
 
 __all__ = ["backend_variants", "check_backends"]
 

@@ -158,8 +158,10 @@ def _invalid_outcome(case: Case, corruption: str) -> dict[str, Any]:
 
 
 def _forward(case: Case) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, float]]:
-    from .check import CheckFailure, evaluate, fused
+    from .candidates import fused
+    from .evaluation import evaluate
     from .gradients import check_gradients, gradients_of
+    from .outcomes import CheckFailure
     from .standalone import per_direction
 
     built = case.build()

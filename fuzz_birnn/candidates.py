@@ -1,4 +1,5 @@
-"""Naming candidates: the built-ins, and ``MODULE:ATTR`` for a user's own."""
+"""Naming candidates: the built-ins, targets, and ``MODULE:ATTR`` for a user's own, both ways
+(a name to a callable, and a callable to the name a report can import it by)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,22 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from .check import fused
+from torch import nn
+
 from .decomposition import decomposed
 from .reference import reference
 from .repro_support import CANDIDATE_SPEC
 
-__all__ = ["BUILTIN", "CandidateError", "load_candidate", "validate_spec"]
+__all__ = ["BUILTIN", "CandidateError", "candidate_label", "fused", "load_candidate", "validate_spec"]
+
+
+def fused(module: nn.RNNBase, input: Any, hx: Any = None) -> Any:
+    """Torch's own fused module, as a candidate: ``module(input, hx)``."""
+    return module(input, hx)
+
 
 #: Built-in candidates by name.
 BUILTIN: dict[str, Callable[..., Any]] = {"decomposed": decomposed, "reference": reference, "fused": fused}
-
 
 
 class CandidateError(ValueError):
@@ -62,3 +69,15 @@ def load_candidate(spec: str) -> Callable[..., Any]:
         raise CandidateError(f"candidate {spec!r} is a {type(target).__name__}, not callable as "
                              "candidate(module, input, hx=None)")
     return target
+
+
+def candidate_label(candidate: Callable[..., Any]) -> str:
+    """``fused``, or ``module:attr`` where the candidate is importable under that name, else its repr."""
+    if candidate is fused:
+        return "fused"
+    module = getattr(candidate, "__module__", None) or type(candidate).__module__
+    qualname = getattr(candidate, "__qualname__", None)
+    if qualname is None:  # an instance: find the module-level name bound to it
+        namespace = vars(sys.modules.get(module, object()))
+        qualname = next((k for k, v in namespace.items() if v is candidate), None)
+    return f"{module}:{qualname}" if qualname and "<" not in qualname else repr(candidate)

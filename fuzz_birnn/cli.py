@@ -197,9 +197,9 @@ def _replay(args: argparse.Namespace) -> int:
     """Check every named report first (readable, within limits, a device this machine has, a
     candidate the user trusts), then run them; nothing runs if any is refused."""
     from .candidates import BUILTIN, CandidateError, load_candidate, validate_spec
-    from .check import CheckFailure
     from .devices import available_devices, device_available
     from .engine import CaseTimeout, time_limit
+    from .outcomes import CheckFailure
     from .properties import PROPERTIES
     from .reports import ReportError, load_report
     from .repro_support import ReportRefused, candidate_origin
@@ -251,10 +251,9 @@ def _replay(args: argparse.Namespace) -> int:
             print(f"STILL FAILS  {folder}: {verdict}" if verdict else f"FIXED        {folder}")
             continue
         prop = PROPERTIES[report["property"]]
-        drawn = (report["case"], report["details"]["corruption"]) if prop.invalid else report["case"]
         try:
             with time_limit(args.timeout):
-                outcome = prop.run(candidate, drawn, spec)
+                outcome = prop.run(candidate, report["case"], spec, report["details"])
         except CheckFailure as failure:
             still_failing += 1
             print(f"STILL FAILS  {folder}: {str(failure).splitlines()[0]}")

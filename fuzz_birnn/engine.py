@@ -48,7 +48,8 @@ from .lifeline import die_with_parent
 from .scheduler import Reduce, Scheduler, Search, SearchSpec, Slice
 from .writeahead import WriteAhead, last_record
 
-__all__ = ["Campaign", "CaseTimeout", "Counts", "Finding", "plan_searches", "time_limit"]
+__all__ = ["Campaign", "CaseTimeout", "Counts", "Event", "Fault", "Finding", "Progress", "ReductionEnded",
+           "SliceEnded", "SliceResult", "plan_searches", "time_limit"]
 
 #: Seconds past ``--timeout`` before the parent kills a worker whose case has not returned.
 KILL_GRACE = 5.0
@@ -94,6 +95,59 @@ def plan_searches(candidate: str | None, properties: list[str], modes: list[str]
     specs = [SearchSpec(index, name, spec, mode, kwargs, seed + index, str(reports), timeout, database, target)
              for index, (name, spec, mode, kwargs) in enumerate(planned)]
     return specs, impossible
+
+
+# -- what workers tell the parent ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A case that crashed or hung where the search had not met that before: the parent reduces it."""
+
+    kind: str  # "crash" or "timeout"
+    how: str  # "died (SIGSEGV)", "ran past the 60s limit", ...
+    record: dict[str, Any] | None  # the case as written ahead (None: nothing was written yet)
+    output: str  # what the candidate printed on it
+
+
+@dataclass
+class SliceResult:
+    """A slice's end: what it counted and found, and why it stopped if not of its own accord."""
+
+    counts: Counts
+    generated: int
+    slowest: float
+    findings: list[Finding]
+    fault: Fault | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Counts of a slice still running (about once a second): the progress line, and what a
+    worker that dies had done."""
+
+    worker_id: int
+    counts: Counts
+    generated: int
+
+
+@dataclass(frozen=True)
+class SliceEnded:
+    worker_id: int
+    result: SliceResult
+
+
+@dataclass(frozen=True)
+class ReductionEnded:
+    """A crash or hang reduction's end: its report, or why reducing it failed."""
+
+    worker_id: int
+    finding: Finding | None
+    error: str | None = None
+
+
+Event = Progress | SliceEnded | ReductionEnded
 
 
 # -- parent side -------------------------------------------------------------------------------
@@ -161,46 +215,48 @@ class Campaign:
 
     def _receive(self) -> None:
         with contextlib.suppress(queue_module.Empty):
-            self._handle(*self._outbox.get(timeout=0.2))
+            self._handle(self._outbox.get(timeout=0.2))
 
-    def _handle(self, kind: str, worker_id: int, payload: Any) -> None:
-        worker = self._pool[worker_id]
-        if kind == "counts":
-            counts, generated = payload
-            self.counts.update(counts)
-            worker.generated += generated
+    def _handle(self, event: Event) -> None:
+        worker = self._pool[event.worker_id]
+        if isinstance(event, Progress):
+            self.counts.update(event.counts)
+            worker.generated += event.generated
             self.on_progress(self)
             return
         job, worker.job = worker.job, None
+        assert job is not None, "a worker reported the end of a job it was not given"
         elapsed = time.monotonic() - worker.started
-        if kind == "slice":
-            self.counts.update(payload.counts)
-            self.findings += payload.findings
-            self.scheduler.slice_ended(job.search, examples=worker.generated + payload.generated, seconds=elapsed,
-                                       slowest=payload.slowest, signatures=[f.signature for f in payload.findings],
-                                       error=payload.error and "stopped by an error")
-            if payload.error:
-                self.errors.append(f"{job.search.name} stopped early: {payload.error}")
-            if payload.fault is not None:
-                self._fault(job.search, *payload.fault)
-        else:  # a reduction
+        if isinstance(event, SliceEnded):
+            result = event.result
+            self.counts.update(result.counts)
+            self.findings += result.findings
+            self.scheduler.slice_ended(job.search, examples=worker.generated + result.generated, seconds=elapsed,
+                                       slowest=result.slowest, signatures=[f.signature for f in result.findings],
+                                       error=result.error and "stopped by an error")
+            if result.error:
+                self.errors.append(f"{job.search.name} stopped early: {result.error}")
+            if result.fault is not None:
+                self._fault(job.search, result.fault)
+        else:
+            assert isinstance(job, Reduce)
             self.scheduler.charge(job.search, elapsed)
-            if isinstance(payload, Finding):
-                self.findings.append(payload)
+            if event.finding is not None:
+                self.findings.append(event.finding)
             else:
-                self.errors.append(f"{job.search.name}: reducing a {job.kind} failed: {payload}")
+                self.errors.append(f"{job.search.name}: reducing a {job.kind} failed: {event.error}")
                 self._write_unreduced(job, "not shrunk: the reduction failed")
         self.on_progress(self)
 
-    def _fault(self, spec: SearchSpec, kind: str, how: str, record: dict[str, Any] | None, output: str) -> None:
+    def _fault(self, spec: SearchSpec, fault: Fault) -> None:
         from .signature import crash_signature
 
-        if record is None:
-            self.errors.append(f"{spec.name}: the worker {how} before its first case was written ahead")
+        if fault.record is None:
+            self.errors.append(f"{spec.name}: the worker {fault.how} before its first case was written ahead")
             return
-        signature = crash_signature(kind, how)
-        new = self.scheduler.fault_in_process(spec, kind, how, signature, record, output)
-        self.counts[(spec.prop, spec.mode, *_dimensions(record), "failed" if new else "known", None)] += 1
+        signature = crash_signature(fault.kind, fault.how)
+        new = self.scheduler.fault_in_process(spec, fault.kind, fault.how, signature, fault.record, fault.output)
+        self.counts[(spec.prop, spec.mode, *_dimensions(fault.record), "failed" if new else "known", None)] += 1
 
     def _watch(self) -> None:
         """Dead workers, and cases that overran their time limit without the worker noticing."""
@@ -237,7 +293,7 @@ class Campaign:
                 kind = "timeout" if hung else "crash"
                 how = (f"ran past the {job.search.timeout:g}s limit and was killed by the parent" if hung
                        else _how(worker.process.exitcode, hung))
-                self._fault(job.search, kind, how, record, output)
+                self._fault(job.search, Fault(kind, how, record, output))
             with contextlib.suppress(OSError):
                 inflight.unlink()
             self._start(worker_id)
@@ -246,7 +302,7 @@ class Campaign:
         """Take what a dead worker managed to send before deciding what it was doing."""
         with contextlib.suppress(queue_module.Empty, EOFError, OSError):
             while True:
-                self._handle(*self._outbox.get(timeout=0.1))
+                self._handle(self._outbox.get(timeout=0.1))
 
     # workers
 
@@ -346,17 +402,7 @@ class _InProcessFault(BaseException):
 
     def __init__(self, kind: str, how: str, record: dict[str, Any], output: str) -> None:
         super().__init__(kind, how)
-        self.fault = (kind, how, record, output)
-
-
-@dataclass
-class _SliceResult:
-    counts: Counts
-    generated: int
-    slowest: float
-    findings: list[Finding]
-    fault: tuple[str, str, dict[str, Any], str] | None = None
-    error: str | None = None
+        self.fault = Fault(kind, how, record, output)
 
 
 def _worker_main(worker_id: int, inbox: Any, outbox: Any, parent_pid: int) -> None:
@@ -381,10 +427,11 @@ def _worker_main(worker_id: int, inbox: Any, outbox: Any, parent_pid: int) -> No
             capture = OutputCapture(reports / f".output-{worker_id}.log")
         with WriteAhead(reports / f".inflight-{worker_id}.json") as ahead:
             if isinstance(job, Slice):
-                result: Any = run_slice(job, capture, ahead, lambda counts: outbox.put(("counts", worker_id, counts)))
-                outbox.put(("slice", worker_id, result))
+                result = run_slice(job, capture, ahead,
+                                   lambda counts, generated: outbox.put(Progress(worker_id, counts, generated)))
+                outbox.put(SliceEnded(worker_id, result))
             else:
-                outbox.put(("reduced", worker_id, _reduce_or_say_why(job, capture, ahead)))
+                outbox.put(_reduce_or_say_why(worker_id, job, capture, ahead))
 
 
 _FAULT_TYPES: dict[str, type] = {}
@@ -393,22 +440,32 @@ _FAULT_TYPES: dict[str, type] = {}
 def _fault_type(signature: str) -> type:
     """One CheckFailure subclass per signature: Hypothesis tells bugs apart by exception type,
     so each new fault in a slice is shrunk on its own."""
-    from .check import CheckFailure
+    from .outcomes import CheckFailure
 
     if signature not in _FAULT_TYPES:
         _FAULT_TYPES[signature] = type("Fault", (CheckFailure,), {"__module__": __name__})
     return _FAULT_TYPES[signature]
 
 
-def run_slice(job: Slice, capture: Any, ahead: WriteAhead, flush: Callable[[tuple[Counts, int]], None]) -> _SliceResult:
+@dataclass
+class _SliceClock:
+    """A running slice's tallies between flushes, and the times its stopping rules read."""
+
+    generated: int = 0  # cases generated since the last flush
+    slowest: float = 0.0  # seconds of its slowest passing case
+    flushed: float = field(default_factory=time.monotonic)
+    first_failure: float = 0.0  # when shrinking began
+
+
+def run_slice(job: Slice, capture: Any, ahead: WriteAhead, flush: Callable[[Counts, int], None]) -> SliceResult:
     """Run one slice of a search; write a report for each new fault (see the module docstring)."""
     from hypothesis import HealthCheck, Phase, Verbosity, assume, given, seed, settings, target
     from hypothesis.errors import Unsatisfiable
 
     from .candidates import load_candidate
-    from .check import CheckFailure
     from .database import SearchDatabase, open_database, search_key
     from .isolate import run_forked
+    from .outcomes import CheckFailure
     from .properties import PROPERTIES
     from .signature import crash_signature, signature_of
 
@@ -417,7 +474,7 @@ def run_slice(job: Slice, capture: Any, ahead: WriteAhead, flush: Callable[[tupl
     prop = PROPERTIES[spec.prop]
     counts: Counts = Counts()
     failing: dict[str, CheckFailure] = {}
-    state = {"generated": 0, "slowest": 0.0, "flushed": time.monotonic(), "first_failure": 0.0}
+    clock = _SliceClock()
     started = time.monotonic()
     database = open_database(spec.database)
     if database is not None:
@@ -427,10 +484,10 @@ def run_slice(job: Slice, capture: Any, ahead: WriteAhead, flush: Callable[[tupl
     def count(case: Any, verdict: str, reason: str | None = None) -> None:
         counts[(spec.prop, spec.mode, *case_dimensions(case), verdict, reason)] += 1
         now = time.monotonic()
-        if now - state["flushed"] > 1.0:  # the parent's progress line, and what a dead worker had done
-            flush((Counts(counts), state["generated"]))
+        if now - clock.flushed > 1.0:  # the parent's progress line, and what a dead worker had done
+            flush(Counts(counts), clock.generated)
             counts.clear()
-            state["generated"], state["flushed"] = 0, now
+            clock.generated, clock.flushed = 0, now
 
     @settings(max_examples=job.max_examples, database=database, phases=phases, deadline=None,
               verbosity=Verbosity.quiet, suppress_health_check=list(HealthCheck), report_multiple_bugs=True)
@@ -441,7 +498,7 @@ def run_slice(job: Slice, capture: Any, ahead: WriteAhead, flush: Callable[[tupl
             raise _Stop("shrinking cut short: the time budget ran out")
         if not failing and time.monotonic() - started > job.cap_seconds:
             raise _Stop
-        if failing and job.shrink_seconds is not None and time.monotonic() - state["first_failure"] > \
+        if failing and job.shrink_seconds is not None and time.monotonic() - clock.first_failure > \
                 job.shrink_seconds:
             raise _Stop("shrinking cut short: its search's share of the time budget ran out")
         case, details = (drawn[0], {"corruption": drawn[1]}) if prop.invalid else (drawn, {})
@@ -449,12 +506,12 @@ def run_slice(job: Slice, capture: Any, ahead: WriteAhead, flush: Callable[[tupl
         ahead.record(record)
         capture.reset()
         if not failing:
-            state["generated"] += 1
+            clock.generated += 1
         failure, outcome = None, None
         began = time.monotonic()
         if job.isolate:
             limit = job.hang_limit if "timeout" in job.known else spec.timeout
-            verdict = run_forked(lambda: _essentials(prop.run(candidate, drawn, spec.candidate)), limit)
+            verdict = run_forked(lambda: _essentials(prop.run(candidate, case, spec.candidate, details)), limit)
             if verdict.kind == "crashed":
                 if crash_signature("crash", f"died ({verdict.detail})") in job.known:
                     return count(case, "known")
@@ -468,7 +525,7 @@ def run_slice(job: Slice, capture: Any, ahead: WriteAhead, flush: Callable[[tupl
         if outcome is None:  # in-process (or again in-process, to get a forked child's failure itself)
             try:
                 with time_limit(spec.timeout):
-                    outcome = _essentials(prop.run(candidate, drawn, spec.candidate))
+                    outcome = _essentials(prop.run(candidate, case, spec.candidate, details))
             except CheckFailure as raised:
                 failure = raised
             except CaseTimeout:
@@ -483,18 +540,18 @@ def run_slice(job: Slice, capture: Any, ahead: WriteAhead, flush: Callable[[tupl
                                            failure.details)
             fault.signature, fault.output = signature, capture.read()
             if not failing:
-                state["first_failure"] = time.monotonic()
+                clock.first_failure = time.monotonic()
             failing[signature] = fault
             raise fault
         skipped, score = outcome
         verdict = "passed" if not skipped else "unsupported" if skipped.startswith("unsupported:") else "skipped"
         count(case, verdict, _reason(skipped))
-        state["slowest"] = max(state["slowest"], time.monotonic() - began)
+        clock.slowest = max(clock.slowest, time.monotonic() - began)
         assume(skipped is None)
         if spec.target and score is not None:
             target(score, label="error / allowance")
 
-    result = _SliceResult(counts, 0, 0.0, [])
+    result = SliceResult(counts, 0, 0.0, [])
     try:
         search()
     except _Stop as stop:
@@ -511,19 +568,18 @@ def run_slice(job: Slice, capture: Any, ahead: WriteAhead, flush: Callable[[tupl
         result.findings = [_write(f, spec, "complete") for f in found]
         if others:
             result.error = "".join(traceback.format_exception(others[0])).rstrip()
-    result.generated, result.slowest = state["generated"], state["slowest"]
+    result.generated, result.slowest = clock.generated, clock.slowest
     return result
 
 
 def _twin_mismatch(prop: Any, candidate: Any, spec: SearchSpec, twin: Any, details: dict[str, Any]) -> Any:
     """Check a failing case's float64 twin the same way, for its signature (in-process, under
     the time limit: a twin that overruns counts as one that does not show the fault)."""
-    from .check import CheckFailure
+    from .outcomes import CheckFailure
 
-    drawn = (twin, details["corruption"]) if prop.invalid else twin
     try:
         with time_limit(spec.timeout):
-            prop.run(candidate, drawn, spec.candidate)
+            prop.run(candidate, twin, spec.candidate, details)
     except CheckFailure as failure:
         return failure.mismatch
     except (Exception, CaseTimeout):
@@ -556,11 +612,11 @@ def _write(failure: Any, spec: SearchSpec, shrink: str) -> Finding:
                    case_cost(case["config"], case["inputs"])["elements"])
 
 
-def _reduce_or_say_why(job: Reduce, capture: Any, ahead: WriteAhead) -> Finding | str:
+def _reduce_or_say_why(worker_id: int, job: Reduce, capture: Any, ahead: WriteAhead) -> ReductionEnded:
     try:
-        return run_reduction(job, capture, ahead)
+        return ReductionEnded(worker_id, run_reduction(job, capture, ahead))
     except Exception as error:
-        return f"{type(error).__name__}: {error}"
+        return ReductionEnded(worker_id, None, f"{type(error).__name__}: {error}")
 
 
 def run_reduction(job: Reduce, capture: Any, ahead: WriteAhead) -> Finding:
@@ -582,10 +638,9 @@ def run_reduction(job: Reduce, capture: Any, ahead: WriteAhead) -> Finding:
     outputs: dict[Case, str] = {original: job.output}
 
     def reproduces(case: Case) -> bool:
-        drawn = (case, details["corruption"]) if prop.invalid else case
         ahead.record({**job.record, "case": case.to_dict(), "reducing": True})
         capture.reset()
-        verdict = run_forked(lambda: _essentials(prop.run(candidate, drawn, spec.candidate)), spec.timeout)
+        verdict = run_forked(lambda: _essentials(prop.run(candidate, case, spec.candidate, details)), spec.timeout)
         same = verdict.kind == "hung" if job.kind == "timeout" else (
             verdict.kind == "crashed" and f"died ({verdict.detail})" == job.how)
         if same:

@@ -20,9 +20,10 @@ from typing import Any
 import torch
 from torch.nn.utils.rnn import PackedSequence
 
+from .candidates import candidate_label, fused
 from .case import Built, Case, backend
-from .check import Candidate, CheckFailure, Outcome, Unsupported, candidate_label, fused, unsupported
 from .compare import Mismatch, Tolerances, max_abs_difference
+from .outcomes import Candidate, CheckFailure, Outcome, Unsupported, unsupported
 from .reference import CellReference
 from .standalone import per_direction
 

@@ -21,9 +21,9 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from .case import Case, backend
-from .check import CheckFailure, Outcome
 from .compare import Mismatch
 from .decomposition import decomposed
+from .outcomes import CheckFailure, Outcome
 from .reference import reference
 
 __all__ = ["CLEAR_ERRORS", "CORRUPTIONS", "KNOWN_TORCH_ISSUES", "applicable_corruptions", "check_invalid"]

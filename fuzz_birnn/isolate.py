@@ -32,7 +32,7 @@ _PASSED, _FAILED, _RAISED = 0, 1, 2
 @dataclass(frozen=True)
 class Verdict:
     """How a forked case ended: ``passed`` (``value`` is what it returned), ``failed`` (a
-    :class:`~fuzz_birnn.check.CheckFailure`), ``raised`` (anything else; ``detail`` names it),
+    :class:`~fuzz_birnn.outcomes.CheckFailure`), ``raised`` (anything else; ``detail`` names it),
     ``crashed`` (``detail``: ``killed by SIGSEGV``, ``exit status 3``) or ``hung``."""
 
     kind: str
@@ -47,7 +47,7 @@ def can_fork() -> bool:
 
 def run_forked(function: Callable[[], Any], limit: float) -> Verdict:
     """Run ``function()`` in a forked child for at most ``limit`` seconds."""
-    from .check import CheckFailure
+    from .outcomes import CheckFailure
 
     read_end, write_end = os.pipe()
     started = time.monotonic()

@@ -30,10 +30,12 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
+from .candidates import candidate_label
 from .case import Built, Case, backend
-from .check import Candidate, CheckFailure, Outcome, Unsupported, candidate_label, evaluate, unsupported
 from .compare import Mismatch, max_abs_difference
+from .evaluation import evaluate
 from .layout import Canonical, canonical, reverse_within_lengths
+from .outcomes import Candidate, CheckFailure, Outcome, Unsupported, unsupported
 from .standalone import per_direction
 
 __all__ = ["RELATIONS", "check_relation"]

@@ -1,34 +1,41 @@
 """Every property ``fuzz-birnn run`` can search, by name.
 
-A property takes ``(candidate, case, label)`` and returns an :class:`~fuzz_birnn.check.Outcome`
-or raises :class:`~fuzz_birnn.check.CheckFailure`. Some check torch itself and ignore the
+A property takes ``(candidate, case, label, details)`` and returns an :class:`~fuzz_birnn.outcomes.Outcome`
+or raises :class:`~fuzz_birnn.outcomes.CheckFailure`. Some check torch itself and ignore the
 candidate; some need cases of a particular form (``narrowing``, intersected with the user's flags).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .backends import check_backends
-from .check import Candidate, Outcome, check, check_fused
+from .case import Case
+from .check import check, check_fused
 from .gradients import check_gradients
 from .invalid import check_invalid
 from .metamorphic import RELATIONS, check_relation
+from .outcomes import Candidate, Outcome
 
 __all__ = ["PROPERTIES", "Property", "candidate_for", "default_properties", "narrowed"]
+
+
+#: ``check(candidate, case, label, details) -> Outcome``; ``details`` is what the case alone does not
+#: say (the corruption of an invalid call), as stored in a report's ``details``.
+Check = Callable[[Candidate, Case, str, Mapping[str, Any]], Outcome]
 
 
 @dataclass(frozen=True)
 class Property:
     name: str
-    run: Callable[[Candidate, Any, str], Outcome]
+    run: Check
     #: ``cases`` keyword arguments the property needs (forms are intersected with the user's).
     narrowing: dict[str, Any] = field(default_factory=dict)
     #: checks torch's fused module only (the candidate plays no part).
     torch_only: bool = False
-    #: draws ``(case, corruption)`` from ``invalid_calls`` instead of a case.
+    #: draws ``(case, corruption)`` from ``invalid_calls`` instead of a case (the corruption goes in ``details``).
     invalid: bool = False
 
 
@@ -42,21 +49,25 @@ _RELATION_NARROWING: dict[str, dict[str, Any]] = {
     "zero_state": {"initial_state": False},
 }
 
+def _relation(name: str) -> Check:
+    return lambda candidate, case, label, details: check_relation(name, candidate, case, name=label)
+
+
 PROPERTIES: dict[str, Property] = {
-    "agreement": Property("agreement", lambda cand, case, label: check(cand, case, name=label)),
-    "fused-vs-reference": Property("fused-vs-reference", lambda cand, case, label: check_fused(case),
+    "agreement": Property("agreement", lambda cand, case, label, details: check(cand, case, name=label)),
+    "fused-vs-reference": Property("fused-vs-reference", lambda cand, case, label, details: check_fused(case),
                                    torch_only=True),
-    **{f"relation:{name}": Property(f"relation:{name}",
-                                    lambda cand, case, label, name=name: check_relation(name, cand, case, name=label),
-                                    _RELATION_NARROWING[name])
+    **{f"relation:{name}": Property(f"relation:{name}", _relation(name), _RELATION_NARROWING[name])
        for name in RELATIONS},
     # bfloat16/float16 gradients are left out: the measured backward error of a correct decomposition
     # reached 14x that of a plain bfloat16 implementation, beyond what the forward model bounds.
-    "gradients": Property("gradients", lambda cand, case, label: check_gradients(cand, case, name=label),
+    "gradients": Property("gradients", lambda cand, case, label, details: check_gradients(cand, case, name=label),
                           {"dtypes": ["float64", "float32"]}),
-    "backends": Property("backends", lambda cand, case, label: check_backends(case), torch_only=True),
-    "invalid-calls": Property("invalid-calls", lambda cand, call, label: check_invalid(*call), torch_only=True,
-                              invalid=True),
+    "backends": Property("backends", lambda cand, case, label, details: check_backends(case),
+                          torch_only=True),
+    "invalid-calls": Property("invalid-calls",
+                              lambda cand, case, label, details: check_invalid(case, details["corruption"]),
+                              torch_only=True, invalid=True),
 }
 
 

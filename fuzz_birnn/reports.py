@@ -28,8 +28,9 @@ import torch
 from . import __version__
 from .candidates import CandidateError, validate_spec
 from .case import Case
-from .check import CheckFailure, evaluate
 from .compare import Mismatch
+from .evaluation import evaluate
+from .outcomes import CheckFailure
 from .repro_support import ReportRefused, load_tensors, read_json, save_tensors, tensor_file_limit
 
 __all__ = ["OUTPUT_FILE", "REPORT_FILES", "SCHEMA_VERSION", "ReportError", "case_key", "check_failures", "load_report",

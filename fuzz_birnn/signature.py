@@ -67,7 +67,7 @@ def fault_signature(mismatch: Mismatch) -> str:
 
 
 def signature_of(failure: Any, twin_mismatch: Callable[[Any], Mismatch | None]) -> str:
-    """The signature of a :class:`~fuzz_birnn.check.CheckFailure`; ``twin_mismatch(case)`` checks
+    """The signature of a :class:`~fuzz_birnn.outcomes.CheckFailure`; ``twin_mismatch(case)`` checks
     another case the same way and returns its mismatch (``None`` if it passes). It is called
     only for wrong values at a dtype other than float64, with the case's float64 twin."""
     mismatch, case = failure.mismatch, failure.case

@@ -285,7 +285,7 @@ def test_a_failure_whose_shrinking_the_budget_cuts_short_is_still_written(tmp_pa
                            reports=tmp_path, timeout=60, database=None)[0]
     job = Slice(spec, 2, 200, 123, (), False, 1.0, time.time() + 2.0, 60.0, reuse=False)
     with WriteAhead(tmp_path / ".inflight-0.json") as ahead:
-        result = run_slice(job, _NoCapture(), ahead, lambda counts: None)
+        result = run_slice(job, _NoCapture(), ahead, lambda counts, generated: None)
     [finding] = result.findings
     assert finding.shrink == "shrinking cut short: the time budget ran out"
     [document] = documents(tmp_path)
