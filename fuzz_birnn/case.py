@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
+from .devices import DEVICE_TYPES
 from .repro_support import check_limits
 from .standalone import constructor_kwargs, cpu_backend, module_for, placed
 
@@ -129,7 +130,7 @@ class Inputs:
     def __post_init__(self) -> None:
         _require(_is_int(self.seq_len) and self.seq_len >= 1, f"seq_len={self.seq_len!r} must be an integer >= 1")
         _require(self.dtype in DTYPES, f"dtype={self.dtype!r} is not one of {', '.join(DTYPES)}")
-        _require(isinstance(self.device, str) and self.device.split(":")[0] in ("cpu", "cuda", "mps"),
+        _require(isinstance(self.device, str) and self.device.split(":")[0] in DEVICE_TYPES,
                  f"device={self.device!r} must be cpu, cuda[:N] or mps")
         _require(_is_int(self.seed) and 0 <= self.seed < 2**63, f"seed={self.seed!r} must be an integer in [0, 2**63)")
         _require(isinstance(self.scale, (int, float)) and not isinstance(self.scale, bool)

@@ -17,12 +17,16 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from .arguments import choices, non_negative, positive, seconds, shard
+from .candidates import BUILTIN
+from .case import DTYPES, MODES
+from .devices import DEVICE_TYPES
+from .properties import PROPERTIES
+from .targets import TARGETS
 
 __all__ = ["main"]
 
-_MODES = {"rnn_tanh": "RNN_TANH", "rnn_relu": "RNN_RELU", "gru": "GRU", "lstm": "LSTM"}
-_DTYPES = ("float64", "float32", "bfloat16", "float16")
-_DEVICES = ("cpu", "cuda", "mps")
+#: ``--modes`` names, lower case, as torch's ``mode`` strings read.
+_MODES = {mode.lower(): mode for mode in MODES}
 
 
 class UsageError(Exception):
@@ -59,7 +63,7 @@ def _run(args: argparse.Namespace) -> int:
     from .database import DatabaseError, check_database, describe_database
     from .devices import available_devices, environment_summary
     from .engine import Campaign, plan_searches
-    from .properties import PROPERTIES, default_properties
+    from .properties import default_properties
     from .runrecord import build_record, print_summary, write_record
     from .scheduler import shard_of
 
@@ -82,8 +86,6 @@ def _run(args: argparse.Namespace) -> int:
     if unknown:
         raise UsageError(f"--properties {','.join(unknown)}: choose from {','.join(PROPERTIES)}")
     if args.timeout is None:
-        from .targets import TARGETS
-
         args.timeout = TARGETS[args.candidate].timeout if args.candidate in TARGETS else 60
     database = args.database if args.database is not None else str(reports / ".hypothesis")
     try:
@@ -196,11 +198,10 @@ def _writable(folder: Path) -> None:
 def _replay(args: argparse.Namespace) -> int:
     """Check every named report first (readable, within limits, a device this machine has, a
     candidate the user trusts), then run them; nothing runs if any is refused."""
-    from .candidates import BUILTIN, CandidateError, load_candidate, validate_spec
+    from .candidates import CandidateError, load_candidate, validate_spec
     from .devices import available_devices, device_available
     from .engine import CaseTimeout, time_limit
     from .outcomes import CheckFailure
-    from .properties import PROPERTIES
     from .reports import ReportError, load_report
     from .repro_support import ReportRefused, candidate_origin
 
@@ -245,7 +246,7 @@ def _replay(args: argparse.Namespace) -> int:
             candidate = load_candidate(spec)
         except CandidateError as error:
             raise UsageError(str(error)) from None
-        if report["mismatch"].get("tensor") in ("crash", "timeout") and not args.in_process:
+        if report["kind"] in ("crash", "timeout") and not args.in_process:
             verdict = _replay_isolated(folder, args)
             still_failing += verdict is not None
             print(f"STILL FAILS  {folder}: {verdict}" if verdict else f"FIXED        {folder}")
@@ -302,9 +303,11 @@ def _parser() -> argparse.ArgumentParser:
     run.set_defaults(command=_run)
     run.add_argument("--candidate", metavar="MODULE:ATTR",
                      help="callable candidate(module, input, hx=None) to check against torch's fused module; "
-                          "built-ins: decomposed, reference; targets (pip install 'fuzz-birnn[onnx]' for the ONNX "
-                          "ones): torch-export, onnxruntime, onnxruntime-torchscript, onnx-reference, torch-compile. "
-                          "Default: check torch itself")
+                          f"built-ins: {', '.join(b for b in BUILTIN if b != 'fused')}; targets: "
+                          + "; ".join(f"{name} ({target.about}" + (f"; pip install 'fuzz-birnn[{target.extra}]'"
+                                                                   if target.extra else "") + ")"
+                                      for name, target in TARGETS.items())
+                          + ". Default: check torch itself")
     run.add_argument("--max-examples", type=positive, default=25000, metavar="N",
                      help="cases to generate in all, split over the searches (default 25000)")
     run.add_argument("--time-budget", type=seconds, metavar="SECONDS",
@@ -319,23 +322,22 @@ def _parser() -> argparse.ArgumentParser:
                      help="run only the K-th of N deterministic shares of the searches (one per machine)")
     run.add_argument("--seed", type=non_negative, metavar="N", help="make the run repeatable")
     run.add_argument("--properties", type=lambda text: [t.strip() for t in text.split(",") if t.strip()],
-                     metavar="LIST", help="comma-separated subset of: agreement, fused-vs-reference, "
-                     "relation:batch_independence, relation:unbatched, relation:layout, relation:sorting, "
-                     "relation:time_reversal, relation:dropout_eval, relation:zero_state, gradients, backends, "
-                     "invalid-calls (default: all that apply)")
+                     metavar="LIST", help=f"comma-separated subset of: {', '.join(PROPERTIES)} "
+                                          "(default: all that apply)")
     run.add_argument("--timeout", type=positive, metavar="SECONDS",
-                     help="time limit for checking one case (default 60, or the built-in target's: 300 for the "
-                          "exporters, 600 for torch-compile); an overrun is a timeout report")
+                     help="time limit for checking one case (default 60, or the built-in target's: "
+                          + ", ".join(f"{target.timeout:g} for {name}" for name, target in TARGETS.items())
+                          + "); an overrun is a timeout report")
     run.add_argument("--grad", action="store_true",
                      help="also check gradients through the candidate (it must be differentiable)")
     run.add_argument("--reports", default="reports", metavar="DIR", help="where failures go (default ./reports)")
     run.add_argument("--workers", type=positive, metavar="N", help="processes (default: one per CPU)")
-    run.add_argument("--modes", type=choices(_MODES), default=list(_MODES.values()),
-                     metavar="LIST", help="comma-separated: rnn_tanh,rnn_relu,gru,lstm")
-    run.add_argument("--dtypes", type=choices({d: d for d in _DTYPES}), default=list(_DTYPES),
-                     metavar="LIST", help="comma-separated: float64,float32,bfloat16,float16")
-    run.add_argument("--devices", type=choices({d: d for d in _DEVICES}), default=["cpu"],
-                     metavar="LIST", help="comma-separated: cpu,cuda,mps (default cpu)")
+    run.add_argument("--modes", type=choices(_MODES), default=list(MODES),
+                     metavar="LIST", help=f"comma-separated: {','.join(_MODES)}")
+    run.add_argument("--dtypes", type=choices({d: d for d in DTYPES}), default=list(DTYPES),
+                     metavar="LIST", help=f"comma-separated: {','.join(DTYPES)}")
+    run.add_argument("--devices", type=choices({d: d for d in DEVICE_TYPES}), default=["cpu"],
+                     metavar="LIST", help=f"comma-separated: {','.join(DEVICE_TYPES)} (default cpu)")
     run.add_argument("--max-layers", type=positive, default=4, metavar="N")
     run.add_argument("--max-size", type=positive, default=8, metavar="N", help="input_size/hidden_size bound")
     run.add_argument("--max-seq-len", type=positive, default=8, metavar="N")

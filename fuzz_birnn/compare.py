@@ -54,7 +54,9 @@ TENSOR_NAMES = ("output", "h_n", "c_n")
 
 @dataclass(frozen=True)
 class Mismatch:
-    """Where and how a result differs; ``tensor`` is ``output``/``h_n``/``c_n`` or ``result``."""
+    """Where and how a result differs. ``tensor`` names what is wrong: ``output``, ``h_n``, ``c_n``,
+    a gradient (``weight_ih_l0.grad``, ``input.grad``), or ``result`` (the call as a whole: it
+    raised, or returned the wrong structure)."""
 
     tensor: str
     message: str

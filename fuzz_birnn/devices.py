@@ -8,7 +8,11 @@ import torch
 
 from .repro_support import device_available
 
-__all__ = ["available_devices", "cuda_without_gpu", "device_available", "environment_summary"]
+__all__ = ["DEVICE_TYPES", "available_devices", "cuda_without_gpu", "device_available", "environment_summary"]
+
+
+#: The device types a case may name (``cuda:N`` is a ``cuda`` device).
+DEVICE_TYPES = ("cpu", "cuda", "mps")
 
 
 @functools.cache

@@ -107,7 +107,7 @@ def check_gradients(candidate: Candidate, case: Case, *, name: str | None = None
         if worst > allowed[leaf]:
             layer, direction = _where(leaf)
             message = (f"gradient of {leaf} differs: max abs error {worst:.3g} > tolerance {allowed[leaf]:.3g}")
-            raise CheckFailure(Mismatch(f"grad:{leaf}", message, layer, direction, None, None, worst,
+            raise CheckFailure(Mismatch(f"{leaf}.grad", message, layer, direction, None, None, worst,
                                         allowed[leaf]), case, label, "gradients")
     return Outcome(case, errors, allowed)
 

@@ -33,8 +33,8 @@ from .evaluation import evaluate
 from .outcomes import CheckFailure
 from .repro_support import ReportRefused, load_tensors, read_json, save_tensors, tensor_file_limit
 
-__all__ = ["OUTPUT_FILE", "REPORT_FILES", "SCHEMA_VERSION", "ReportError", "case_key", "check_failures", "load_report",
-           "report_id", "write_crash", "write_drift", "write_failures", "write_report"]
+__all__ = ["KINDS", "OUTPUT_FILE", "REPORT_FILES", "SCHEMA_VERSION", "ReportError", "case_key", "check_failures",
+           "load_report", "report_id", "write_crash", "write_drift", "write_failures", "write_report"]
 
 #: Version 2 stores tensors as ``tensors.safetensors``; version 1 reports (``tensors.pt``, never
 #: loaded) still replay, since a case rebuilds its tensors from its seed.
@@ -47,6 +47,12 @@ _SUPPORT = (Path(__file__).with_name("repro_support.py"), Path(__file__).with_na
 REPORT_FILES = ("case.json", "repro.py", "repro_support.py", "standalone.py", "summary.md", "tensors.safetensors")
 #: What the candidate printed while checking the case (bounded; only when it printed anything).
 OUTPUT_FILE = "output.txt"
+
+
+#: What a report is of: a property that does not hold (``check``), a case that killed its worker
+#: (``crash``) or ran past the time limit (``timeout``), or a result that changed between two
+#: torch versions (``drift``, from ``fuzz-birnn baseline``).
+KINDS = ("check", "crash", "timeout", "drift")
 
 
 class ReportError(ValueError):
@@ -82,8 +88,8 @@ def write_report(failure: CheckFailure, directory: Path, *, origin: str | None =
         evaluation.tolerances.fused if candidate == "fused" else evaluation.tolerances.candidate)
     ident = case_key(candidate, failure.prop, case, failure.details)
     return _assemble(directory, ident, case, ref, {
-        "candidate": candidate, "property": failure.prop, "details": failure.details, "origin": origin,
-        "mismatch": asdict(failure.mismatch), "tolerances": allowed,
+        "kind": "check", "candidate": candidate, "property": failure.prop, "details": failure.details,
+        "origin": origin, "mismatch": asdict(failure.mismatch), "tolerances": allowed,
         "summary": f"{failure.mismatch.message} [{case.describe()}]", "output": bool(output), **(extra or {})},
         output)
 
@@ -97,8 +103,8 @@ def write_crash(record: dict[str, Any], message: str, directory: Path, *, kind: 
     key = case_key(candidate, prop, case, details)
     ident = report_id(candidate, prop, {"case": case.to_dict(), **details, "kind": kind})
     folder, new = _assemble(directory, ident, case, {}, {
-        "candidate": candidate, "property": prop, "details": details, "origin": "fuzz-birnn run",
-        "mismatch": asdict(Mismatch(kind, message)), "tolerances": {},
+        "kind": kind, "candidate": candidate, "property": prop, "details": details, "origin": "fuzz-birnn run",
+        "mismatch": asdict(Mismatch("result", message)), "tolerances": {},
         "summary": f"{kind}: {message} [{case.describe()}]", "output": bool(output), **(extra or {})}, output)
     return folder, new, key
 
@@ -109,7 +115,7 @@ def write_drift(case: Case, message: str, directory: Path, *, details: dict[str,
     prop = "invalid-calls" if details.get("corruption") else "fused-vs-reference"
     ident = report_id("fused", prop, {"case": case.to_dict(), **details, "kind": "drift"})
     folder, _ = _assemble(directory, ident, case, {}, {
-        "candidate": "fused", "property": prop, "details": details, "origin": "fuzz-birnn baseline",
+        "kind": "drift", "candidate": "fused", "property": prop, "details": details, "origin": "fuzz-birnn baseline",
         "mismatch": asdict(Mismatch(tensor, message)), "tolerances": {},
         "summary": f"{message} [{case.describe()}]"})
     return folder
@@ -199,6 +205,10 @@ def load_report(folder: Path, *, allow_large: bool = False) -> dict[str, Any]:
             raise ReportError(f"{path}: missing {key!r}")
     if not isinstance(document["mismatch"], dict) or not isinstance(document["mismatch"].get("tensor"), str):
         raise ReportError(f"{path}: mismatch={document['mismatch']!r} is not an object naming its tensor")
+    # reports before "kind" was written said crash and timeout in place of the mismatch's tensor
+    legacy = document["mismatch"]["tensor"] if document["mismatch"]["tensor"] in ("crash", "timeout") else "check"
+    if document.setdefault("kind", legacy) not in KINDS:
+        raise ReportError(f"{path}: kind={document['kind']!r} is not one of {', '.join(KINDS)}")
     from .properties import PROPERTIES
 
     if not isinstance(document["property"], str) or document["property"] not in PROPERTIES:
@@ -257,7 +267,9 @@ def _environment() -> dict[str, str]:
 
 def _markdown(document: dict[str, Any]) -> str:
     mismatch = document["mismatch"]
-    where = f"`{mismatch['tensor']}`"
+    compared = document.get("kind", "check") in ("check", "drift")
+    happened = "the case crashed its process" if document.get("kind") == "crash" else "the case ran too long"
+    where = f"`{mismatch['tensor']}`" if compared else happened
     if mismatch["layer"] is not None:
         where += (f" at layer {mismatch['layer']}, {mismatch['direction']} direction"
                   + ("" if mismatch["time_step"] is None else f", time step {mismatch['time_step']}")
@@ -266,7 +278,7 @@ def _markdown(document: dict[str, Any]) -> str:
     return (f"# fuzz-birnn report {document['id']}\n\n"
             f"- **Candidate**: `{document['candidate']}` ({document['property']})\n"
             f"- **Case**: {case.describe()}\n"
-            f"- **First divergence**: {where}\n"
+            f"- **{'First divergence' if compared else 'What happened'}**: {where}\n"
             f"- **Error**: {mismatch['message']}\n"
             + (f"- **Fault signature**: {document['signature']}\n" if document.get("signature") else "")
             + (f"- **Shrinking**: {document['shrink']}\n" if document.get("shrink") else "")

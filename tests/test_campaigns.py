@@ -86,7 +86,7 @@ def test_a_crash_on_larger_cases_is_reported_with_a_shrunk_case(tmp_path):
                 "--modes", "lstm", "--max-examples", 300, "--seed", 1, "--reports", tmp_path)
     assert done.returncode == 1, done.stdout + done.stderr
     [document] = documents(tmp_path)
-    assert document["mismatch"]["tensor"] == "crash" and "SIGSEGV" in document["mismatch"]["message"]
+    assert document["kind"] == "crash" and "SIGSEGV" in document["mismatch"]["message"]
     config, inputs = document["case"]["config"], document["case"]["inputs"]
     # the smallest case that still crashes: hidden_size 4 and 3 steps, everything else at its simplest
     assert (config["hidden_size"], inputs["seq_len"]) == (4, 3)
@@ -106,7 +106,7 @@ def test_a_hang_is_shrunk_and_does_not_end_its_search(tmp_path, candidate):
     assert done.returncode == 1, done.stdout + done.stderr
     assert time.monotonic() - started < 90
     [document] = documents(tmp_path)
-    assert document["mismatch"]["tensor"] == "timeout"
+    assert document["kind"] == "timeout"
     config, inputs = document["case"]["config"], document["case"]["inputs"]
     assert (config["mode"], config["num_layers"], config["hidden_size"], inputs["seq_len"]) == ("GRU", 1, 1, 1)
     searches = {s["mode"]: s for s in run_record(tmp_path)["cases"]["by_search"]}

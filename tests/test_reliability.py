@@ -49,7 +49,7 @@ def test_a_candidate_that_kills_its_process_is_a_crash_report_and_the_run_goes_o
     done = fuzz("run", "--candidate", "tests.contract_bugs:segfaults_on_lstm", *AGREEMENT,
                 "--modes", "lstm,gru", "--max-examples", 80, "--reports", tmp_path)
     assert done.returncode == 1, done.stdout + done.stderr
-    crashes = [d for d in documents(tmp_path) if d["mismatch"]["tensor"] == "crash"]
+    crashes = [d for d in documents(tmp_path) if d["kind"] == "crash"]
     assert crashes and all("SIGSEGV" in d["mismatch"]["message"] for d in crashes)
     assert all(d["case"]["config"]["mode"] == "LSTM" for d in crashes)
     assert "GRU 40" in done.stdout  # the GRU search still ran its budget
@@ -65,7 +65,7 @@ def test_a_candidate_that_hangs_is_a_timeout_report_and_the_run_goes_on(tmp_path
     assert done.returncode == 1, done.stdout + done.stderr
     assert time.monotonic() - started < 60
     [document] = documents(tmp_path)
-    assert document["mismatch"]["tensor"] == "timeout" and document["case"]["config"]["mode"] == "GRU"
+    assert document["kind"] == "timeout" and document["case"]["config"]["mode"] == "GRU"
     assert "RNN_TANH 30" in done.stdout
     replay = fuzz("replay", "--timeout", 3, tmp_path)
     assert replay.returncode == 1 and "still runs past the 3s limit" in replay.stdout
