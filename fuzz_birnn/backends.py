@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import torch
 
 from .case import Case, backend
-from .compare import Mismatch, max_abs_difference, tensors_of
+from .compare import Mismatch, close_or_mismatch, max_abs_difference, tensors_of
 from .devices import available_devices
 from .evaluation import evaluate
 from .outcomes import CheckFailure, Outcome
@@ -41,6 +41,7 @@ def backend_variants(case: Case) -> list[tuple[str, Case, bool]]:
 
 def check_backends(case: Case) -> Outcome:
     """Torch's fused module on every available backend against its result on the first."""
+    __tracebackhide__ = True  # pytest shows the caller's line and the message
     evaluation = evaluate(dataclasses.replace(case, inputs=dataclasses.replace(case.inputs, device="cpu")))
     if evaluation.skipped:
         return Outcome(case, {}, {}, evaluation.skipped)
@@ -58,13 +59,11 @@ def check_backends(case: Case) -> Outcome:
     errors: dict[str, float] = {}
     for label, tensors in results[1:]:
         for name, values in tensors.items():
-            difference = max_abs_difference(values, first[name])
-            errors[name] = max(errors.get(name, 0.0), difference)
-            if difference > allowed[name]:
-                message = (f"{name} on {label} differs from {first_label}: max abs difference {difference:.3g} "
-                           f"> tolerance {allowed[name]:.3g}")
-                raise CheckFailure(Mismatch(name, message, max_abs_error=difference, tolerance=allowed[name]),
-                                   case, "fused", "backends")
+            mismatch = close_or_mismatch(name, values, first[name], allowed[name],
+                                         f"{name} on {label} differs from {first_label}")
+            if mismatch is not None:
+                raise CheckFailure(mismatch, case, "fused", "backends")
+            errors[name] = max(errors.get(name, 0.0), max_abs_difference(values, first[name]))
     return Outcome(case, errors, allowed)
 
 

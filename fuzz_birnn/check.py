@@ -23,6 +23,7 @@ def check(candidate: Candidate, case: Case, *, name: str | None = None) -> Outco
     (types, shapes, dtypes, devices) and values within the tolerance model of
     :mod:`fuzz_birnn.compare`, which allows for torch's own error on the case.
     """
+    __tracebackhide__ = True  # pytest shows the caller's line and the message
     label = name or candidate_label(candidate)
     if candidate is fused:
         return check_fused(case)
@@ -52,6 +53,7 @@ def check(candidate: Candidate, case: Case, *, name: str | None = None) -> Outco
 def check_fused(case: Case, evaluation: Evaluation | None = None) -> Outcome:
     """Check torch's fused module against the float64 reference on ``case`` (``evaluation``:
     :func:`evaluate`'s, if the caller has it already)."""
+    __tracebackhide__ = True  # pytest shows the caller's line and the message
     evaluation = evaluate(case) if evaluation is None else evaluation
     if evaluation.skipped:
         return Outcome(case, {}, {}, evaluation.skipped)
@@ -69,6 +71,7 @@ def _torch_is_right(case: Case, evaluation: Evaluation) -> bool:
 
 def _verdict(actual: Any, evaluation: Evaluation, allowed: dict[str, float], case: Case,
              label: str, prop: str) -> Outcome:
+    __tracebackhide__ = True  # pytest shows the caller's line and the message
     mismatch = check_structure(actual, evaluation.fused_result, case)
     if mismatch is None:
         values = tensors_of(actual, case)

@@ -150,10 +150,34 @@ def compare_values(actual: dict[str, torch.Tensor], ref: dict[str, torch.Tensor]
     if time_step is not None:
         where += f", time step {time_step}"
     worst = float(error.max())
-    message = (f"{name} differs first at {where}, batch index {batch}: "
-               f"max abs error {worst:.3g} > tolerance {tolerance:.3g}")
+    there = error[time_step, batch, direction] if name == "output" else error[layer, direction, batch]
+    off = int((error > tolerance).sum())
+    message = (f"{name} differs first at {where}, batch index {batch}: abs error {float(there.max()):.3g} there; "
+               f"{off} of {error.numel()} elements beyond the tolerance {tolerance:.3g}, max abs error {worst:.3g}")
     return Mismatch(name, message, layer, "reverse" if direction else "forward", time_step, batch,
                     worst, tolerance, pattern)
+
+
+def close_or_mismatch(tensor: str, actual: torch.Tensor, expected: torch.Tensor, tolerance: float,
+                      what: str) -> Mismatch | None:
+    """``torch.testing.assert_close`` of two results of one case within absolute ``tolerance``
+    (NaN is never close, shapes must agree): ``None``, or a one-line :class:`Mismatch` that says
+    ``what`` differs and how, in torch's own words (how many elements, the greatest difference
+    and where)."""
+    try:
+        torch.testing.assert_close(actual, expected, rtol=0.0, atol=tolerance, check_device=False,
+                                   msg=lambda torch_says: f"{what}: {_one_line(torch_says)}")
+    except AssertionError as error:
+        worst = max_abs_difference(actual, expected) if actual.shape == expected.shape else None
+        return Mismatch(tensor, str(error), max_abs_error=worst, tolerance=tolerance)
+    return None
+
+
+def _one_line(message: str) -> str:
+    """assert_close's report on one line: its counts and greatest differences, or all of it."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    wanted = [line for line in lines if line.startswith(("Mismatched elements", "Greatest absolute"))]
+    return "; ".join(wanted or lines)
 
 
 def _pattern(faults: list) -> str:

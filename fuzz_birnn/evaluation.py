@@ -37,6 +37,7 @@ def evaluate(case: Case, built: Built | None = None) -> Evaluation:
     ``built`` (``case.build()``, built once by the caller) is only read, never changed, so the
     caller may hand the same module and tensors to a candidate afterwards.
     """
+    __tracebackhide__ = True  # pytest shows the caller's line and the message
     built = case.build() if built is None else built
     with backend(case.inputs), torch.no_grad():
         try:

@@ -25,7 +25,7 @@ from .case import Built, Case, backend
 from .compare import Mismatch, Tolerances, max_abs_difference
 from .outcomes import Candidate, CheckFailure, Outcome, Unsupported, unsupported
 from .reference import CellReference
-from .standalone import per_direction
+from .standalone import abs_error, per_direction
 
 __all__ = ["check_gradients", "gradients_of"]
 
@@ -76,6 +76,7 @@ def gradients_of(candidate: Candidate, case: Case, dtype: torch.dtype | None = N
 def check_gradients(candidate: Candidate, case: Case, *, name: str | None = None) -> Outcome:
     """Gradients through ``candidate`` against the float64 truth, under the tolerance model;
     with ``candidate=fused``, torch's own backward is what is checked."""
+    __tracebackhide__ = True  # pytest shows the caller's line and the message
     label = name or candidate_label(candidate)
     reference64, reference32 = CellReference(torch.float64), CellReference(torch.float32)
     cpu = {"device": "cpu"} if case.inputs.device != "cpu" else {}
@@ -106,7 +107,9 @@ def check_gradients(candidate: Candidate, case: Case, *, name: str | None = None
         worst = errors[leaf] = max_abs_difference(actual[leaf], truth[leaf])
         if worst > allowed[leaf]:
             layer, direction = _where(leaf)
-            message = (f"gradient of {leaf} differs: max abs error {worst:.3g} > tolerance {allowed[leaf]:.3g}")
+            off = int((abs_error(actual[leaf], truth[leaf]) > allowed[leaf]).sum())
+            message = (f"gradient of {leaf} differs: {off} of {truth[leaf].numel()} elements off the tolerance "
+                       f"{allowed[leaf]:.3g}, max abs error {worst:.3g}")
             raise CheckFailure(Mismatch(f"{leaf}.grad", message, layer, direction, None, None, worst,
                                         allowed[leaf]), case, label, "gradients")
     return Outcome(case, errors, allowed)

@@ -124,6 +124,7 @@ def check_invalid(case: Case, corruption: str, *, strict: bool = False) -> Outco
     A corruption listed in :data:`KNOWN_TORCH_ISSUES` that torch still mishandles returns an
     outcome with ``skipped`` naming the known issue, unless ``strict``.
     """
+    __tracebackhide__ = True  # pytest shows the caller's line and the message
     stage, applies, make = CORRUPTIONS[corruption]
     if not applies(case):
         return Outcome(case, {}, {}, f"{corruption} does not apply to this case")

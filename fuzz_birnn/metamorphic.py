@@ -32,7 +32,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from .candidates import candidate_label
 from .case import Built, Case, backend
-from .compare import Mismatch, max_abs_difference
+from .compare import Mismatch, close_or_mismatch, max_abs_difference
 from .evaluation import evaluate
 from .layout import Canonical, canonical, reverse_within_lengths
 from .outcomes import Candidate, CheckFailure, Outcome, Unsupported, unsupported
@@ -201,6 +201,7 @@ def check_relation(relation: str, candidate: Candidate, case: Case, *, name: str
     Returns an :class:`Outcome` with ``skipped`` set when the relation does not apply to the case
     (a follow-up needs, say, a batch of two) or its values exceed the dtype's range.
     """
+    __tracebackhide__ = True  # pytest shows the caller's line and the message
     applies, relate = RELATIONS[relation]
     if not applies(case):
         return Outcome(case, {}, {}, f"{relation} does not apply to this case")
@@ -224,11 +225,9 @@ def check_relation(relation: str, candidate: Candidate, case: Case, *, name: str
                 message = (f"{relation}: {tensor}.shape={tuple(theirs.shape)} for {what}, "
                            f"but should be {tuple(mine.shape)}")
                 raise CheckFailure(Mismatch(tensor, message), case, label, prop)
-            difference = max_abs_difference(theirs, mine)
-            errors[tensor] = max(errors.get(tensor, 0.0), difference)
-            if difference > allowed[tensor]:
-                message = (f"{relation}: {tensor} differs for {what}: max abs difference {difference:.3g} "
-                           f"> tolerance {allowed[tensor]:.3g}")
-                raise CheckFailure(Mismatch(tensor, message, max_abs_error=difference, tolerance=allowed[tensor]),
-                                   case, label, prop)
+            mismatch = close_or_mismatch(tensor, theirs, mine, allowed[tensor],
+                                         f"{relation}: {tensor} differs for {what}")
+            if mismatch is not None:
+                raise CheckFailure(mismatch, case, label, prop)
+            errors[tensor] = max(errors.get(tensor, 0.0), max_abs_difference(theirs, mine))
     return Outcome(case, errors, allowed)
