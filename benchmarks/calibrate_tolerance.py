@@ -15,10 +15,10 @@ import time
 import warnings
 
 import torch
-from fuzz_birnn.strategies import cases
 from hypothesis import HealthCheck, given, settings
 
 from fuzz_birnn import CheckFailure, check, check_fused, decomposed, reference
+from fuzz_birnn.strategies import cases
 
 
 def fused_in_float32(module, input, hx=None):

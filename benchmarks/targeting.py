@@ -23,10 +23,9 @@ from hypothesis import HealthCheck, Phase, given, seed, settings, target
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fuzz_birnn.strategies import cases
-
 from benchmarks.planted_bugs import BUGS, describe
 from fuzz_birnn import CheckFailure, check
+from fuzz_birnn.strategies import cases
 
 
 def error_grows_with_time(module, input, hx=None):

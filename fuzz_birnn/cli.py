@@ -151,7 +151,7 @@ def _strategy(args: argparse.Namespace) -> dict[str, Any]:
     if args.packed:
         forms += ["packed_sorted", "packed_unsorted"]
     return {"dtypes": args.dtypes, "devices": args.devices, "forms": forms,
-            "max_layers": args.max_layers, "max_size": args.max_size,
+            "max_layers": args.max_layers, "max_input_size": args.max_size, "max_hidden_size": args.max_size,
             "max_seq_len": args.max_seq_len, "max_batch": args.max_batch,
             "proj": None if args.proj else False,
             "bidirectional": {"yes": True, "no": False, "both": None}[args.bidirectional],

@@ -97,7 +97,10 @@ def within_strategy(strategy: dict[str, Any]) -> Callable[[Case], bool]:
             return False
         return (i.dtype in strategy.get("dtypes", DTYPES) and i.form in strategy.get("forms", _FORMS)
                 and (i.unbatched or (i.batch_size or 0) >= strategy.get("min_batch", 1))
-                and c.num_layers >= strategy.get("min_layers", 1))
+                and c.num_layers >= strategy.get("min_layers", 1)
+                and c.input_size >= strategy.get("min_input_size", 1)
+                and c.hidden_size >= strategy.get("min_hidden_size", 1)
+                and i.seq_len >= strategy.get("min_seq_len", 1))
     return within
 
 

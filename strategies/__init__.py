@@ -10,14 +10,20 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
+from hypothesis import reject
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
 from fuzz_birnn import DTYPES, MODES, Case, Config, Inputs, available_devices
+from fuzz_birnn.devices import DEVICE_TYPES
 
-__all__ = ["FORMS", "SCALES", "cases", "invalid_calls"]
+__all__ = ["FORMS", "SCALES", "Choices", "cases", "invalid_calls"]
+
+T = TypeVar("T")
+#: A choice of values, simplest first, or a strategy that draws one.
+Choices = Sequence[T] | st.SearchStrategy[T]
 
 #: Input forms, simplest first.
 FORMS = ("padded", "unbatched", "packed_sorted", "packed_unsorted")
@@ -29,42 +35,50 @@ _DROPOUTS = (0.5, 0.1, 0.9)
 
 def cases(
     *,
-    modes: Sequence[str] = MODES,
+    modes: Choices[str] = MODES,
     bidirectional: bool | None = True,
     min_layers: int = 1,
     max_layers: int = 4,
-    max_size: int = 8,
+    min_input_size: int = 1,
+    max_input_size: int = 8,
+    min_hidden_size: int = 1,
+    max_hidden_size: int = 8,
+    min_seq_len: int = 1,
     max_seq_len: int = 8,
     min_batch: int = 1,
     max_batch: int = 8,
     bias: bool | None = None,
     batch_first: bool | None = None,
     proj: bool | None = None,
-    forms: Sequence[str] = FORMS,
+    forms: Choices[str] = FORMS,
     initial_state: bool | None = None,
     dropout: bool | None = None,
-    dtypes: Sequence[str] = DTYPES,
-    devices: Sequence[str] | None = None,
+    dtypes: Choices[str] = DTYPES,
+    devices: Choices[str] | None = None,
     onednn: bool | None = None,
     contiguous: bool | None = None,
-    scales: Sequence[float] = SCALES,
+    scales: Choices[float] = SCALES,
 ) -> st.SearchStrategy[Case]:
     """A recurrent-layer case: configuration first, then input form and sizes, then values.
 
     Parameters
     ----------
     modes, forms, dtypes, devices, scales
-        The values to draw from, simplest first; ``devices=None`` means every device torch reports
-        available (``cpu`` always, ``cuda``/``mps`` where present).
+        The values to draw from, simplest first, or a strategy that draws them (to compose: say,
+        ``dtypes=st.sampled_from(["float32", "bfloat16"])``, or a dtype drawn from ``st.data()``
+        elsewhere); ``devices=None`` means every device torch reports available (``cpu`` always,
+        ``cuda``/``mps`` where present).
     bidirectional, bias, batch_first, initial_state, onednn, contiguous
         ``None`` draws both values; ``True``/``False`` fixes it. ``bidirectional`` is fixed to
         ``True`` by default, the case this project exists for.
     proj, dropout
         ``None`` draws whether LSTM cases get ``proj_size > 0`` / whether ``dropout > 0`` (eval
         mode, so it must change nothing); ``True`` always, ``False`` never.
-    min_layers, max_layers, max_size, max_seq_len, min_batch, max_batch
-        Bounds for ``num_layers``, ``input_size``/``hidden_size``, the sequence length and batch
-        (an unbatched case ignores the batch bounds).
+    min_layers, max_layers, min_input_size, max_input_size, min_hidden_size, max_hidden_size, \
+min_seq_len, max_seq_len, min_batch, max_batch
+        Inclusive bounds for ``num_layers``, ``input_size``, ``hidden_size``, the sequence length
+        and the batch (an unbatched case ignores the batch bounds; a packed sequence's lengths
+        run from 1 to the sequence length).
 
     Returns
     -------
@@ -88,37 +102,39 @@ def cases(
 
     def define() -> st.SearchStrategy[Case]:
         chosen_devices = tuple(available_devices()) if devices is None else tuple(devices)
-        _validate(modes=modes, forms=forms, dtypes=dtypes, devices=chosen_devices, scales=scales,
-                  min_layers=min_layers, max_layers=max_layers, max_size=max_size,
-                  max_seq_len=max_seq_len, min_batch=min_batch, max_batch=max_batch, proj=proj,
-                  flags={"bidirectional": bidirectional, "bias": bias, "batch_first": batch_first,
-                         "proj": proj, "initial_state": initial_state, "dropout": dropout,
-                         "onednn": onednn, "contiguous": contiguous})
-        return _cases(modes=tuple(modes), bidirectional=bidirectional, min_layers=min_layers,
-                      max_layers=max_layers, max_size=max_size, max_seq_len=max_seq_len, min_batch=min_batch,
-                      max_batch=max_batch, bias=bias, batch_first=batch_first, proj=proj, forms=tuple(forms),
-                      initial_state=initial_state, dropout=dropout, dtypes=tuple(dtypes),
-                      devices=chosen_devices, onednn=onednn, contiguous=contiguous, scales=tuple(scales))
+        bounds = {"layers": (min_layers, max_layers), "input_size": (min_input_size, max_input_size),
+                  "hidden_size": (min_hidden_size, max_hidden_size), "seq_len": (min_seq_len, max_seq_len),
+                  "batch": (min_batch, max_batch)}
+        _validate(modes=modes, forms=forms, dtypes=dtypes, devices=chosen_devices, scales=scales, bounds=bounds,
+                  proj=proj, flags={"bidirectional": bidirectional, "bias": bias, "batch_first": batch_first,
+                                    "proj": proj, "initial_state": initial_state, "dropout": dropout,
+                                    "onednn": onednn, "contiguous": contiguous})
+        return _cases(modes=_strategy_of(modes, MODES, "modes"), bidirectional=bidirectional, bounds=bounds,
+                      bias=bias, batch_first=batch_first, proj=proj, forms=_strategy_of(forms, FORMS, "forms"),
+                      initial_state=initial_state, dropout=dropout, dtypes=_strategy_of(dtypes, DTYPES, "dtypes"),
+                      devices=_strategy_of(chosen_devices, None, "devices"), onednn=onednn, contiguous=contiguous,
+                      scales=_strategy_of(scales, None, "scales"))
 
     return st.deferred(define)
 
 
 @st.composite
-def _cases(draw: st.DrawFn, *, modes: tuple[str, ...], bidirectional: bool | None, min_layers: int,
-           max_layers: int, max_size: int, max_seq_len: int, min_batch: int, max_batch: int, bias: bool | None,
-           batch_first: bool | None, proj: bool | None, forms: tuple[str, ...], initial_state: bool | None,
-           dropout: bool | None, dtypes: tuple[str, ...], devices: tuple[str, ...], onednn: bool | None,
-           contiguous: bool | None, scales: tuple[float, ...]) -> Case:
-    """:func:`cases` once its arguments are validated."""
-    mode = draw(_sampled_from(modes))
-    with_proj = mode == "LSTM" and max_size >= 2 and _flag(draw, proj)
-    input_size = draw(_integers(1, max_size))
-    hidden_size = draw(_integers(2 if with_proj else 1, max_size))
+def _cases(draw: st.DrawFn, *, modes: st.SearchStrategy[str], bidirectional: bool | None,
+           bounds: dict[str, tuple[int, int]], bias: bool | None, batch_first: bool | None, proj: bool | None,
+           forms: st.SearchStrategy[str], initial_state: bool | None, dropout: bool | None,
+           dtypes: st.SearchStrategy[str], devices: st.SearchStrategy[str], onednn: bool | None,
+           contiguous: bool | None, scales: st.SearchStrategy[float]) -> Case:
+    """:func:`cases` once its arguments are validated (choices as strategies)."""
+    mode = draw(modes)
+    min_hidden, max_hidden = bounds["hidden_size"]
+    with_proj = mode == "LSTM" and max_hidden >= 2 and _flag(draw, proj)
+    input_size = draw(_integers(*bounds["input_size"]))
+    hidden_size = draw(_integers(max(min_hidden, 2) if with_proj else min_hidden, max_hidden))
     config = Config(
         mode=mode,
         input_size=input_size,
         hidden_size=hidden_size,
-        num_layers=draw(_integers(min_layers, max_layers)),
+        num_layers=draw(_integers(*bounds["layers"])),
         bias=_flag(draw, bias),
         batch_first=_flag(draw, batch_first),
         bidirectional=_flag(draw, bidirectional, simplest=True),
@@ -126,20 +142,21 @@ def _cases(draw: st.DrawFn, *, modes: tuple[str, ...], bidirectional: bool | Non
         dropout=draw(_sampled_from(_DROPOUTS)) if _flag(draw, dropout) else 0.0,
     )
 
-    form = draw(_sampled_from(forms))
-    seq_len = draw(_integers(1, max_seq_len))
+    form = draw(forms)
+    seq_len = draw(_integers(*bounds["seq_len"]))
     # Drawn even when unbatched, so that "padded" stays the simplest form for the shrinker.
-    drawn_batch = draw(_integers(min_batch, max_batch))
+    drawn_batch = draw(_integers(*bounds["batch"]))
     batch_size = None if form == "unbatched" else drawn_batch
     lengths = None
     if form.startswith("packed"):
+        assert batch_size is not None
         drawn = draw(_lengths(seq_len, batch_size))
         lengths = tuple(sorted(drawn, reverse=True) if form == "packed_sorted" else drawn)
 
-    device = draw(_sampled_from(devices))
-    usable_dtypes = tuple(d for d in dtypes if not (device == "mps" and d == "float64"))
-    if not usable_dtypes:
-        raise InvalidArgument(f"dtypes={list(dtypes)} leaves nothing to draw on device {device!r} (no float64 on MPS)")
+    device = draw(devices)
+    dtype = draw(dtypes)
+    if device == "mps" and dtype == "float64":
+        reject()  # MPS has no float64
     inputs = Inputs(
         seq_len=seq_len,
         batch_size=batch_size,
@@ -148,12 +165,12 @@ def _cases(draw: st.DrawFn, *, modes: tuple[str, ...], bidirectional: bool | Non
         enforce_sorted=form != "packed_unsorted",
         unbatched=form == "unbatched",
         initial_state=_flag(draw, initial_state),
-        dtype=draw(_sampled_from(usable_dtypes)),
+        dtype=dtype,
         device=device,
         onednn=_flag(draw, onednn, simplest=True) if device == "cpu" else True,
         contiguous=_flag(draw, contiguous, simplest=True),
         seed=draw(_integers(0, 2**32 - 1)),
-        scale=draw(_sampled_from(scales)),
+        scale=draw(scales),
     )
     return Case(config, inputs)
 
@@ -176,34 +193,51 @@ def _lengths(seq_len: int, batch_size: int) -> st.SearchStrategy[list[int]]:
     return st.lists(_integers(1, seq_len), min_size=batch_size, max_size=batch_size)
 
 
-def _validate(*, modes: Sequence[str], forms: Sequence[str], dtypes: Sequence[str],
-              devices: Sequence[str], scales: Sequence[float], min_layers: int, max_layers: int,
-              max_size: int, max_seq_len: int, min_batch: int, max_batch: int, proj: bool | None,
+def _strategy_of(choices: Choices[Any], allowed: Sequence[Any] | None, name: str) -> st.SearchStrategy[Any]:
+    """The choices as a strategy that shrinks towards the first; a strategy given is checked as it draws."""
+    if not isinstance(choices, st.SearchStrategy):
+        return _sampled_from(tuple(choices))
+    if allowed is None:
+        return choices
+
+    def known(value: Any) -> Any:
+        if value not in allowed:
+            raise InvalidArgument(f"{name} drew {value!r}, which is not one of {list(allowed)}")
+        return value
+    return choices.map(known)
+
+
+def _validate(*, modes: Choices[str], forms: Choices[str], dtypes: Choices[str], devices: Choices[str],
+              scales: Choices[float], bounds: dict[str, tuple[int, int]], proj: bool | None,
               flags: dict[str, bool | None]) -> None:
     for name, values, allowed in (("modes", modes, MODES), ("forms", forms, FORMS), ("dtypes", dtypes, DTYPES)):
+        if isinstance(values, st.SearchStrategy):
+            continue
         if isinstance(values, str) or not values or any(v not in allowed for v in values):
-            raise InvalidArgument(f"{name}={values!r} must be a non-empty sequence drawn from {list(allowed)}")
-    known_devices = ("cpu", "cuda", "mps")
-    if isinstance(devices, str) or not devices or any(d.split(":")[0] not in known_devices for d in devices):
-        raise InvalidArgument(f"devices={devices!r} must be a non-empty sequence of cpu, cuda[:N], mps")
-    if isinstance(scales, str) or not scales or any(
-            isinstance(s, bool) or not isinstance(s, (int, float)) or not 0 < s <= 100 for s in scales):
-        raise InvalidArgument(f"scales={scales!r} must be a non-empty sequence of numbers in (0, 100]")
-    for name, value, lowest in (("min_layers", min_layers, 1), ("max_layers", max_layers, 1),
-                                ("max_size", max_size, 1), ("max_seq_len", max_seq_len, 1),
-                                ("min_batch", min_batch, 1), ("max_batch", max_batch, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
-            raise InvalidArgument(f"{name}={value!r} must be an integer >= {lowest}")
-    if min_layers > max_layers:
-        raise InvalidArgument(f"min_layers={min_layers} is larger than max_layers={max_layers}")
-    if min_batch > max_batch:
-        raise InvalidArgument(f"min_batch={min_batch} is larger than max_batch={max_batch}")
+            raise InvalidArgument(f"{name}={values!r} must be a non-empty sequence drawn from {list(allowed)}, "
+                                  "or a strategy")
+    if not isinstance(devices, st.SearchStrategy) and (
+            isinstance(devices, str) or not devices or any(d.split(":")[0] not in DEVICE_TYPES for d in devices)):
+        raise InvalidArgument(f"devices={devices!r} must be a non-empty sequence of cpu, cuda[:N], mps, or a strategy")
+    if not isinstance(scales, st.SearchStrategy) and (isinstance(scales, str) or not scales or any(
+            isinstance(s, bool) or not isinstance(s, (int, float)) or not 0 < s <= 100 for s in scales)):
+        raise InvalidArgument(f"scales={scales!r} must be a non-empty sequence of numbers in (0, 100], or a strategy")
+    for what, (low, high) in bounds.items():
+        lowest, highest = ("min_layers", "max_layers") if what == "layers" else (f"min_{what}", f"max_{what}")
+        for name, value in ((lowest, low), (highest, high)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidArgument(f"{name}={value!r} must be an integer >= 1")
+        if low > high:
+            raise InvalidArgument(f"{lowest}={low} is larger than {highest}={high}")
     for name, value in flags.items():
         if value is not None and not isinstance(value, bool):
             raise InvalidArgument(f"{name}={value!r} must be True, False or None (draw both)")
-    if proj is True and max_size < 2:
-        raise InvalidArgument(f"proj=True needs hidden_size >= 2, but max_size={max_size}")
-    if proj is True and "LSTM" not in modes:
+    if (not isinstance(devices, st.SearchStrategy) and not isinstance(dtypes, st.SearchStrategy)
+            and set(devices) == {"mps"} and set(dtypes) == {"float64"}):
+        raise InvalidArgument(f"dtypes={list(dtypes)} leaves nothing to draw on device 'mps' (no float64 on MPS)")
+    if proj is True and bounds["hidden_size"][1] < 2:
+        raise InvalidArgument(f"proj=True needs hidden_size >= 2, but max_hidden_size={bounds['hidden_size'][1]}")
+    if proj is True and not isinstance(modes, st.SearchStrategy) and "LSTM" not in modes:
         raise InvalidArgument(f"proj=True applies to LSTM only, but modes={list(modes)}")
 
 

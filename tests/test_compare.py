@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from fuzz_birnn.strategies import cases
 from hypothesis import assume, given
 from torch.nn.utils.rnn import PackedSequence
 
 from fuzz_birnn import Case, CheckFailure, Config, Inputs, check, reference
 from fuzz_birnn.layout import reverse_within_lengths
+from fuzz_birnn.strategies import cases
 
 LSTM_CASE = Case(Config(mode="LSTM", input_size=2, hidden_size=3, num_layers=2, bias=True),
                  Inputs(seq_len=4, batch_size=2, packed=True, lengths=(4, 2), initial_state=True))

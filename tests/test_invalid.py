@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from fuzz_birnn.strategies import cases, invalid_calls
 from hypothesis import assume, find, given
 
 from fuzz_birnn import CheckFailure, decomposed
 from fuzz_birnn.invalid import CORRUPTIONS, KNOWN_TORCH_ISSUES, check_invalid
+from fuzz_birnn.strategies import cases, invalid_calls
 
 from .conftest import SEARCH
 

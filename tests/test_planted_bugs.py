@@ -4,10 +4,10 @@ at the right place; the correct implementations pass that same case (no false al
 from __future__ import annotations
 
 import pytest
-from fuzz_birnn.strategies import cases
 from hypothesis import find
 
 from fuzz_birnn import CheckFailure, check, decomposed, reference
+from fuzz_birnn.strategies import cases
 
 from . import planted
 from .conftest import SEARCH

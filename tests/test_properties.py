@@ -7,11 +7,11 @@ test so that a failure in one does not hide a failure in another, and so xdist s
 from __future__ import annotations
 
 import pytest
-from fuzz_birnn.strategies import cases
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from fuzz_birnn import MODES, check, check_fused, decomposed
+from fuzz_birnn.strategies import cases
 
 pytestmark = pytest.mark.parametrize("mode", MODES)
 

@@ -4,7 +4,6 @@ and each catches (and shrinks) the planted bug it exists for."""
 from __future__ import annotations
 
 import pytest
-from fuzz_birnn.strategies import cases
 from hypothesis import assume, find, given
 from hypothesis import strategies as st
 
@@ -13,6 +12,7 @@ from fuzz_birnn.backends import check_backends
 from fuzz_birnn.gradients import check_gradients
 from fuzz_birnn.metamorphic import RELATIONS, check_relation
 from fuzz_birnn.properties import PROPERTIES
+from fuzz_birnn.strategies import cases
 
 from . import contract_bugs, planted
 from .conftest import SEARCH

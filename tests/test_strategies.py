@@ -6,11 +6,12 @@ from __future__ import annotations
 import re
 
 import pytest
-from fuzz_birnn.strategies import FORMS, SCALES, cases
 from hypothesis import HealthCheck, find, given, settings
+from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
 from fuzz_birnn import DTYPES, MODES, Case, Config, Inputs
+from fuzz_birnn.strategies import FORMS, SCALES, cases
 
 _FIND = settings(max_examples=2000, database=None, suppress_health_check=list(HealthCheck))
 
@@ -54,7 +55,8 @@ def test_shrinks_to_the_simplest_case():
 @settings(max_examples=50, suppress_health_check=list(HealthCheck))
 @given(cases(modes=["LSTM"], forms=["packed_unsorted"], dtypes=["float32"], bias=True, batch_first=True,
              proj=True, initial_state=True, dropout=False, onednn=False, contiguous=False,
-             min_layers=2, max_layers=3, max_size=3, max_seq_len=2, max_batch=3, scales=[0.25]))
+             min_layers=2, max_layers=3, max_input_size=3, max_hidden_size=3, max_seq_len=2, max_batch=3,
+             scales=[0.25]))
 def test_narrowing_fixes_each_dimension(case):
     c, i = case.config, case.inputs
     assert (c.mode, c.bias, c.batch_first, c.dropout) == ("LSTM", True, True, 0.0)
@@ -62,6 +64,29 @@ def test_narrowing_fixes_each_dimension(case):
     assert (i.form, i.dtype, i.initial_state, i.onednn, i.contiguous, i.scale) == (
         "packed_unsorted", "float32", True, False, False, 0.25)
     assert i.seq_len <= 2 and 1 <= i.batch_size <= 3 and all(1 <= n <= i.seq_len for n in i.lengths)
+
+
+@settings(max_examples=50, suppress_health_check=list(HealthCheck))
+@given(cases(min_input_size=3, max_input_size=4, min_hidden_size=5, max_hidden_size=6, min_seq_len=7,
+             max_seq_len=8, min_batch=2, max_batch=2, forms=["padded"]))
+def test_every_size_has_a_lower_and_an_upper_bound(case):
+    c, i = case.config, case.inputs
+    assert 3 <= c.input_size <= 4 and 5 <= c.hidden_size <= 6 and 7 <= i.seq_len <= 8 and i.batch_size == 2
+
+
+@settings(max_examples=30, suppress_health_check=list(HealthCheck))
+@given(st.data())
+def test_a_strategy_is_accepted_wherever_a_choice_is(data):
+    dtype = data.draw(st.sampled_from(["float32", "bfloat16"]))
+    case = data.draw(cases(dtypes=st.just(dtype), modes=st.sampled_from(["GRU"]), forms=st.just("unbatched"),
+                           scales=st.just(0.25)))
+    assert (case.inputs.dtype, case.config.mode, case.inputs.form, case.inputs.scale) == (dtype, "GRU", "unbatched",
+                                                                                           0.25)
+
+
+def test_a_strategy_that_draws_an_unknown_choice_is_refused():
+    with pytest.raises(InvalidArgument, match=re.escape("modes drew 'TRANSFORMER', which is not one of")):
+        find(cases(modes=st.just("TRANSFORMER")), lambda c: True, settings=_FIND)
 
 
 @settings(max_examples=50, suppress_health_check=list(HealthCheck))
@@ -76,7 +101,8 @@ BAD_ARGUMENTS = [
     ({"min_layers": 3, "max_layers": 2}, "min_layers=3 is larger than max_layers=2"),
     ({"min_batch": 4, "max_batch": 3}, "min_batch=4 is larger than max_batch=3"),
     ({"max_layers": 0}, "max_layers=0"),
-    ({"max_size": 1.5}, "max_size=1.5"),
+    ({"max_input_size": 1.5}, "max_input_size=1.5"),
+    ({"min_seq_len": 4, "max_seq_len": 3}, "min_seq_len=4 is larger than max_seq_len=3"),
     ({"modes": ["LSTM", "TRANSFORMER"]}, "modes="),
     ({"modes": "LSTM"}, "modes='LSTM'"),
     ({"modes": []}, "modes=[]"),
@@ -86,7 +112,7 @@ BAD_ARGUMENTS = [
     ({"scales": [0]}, "scales="),
     ({"bias": "yes"}, "bias='yes'"),
     ({"proj": True, "modes": ["GRU"]}, "proj=True applies to LSTM only"),
-    ({"proj": True, "max_size": 1}, "proj=True needs hidden_size >= 2"),
+    ({"proj": True, "max_hidden_size": 1}, "proj=True needs hidden_size >= 2"),
     ({"devices": ["mps"], "dtypes": ["float64"]}, "no float64 on MPS"),
 ]
 
