@@ -27,6 +27,7 @@ from fuzz_birnn.metamorphic import check_relation
 from fuzz_birnn.properties import PROPERTIES
 from fuzz_birnn.strategies import cases
 from tests import contract_bugs, planted
+from tests.searching import RELATION_BUGS
 
 
 def agreement(bug):
@@ -55,13 +56,7 @@ BUGS = [
     ("c_n direction-major", agreement(contract_bugs.c_n_direction_major), {}, None),
     *[(f"relation:{name} <- {bug.__name__ if hasattr(bug, '__name__') else type(bug).__name__}",
        relation(name, bug), narrowing(name), agreement(bug))
-      for name, bug in [("batch_independence", planted.lengths_ignored),
-                        ("unbatched", planted.unbatched_time_as_batch),
-                        ("layout", planted.batch_first_output_left_time_major),
-                        ("sorting", contract_bugs.h_n_left_in_sorted_order),
-                        ("time_reversal", planted.reverse_reads_forward_h0),
-                        ("dropout_eval", planted.dropout_in_eval),
-                        ("zero_state", planted.missing_state_is_ones)]],
+      for name, bug in RELATION_BUGS],
     ("gradients <- reverse output detached", lambda case: check_gradients(planted.reverse_output_detached, case),
      {"dtypes": ["float64", "float32"]}, agreement(planted.reverse_output_detached)),
 ]

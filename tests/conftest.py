@@ -11,16 +11,11 @@ import os
 
 import pytest
 import torch
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import settings
 
 # Cases are tiny: intra-op threads only fight the other xdist workers for the cores (measured:
 # 12x slower with torch's default thread count on 2 cores and 2 workers).
 torch.set_num_threads(1)
-
-#: Settings for tests that search for a planted bug: enough examples to find it on any profile,
-#: no example database (each run must find the bug on its own), and the full shrink.
-SEARCH = settings(max_examples=1000, database=None, derandomize=True, deadline=None,
-                  phases=[Phase.generate, Phase.shrink], suppress_health_check=list(HealthCheck))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -9,7 +9,7 @@ from fuzz_birnn import CheckFailure, decomposed
 from fuzz_birnn.invalid import CORRUPTIONS, KNOWN_TORCH_ISSUES, check_invalid
 from fuzz_birnn.strategies import cases, invalid_calls
 
-from .conftest import SEARCH
+from .searching import SEARCH, fails
 
 
 @given(invalid_calls(bidirectional=None))
@@ -19,13 +19,7 @@ def test_invalid_calls_are_refused_clearly_by_everyone(call):
 
 
 def _fails(corruption, **kwargs):
-    def condition(case):
-        try:
-            check_invalid(case, corruption, **kwargs)
-        except CheckFailure:
-            return True
-        return False
-    return condition
+    return fails(lambda case: check_invalid(case, corruption, **kwargs))
 
 
 @pytest.mark.parametrize("corruption", sorted(KNOWN_TORCH_ISSUES))

@@ -10,18 +10,11 @@ from fuzz_birnn import CheckFailure, check, decomposed, reference
 from fuzz_birnn.strategies import cases
 
 from . import planted
-from .conftest import SEARCH
+from .searching import SEARCH, fails
 
 
 def _fails(candidate):
-    def condition(case):
-        try:
-            check(candidate, case)
-        except CheckFailure:
-            return True
-        return False
-
-    return condition
+    return fails(lambda case: check(candidate, case))
 
 
 def _shrunk(candidate, **narrowing):

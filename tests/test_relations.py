@@ -14,8 +14,8 @@ from fuzz_birnn.metamorphic import RELATIONS, check_relation
 from fuzz_birnn.properties import PROPERTIES
 from fuzz_birnn.strategies import cases
 
-from . import contract_bugs, planted
-from .conftest import SEARCH
+from . import planted
+from .searching import RELATION_BUGS, SEARCH, fails
 
 #: What each relation's follow-up call needs from a case (the same narrowing ``fuzz-birnn run`` uses).
 NARROWING = {name: PROPERTIES[f"relation:{name}"].narrowing for name in RELATIONS}
@@ -36,30 +36,9 @@ def test_gradients_match_the_float64_truth(candidate, data):
     assume(check_gradients(candidate, case).skipped is None)
 
 
-def _fails(check_one):
-    def condition(case):
-        try:
-            check_one(case)
-        except CheckFailure:
-            return True
-        return False
-    return condition
-
-
-PLANTED = [
-    ("batch_independence", planted.lengths_ignored),
-    ("unbatched", planted.unbatched_time_as_batch),
-    ("layout", planted.batch_first_output_left_time_major),
-    ("sorting", contract_bugs.h_n_left_in_sorted_order),
-    ("time_reversal", planted.reverse_reads_forward_h0),
-    ("dropout_eval", planted.dropout_in_eval),
-    ("zero_state", planted.missing_state_is_ones),
-]
-
-
-@pytest.mark.parametrize(("relation", "bug"), PLANTED, ids=[r for r, _ in PLANTED])
+@pytest.mark.parametrize(("relation", "bug"), RELATION_BUGS, ids=[r for r, _ in RELATION_BUGS])
 def test_each_relation_catches_its_planted_bug_and_shrinks_it(relation, bug):
-    case = find(cases(**NARROWING[relation]), _fails(lambda c: check_relation(relation, bug, c)), settings=SEARCH)
+    case = find(cases(**NARROWING[relation]), fails(lambda c: check_relation(relation, bug, c)), settings=SEARCH)
     c, i = case.config, case.inputs
     assert c.input_size == 1 and i.dtype == "float64" and c.num_layers <= 2
     assert i.seq_len <= 2 and (i.batch_size or 1) <= 2
@@ -68,7 +47,7 @@ def test_each_relation_catches_its_planted_bug_and_shrinks_it(relation, bug):
 
 def test_gradient_property_catches_a_backward_bug_that_forward_checks_cannot():
     bug = planted.reverse_output_detached
-    case = find(cases(), _fails(lambda c: check_gradients(bug, c)), settings=SEARCH)
+    case = find(cases(), fails(lambda c: check_gradients(bug, c)), settings=SEARCH)
     check(bug, case)  # the forward pass is exactly right...
     with pytest.raises(CheckFailure, match="gradient of"):  # ...the backward pass is not
         check_gradients(bug, case)
@@ -94,5 +73,5 @@ def test_cross_backend_catches_a_backend_that_differs(monkeypatch):
         return output, h_n
 
     monkeypatch.setattr(torch.nn.RNN, "forward", broken_without_onednn)
-    case = find(cases(), _fails(check_backends), settings=SEARCH)
+    case = find(cases(), fails(check_backends), settings=SEARCH)
     assert (case.config.num_layers, case.inputs.seq_len, case.inputs.dtype) == (1, 1, "float64")
