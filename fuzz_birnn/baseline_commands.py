@@ -91,7 +91,9 @@ def _check(args: argparse.Namespace, usage_error: type[Exception]) -> int:
         raise usage_error(str(error)) from None
     entries = [{k: v for k, v in e.items() if k not in ("outcome", "allowed")} for e in old[0]["entries"]]
     results, tensors = record(entries)
-    new = ({"environment": environment(), "corpus": {"digest": corpus_digest(results)}, "entries": results}, tensors)
+    manifest: dict[str, Any] = {"environment": environment(), "corpus": {"digest": corpus_digest(results)},
+                                "entries": results}
+    new = (manifest, tensors)
     return _report(old[0]["environment"], new[0]["environment"], compare(old, new), args)
 
 
@@ -144,9 +146,9 @@ def _report(before: dict[str, Any], after: dict[str, Any], comparisons: list[Com
     print("by dimension (cases that are not identical):")
     for dimension, rows in table.items():
         for value, counts in sorted(rows.items()):
-            changed = {v: n for v, n in counts.items() if v != "identical"}
-            if changed:
-                print(f"  {dimension:<8} {value:<28} " + ", ".join(f"{n} {v}" for v, n in changed.items()))
+            other = {v: n for v, n in counts.items() if v != "identical"}
+            if other:
+                print(f"  {dimension:<8} {value:<28} " + ", ".join(f"{n} {v}" for v, n in other.items()))
     changed = [c for c in comparisons if c.verdict != "identical"]
     if changed:
         print("changed cases:")

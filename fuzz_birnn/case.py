@@ -18,7 +18,7 @@ import math
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import torch
 from torch import nn
@@ -221,7 +221,7 @@ class Case:
         """
         if not isinstance(data, Mapping):
             raise ValueError(f"a case must be a JSON object with 'config' and 'inputs', not {type(data).__name__}")
-        parts = {}
+        parts: dict[str, Any] = {}
         for key, kind in (("config", Config), ("inputs", Inputs)):
             section = data.get(key)
             if not isinstance(section, Mapping):
@@ -234,7 +234,7 @@ class Case:
             if key == "inputs" and isinstance(values.get("lengths"), list):
                 values["lengths"] = tuple(values["lengths"])
             parts[key] = kind(**values)
-        case = cls(**parts)
+        case = cls(parts["config"], parts["inputs"])
         if not allow_large:
             check_limits(dataclasses.asdict(case.config), dataclasses.asdict(case.inputs))
         return case
@@ -310,7 +310,7 @@ def _module_template(config: Config, dtype: torch.dtype) -> nn.RNNBase:
         return module_for(dataclasses.asdict(config), dtype)
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import threading
+from typing import Any
 
 import torch
 from torch import nn
@@ -117,7 +118,8 @@ def _single_layer(module: nn.RNNBase, input_size: int) -> nn.RNNBase:
     lends it parameters for the duration of a call. One per thread, since lending is not atomic.
     """
     kind = next(cls for cls in (nn.LSTM, nn.GRU, nn.RNN) if isinstance(module, cls))
-    kwargs = {"input_size": input_size, "hidden_size": module.hidden_size, "num_layers": 1, "bias": module.bias}
+    kwargs: dict[str, Any] = {"input_size": input_size, "hidden_size": module.hidden_size, "num_layers": 1,
+                              "bias": module.bias}
     if kind is nn.LSTM:
         kwargs["proj_size"] = module.proj_size
     if kind is nn.RNN:
@@ -126,7 +128,7 @@ def _single_layer(module: nn.RNNBase, input_size: int) -> nn.RNNBase:
 
 
 @functools.lru_cache(maxsize=256)
-def _meta_module(thread: int, kind: type[nn.RNNBase], kwargs: tuple[tuple[str, object], ...]) -> nn.RNNBase:
+def _meta_module(thread: int, kind: type[nn.RNNBase], kwargs: tuple[tuple[str, Any], ...]) -> nn.RNNBase:
     return kind(**dict(kwargs), bidirectional=False, device="meta")
 
 

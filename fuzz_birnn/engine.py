@@ -507,21 +507,22 @@ def run_slice(job: Slice, capture: Any, ahead: WriteAhead, flush: Callable[[Coun
         capture.reset()
         if not failing:
             clock.generated += 1
-        failure, outcome = None, None
+        failure: CheckFailure | None = None
+        outcome: tuple[str | None, float | None] | None = None
         began = time.monotonic()
         if job.isolate:
             limit = job.hang_limit if "timeout" in job.known else spec.timeout
-            verdict = run_forked(lambda: _essentials(prop.run(candidate, case, spec.candidate, details)), limit)
-            if verdict.kind == "crashed":
-                if crash_signature("crash", f"died ({verdict.detail})") in job.known:
+            forked = run_forked(lambda: _essentials(prop.run(candidate, case, spec.candidate, details)), limit)
+            if forked.kind == "crashed":
+                if crash_signature("crash", f"died ({forked.detail})") in job.known:
                     return count(case, "known")
-                raise _InProcessFault("crash", f"died ({verdict.detail})", record, capture.read())
-            if verdict.kind == "hung":
+                raise _InProcessFault("crash", f"died ({forked.detail})", record, capture.read())
+            if forked.kind == "hung":
                 if "timeout" in job.known:
                     return count(case, "skipped", "ran past the adaptive limit after this search's known hang")
                 raise _InProcessFault("timeout", f"ran past the {spec.timeout:g}s limit", record, capture.read())
-            if verdict.kind == "passed":
-                outcome = verdict.value
+            if forked.kind == "passed":
+                outcome = forked.value
         if outcome is None:  # in-process (or again in-process, to get a forked child's failure itself)
             try:
                 with time_limit(spec.timeout):
@@ -543,6 +544,7 @@ def run_slice(job: Slice, capture: Any, ahead: WriteAhead, flush: Callable[[Coun
                 clock.first_failure = time.monotonic()
             failing[signature] = fault
             raise fault
+        assert outcome is not None
         skipped, score = outcome
         verdict = "passed" if not skipped else "unsupported" if skipped.startswith("unsupported:") else "skipped"
         count(case, verdict, _reason(skipped))

@@ -18,6 +18,7 @@ import re
 from typing import Any
 
 import torch
+from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
 from .candidates import candidate_label, fused
@@ -42,10 +43,10 @@ def gradients_of(candidate: Candidate, case: Case, dtype: torch.dtype | None = N
     built = case.build()
     module = built.module
     if dtype is not None or device is not None:
-        module = copy.deepcopy(module).to(device=device or module.weight_ih_l0.device, dtype=dtype)
+        module = copy.deepcopy(module).to(device=device or _weight(module).device, dtype=dtype)
         built = Built(module, _convert(built.input, dtype, device), _convert(built.hx, dtype, device))
     leaves: dict[str, torch.Tensor] = {name: getattr(module, name) for name in module._flat_weights_names}
-    input = built.input
+    input: torch.Tensor | PackedSequence = built.input
     if isinstance(input, PackedSequence):
         data = input.data.detach().requires_grad_()
         input, leaves["input"] = input._replace(data=data), data
@@ -55,7 +56,7 @@ def gradients_of(candidate: Candidate, case: Case, dtype: torch.dtype | None = N
     hx = built.hx
     if hx is not None:
         if isinstance(hx, tuple):
-            hx = tuple(h.detach().requires_grad_() for h in hx)
+            hx = (hx[0].detach().requires_grad_(), hx[1].detach().requires_grad_())
             leaves["h0"], leaves["c0"] = hx
         else:
             hx = hx.detach().requires_grad_()
@@ -65,8 +66,8 @@ def gradients_of(candidate: Candidate, case: Case, dtype: torch.dtype | None = N
         tensors = per_direction(result, num_layers=module.num_layers, bidirectional=module.bidirectional,
                                     batch_first=module.batch_first, unbatched=case.inputs.unbatched)
         generator = torch.Generator().manual_seed(case.inputs.seed + 1)
-        loss = sum((t * (torch.rand(t.shape, generator=generator, dtype=torch.float64) * 2 - 1)
-                    .to(t.dtype).to(t.device)).sum() for _, t in sorted(tensors.items()))
+        loss = torch.stack([(t * (torch.rand(t.shape, generator=generator, dtype=torch.float64) * 2 - 1)
+                             .to(t.dtype).to(t.device)).sum() for _, t in sorted(tensors.items())]).sum()
         names = list(leaves)
         grads = torch.autograd.grad(loss, [leaves[n] for n in names], allow_unused=True)
     return {name: (torch.zeros_like(leaves[name]) if g is None else g).detach().to("cpu", torch.float64)
@@ -79,16 +80,16 @@ def check_gradients(candidate: Candidate, case: Case, *, name: str | None = None
     __tracebackhide__ = True  # pytest shows the caller's line and the message
     label = name or candidate_label(candidate)
     reference64, reference32 = CellReference(torch.float64), CellReference(torch.float32)
-    cpu = {"device": "cpu"} if case.inputs.device != "cpu" else {}
+    cpu = "cpu" if case.inputs.device != "cpu" else None
     with backend(case.inputs):
-        truth = gradients_of(reference64, case, dtype=torch.float64, **cpu)
+        truth = gradients_of(reference64, case, dtype=torch.float64, device=cpu)
         limit = torch.finfo(case.inputs.torch_dtype).max / 16
         if any(float(g.abs().max()) > limit for g in truth.values() if g.numel()):
             return Outcome(case, {}, {}, f"a gradient exceeds the {case.inputs.dtype} range")
-        sensitivity = gradients_of(reference32, case, dtype=torch.float32, **cpu)
+        sensitivity = gradients_of(reference32, case, dtype=torch.float32, device=cpu)
         native = None
         if case.inputs.dtype in ("bfloat16", "float16"):
-            native = gradients_of(CellReference(case.inputs.torch_dtype), case, **cpu)
+            native = gradients_of(CellReference(case.inputs.torch_dtype), case, device=cpu)
         torch_grads = gradients_of(fused, case)
         tolerances = Tolerances.measure(case, truth, sensitivity, native, torch_grads)
         allowed = tolerances.fused if candidate is fused else tolerances.candidate
@@ -136,3 +137,10 @@ def _convert(value: Any, dtype: torch.dtype | None, device: str | None) -> Any:
     if isinstance(value, tuple):
         return tuple(_convert(v, dtype, device) for v in value)
     return value.to(device=device or value.device, dtype=dtype)
+
+
+def _weight(module: nn.RNNBase) -> torch.Tensor:
+    """The module's first weight, which says where (and in what dtype) it lives."""
+    weight = module.weight_ih_l0
+    assert isinstance(weight, torch.Tensor)
+    return weight

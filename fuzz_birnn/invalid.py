@@ -35,6 +35,7 @@ CLEAR_ERRORS = (ValueError, RuntimeError, TypeError, IndexError)
 def _state_shape(case: Case, which: int, change: Callable[[list[int]], list[int]]) -> Callable[..., Any]:
     def call(impl: Callable[..., Any]) -> Any:
         built = case.build()
+        assert built.hx is not None, "only cases with an initial state are given this corruption"
         states = list(built.hx) if isinstance(built.hx, tuple) else [built.hx]
         shape = change(list(states[which].shape))
         states[which] = torch.zeros(shape, dtype=states[which].dtype, device=states[which].device)
@@ -42,7 +43,7 @@ def _state_shape(case: Case, which: int, change: Callable[[list[int]], list[int]
     return call
 
 
-def _input(case: Case, change: Callable[[torch.Tensor], torch.Tensor]) -> Callable[..., Any]:
+def _input(case: Case, change: Callable[[Any], Any]) -> Callable[..., Any]:
     def call(impl: Callable[..., Any]) -> Any:
         built = case.build()
         return impl(built.module, change(built.input), built.hx)
@@ -59,7 +60,7 @@ def _hx(case: Case, change: Callable[[Any], Any]) -> Callable[..., Any]:
 def _pack(case: Case, lengths: Callable[[list[int], int], list[int]], enforce_sorted: bool) -> Callable[..., Any]:
     """Packing happens before any implementation is called, so ``impl`` plays no part."""
     def call(impl: Callable[..., Any]) -> Any:
-        steps = torch.zeros(case.inputs.seq_len, case.inputs.batch_size, case.config.input_size,
+        steps = torch.zeros(case.inputs.seq_len, case.inputs.batch_size or 1, case.config.input_size,
                             dtype=case.inputs.torch_dtype)
         bad = lengths(list(case.inputs.lengths or ()), case.inputs.seq_len)
         return pack_padded_sequence(steps, torch.tensor(bad), enforce_sorted=enforce_sorted)

@@ -97,7 +97,7 @@ def exit_reason(exitcode: int | None) -> str:
 
 def _read_until_exit(fd: int, deadline: float) -> tuple[bytes, bool]:
     """Everything the child writes, until it closes the pipe (exits); ``hung`` past ``deadline``."""
-    chunks = []
+    chunks: list[bytes] = []
     try:
         while True:
             left = deadline - time.monotonic()

@@ -8,13 +8,14 @@ with each sequence's length, and put their results back into the form the caller
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
-__all__ = ["Canonical", "canonical", "reverse_within_lengths"]
+__all__ = ["Canonical", "as_tensor", "canonical", "each_state", "reverse_within_lengths"]
 
 Hidden = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
@@ -70,13 +71,13 @@ def canonical(module: nn.RNNBase, input: torch.Tensor | PackedSequence, hx: Hidd
     if packed is not None:
         sequences, lengths = pad_packed_sequence(packed)
         form, batch_first = "packed", False
-    elif input.dim() == 2:
-        sequences, form, batch_first = input.unsqueeze(1), "unbatched", False
-    elif input.dim() == 3:
+    elif data.dim() == 2:
+        sequences, form, batch_first = data.unsqueeze(1), "unbatched", False
+    elif data.dim() == 3:
         batch_first = module.batch_first
-        sequences, form = (input.transpose(0, 1) if batch_first else input), "padded"
+        sequences, form = (data.transpose(0, 1) if batch_first else data), "padded"
     else:
-        raise ValueError(f"{name}: Expected input to be 2D or 3D, got {input.dim()}D instead")
+        raise ValueError(f"{name}: Expected input to be 2D or 3D, got {data.dim()}D instead")
     if sequences.shape[-1] != module.input_size:
         raise RuntimeError(f"input.size(-1) must be equal to input_size. Expected {module.input_size}, "
                            f"got {sequences.shape[-1]}")
@@ -119,3 +120,18 @@ def reverse_within_lengths(sequences: torch.Tensor, lengths: torch.Tensor) -> to
     source = torch.where(steps < lengths, lengths - 1 - steps, steps)  # (T, B)
     index = source.to(sequences.device).unsqueeze(2).expand_as(sequences)
     return sequences.gather(0, index)
+
+
+def each_state(hx: Hidden | None, change: Callable[[torch.Tensor], torch.Tensor]) -> Hidden | None:
+    """``change`` applied to ``h0`` (and to ``c0``: a pair stays a pair); ``None`` stays ``None``."""
+    if hx is None:
+        return None
+    if isinstance(hx, tuple):
+        return change(hx[0]), change(hx[1])
+    return change(hx)
+
+
+def as_tensor(input: torch.Tensor | PackedSequence) -> torch.Tensor:
+    """An input known to be a plain tensor (the case's form says so)."""
+    assert isinstance(input, torch.Tensor), "this case's input is a PackedSequence"
+    return input

@@ -28,13 +28,13 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 from .candidates import candidate_label
 from .case import Built, Case, backend
 from .compare import Mismatch, close_or_mismatch, max_abs_difference
 from .evaluation import evaluate
-from .layout import Canonical, canonical, reverse_within_lengths
+from .layout import Canonical, as_tensor, canonical, each_state, reverse_within_lengths
 from .outcomes import Candidate, CheckFailure, Outcome, Unsupported, unsupported
 from .standalone import per_direction
 
@@ -93,9 +93,8 @@ def _batch_independence(c: _Call, original: Tensors) -> Iterator[Pair]:
 
 def _unbatched(c: _Call, original: Tensors) -> Iterator[Pair]:
     module = c.built.module
-    hx = c.built.hx
-    hx = None if hx is None else tuple(h.unsqueeze(1) for h in hx) if isinstance(hx, tuple) else hx.unsqueeze(1)
-    got = c.run(module, c.built.input.unsqueeze(0 if module.batch_first else 1), hx)
+    hx = each_state(c.built.hx, lambda h: h.unsqueeze(1))
+    got = c.run(module, as_tensor(c.built.input).unsqueeze(0 if module.batch_first else 1), hx)
     for name in original:
         yield "the same input as a batch of one", name, original[name], got[name]
 
@@ -103,7 +102,7 @@ def _unbatched(c: _Call, original: Tensors) -> Iterator[Pair]:
 def _layout(c: _Call, original: Tensors) -> Iterator[Pair]:
     flipped = copy.deepcopy(c.built.module)
     flipped.batch_first = not flipped.batch_first
-    got = c.run(flipped, c.built.input.transpose(0, 1), c.built.hx)
+    got = c.run(flipped, as_tensor(c.built.input).transpose(0, 1), c.built.hx)
     for name in original:
         yield f"batch_first={flipped.batch_first} on the transposed input", name, original[name], got[name]
 
@@ -144,21 +143,20 @@ def _time_reversal(c: _Call, original: Tensors) -> Iterator[Pair]:
     lengths = c.call.lengths
     reversed_steps = reverse_within_lengths(c.call.sequences, lengths)
     form = c.call.form
+    follow_input: torch.Tensor | PackedSequence
     if form == "unbatched":
         follow_input = reversed_steps[:, 0]
     else:
         steps = reversed_steps.transpose(0, 1) if module.batch_first else reversed_steps
         follow_input = pack_padded_sequence(steps, lengths, batch_first=module.batch_first,
                                             enforce_sorted=c.case.inputs.enforce_sorted) if form == "packed" else steps
-    hx = c.built.hx
-    if hx is not None:
-        swap_rows = torch.arange(c.call.h0.shape[0]).view(-1, 2).flip(1).reshape(-1).to(c.call.h0.device)
-        hx = tuple(h.index_select(0, swap_rows) for h in hx) if isinstance(hx, tuple) else hx.index_select(0, swap_rows)
+    swap_rows = torch.arange(c.call.h0.shape[0]).view(-1, 2).flip(1).reshape(-1).to(c.call.h0.device)
+    hx = each_state(c.built.hx, lambda h: h.index_select(0, swap_rows))
     got = c.run(swapped, follow_input, hx, unbatched=form == "unbatched")
-    steps, batch, directions, features = got["output"].shape
-    back = reverse_within_lengths(got["output"].reshape(steps, batch, -1), lengths)
+    length, batch, directions, features = got["output"].shape
+    back = reverse_within_lengths(got["output"].reshape(length, batch, -1), lengths)
     what = "directions swapped and every sequence reversed"
-    yield what, "output", original["output"], back.reshape(steps, batch, directions, features).flip(2)
+    yield what, "output", original["output"], back.reshape(length, batch, directions, features).flip(2)
     for name in ("h_n", "c_n"):
         if name in original:
             yield what, name, original[name], got[name].flip(1)

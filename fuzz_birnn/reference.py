@@ -52,8 +52,10 @@ class CellReference:
         output, hidden = self.compute(module, input, hx)
         output = output._replace(data=output.data.to(dtype)) if isinstance(output, PackedSequence) \
             else output.to(dtype)
-        hidden = tuple(h.to(dtype) for h in hidden) if isinstance(hidden, tuple) else hidden.to(dtype)
-        return output, hidden
+        if isinstance(hidden, tuple):
+            h_n, c_n = hidden
+            return output, (h_n.to(dtype), c_n.to(dtype))
+        return output, hidden.to(dtype)
 
     def compute(self, module: nn.RNNBase, input: torch.Tensor | PackedSequence,
                 hx: Hidden | None = None) -> tuple[torch.Tensor | PackedSequence, Hidden]:
@@ -105,7 +107,7 @@ class CellReference:
         """``x W_ih^T + b_ih`` for a whole ``(T, B, F)`` sequence and every direction at once:
         the gates' input part, ``(D, T, B, G)``."""
         bias = _or_zero(w["bias_ih"])
-        return x.unsqueeze(0) @ w["weight_ih"].mT.unsqueeze(1) + (bias if isinstance(bias, float)
+        return x.unsqueeze(0) @ _given(w["weight_ih"]).mT.unsqueeze(1) + (bias if isinstance(bias, float)
                                                                   else bias.unsqueeze(1))
 
     def cell(self, mode: str, gi: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None,
@@ -113,8 +115,8 @@ class CellReference:
         """One time step of every direction: ``(h', c')`` from the step's input projection ``gi``
         (``(D, B, G)``, see :meth:`input_projection`) and the state ``(h, c)`` (``(D, B, H)``).
         Weights are stacked over directions: ``weight_hh`` is ``(D, G, H)``, biases ``(D, 1, G)``."""
-        bias = w["bias_hh"]
-        gh = torch.bmm(h, w["weight_hh"].mT) if bias is None else torch.baddbmm(bias, h, w["weight_hh"].mT)
+        bias, weight_hh = w["bias_hh"], _given(w["weight_hh"])
+        gh = torch.bmm(h, weight_hh.mT) if bias is None else torch.baddbmm(bias, h, weight_hh.mT)
         if mode == "RNN_TANH":
             return torch.tanh(gi + gh), None
         if mode == "RNN_RELU":
@@ -175,3 +177,9 @@ def _as(tensor: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
 
 def _or_zero(bias: torch.Tensor | None) -> torch.Tensor | float:
     return 0.0 if bias is None else bias
+
+
+def _given(weight: torch.Tensor | None) -> torch.Tensor:
+    """A weight every module has (only biases and projections may be absent)."""
+    assert weight is not None
+    return weight

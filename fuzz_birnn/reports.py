@@ -246,7 +246,7 @@ def _tensors(case: Case, ref: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
     tensors = {f"parameters/{k}": v.detach().cpu() for k, v in built.module.state_dict().items()}
     tensors.update({f"expected/{k}": v for k, v in ref.items()})
     x = built.input
-    if case.inputs.packed:
+    if isinstance(x, torch.nn.utils.rnn.PackedSequence):
         x, _ = torch.nn.utils.rnn.pad_packed_sequence(x, batch_first=case.config.batch_first,
                                                       total_length=case.inputs.seq_len)  # caller's order
         tensors["lengths"] = torch.tensor(case.inputs.lengths)

@@ -70,7 +70,8 @@ def cpu_backend(device: str, onednn: bool) -> Iterator[None]:
     """Run the enclosed code with oneDNN on or off (on the CPU; other devices keep it as it is),
     then restore it."""
     previous = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = onednn if device == "cpu" else previous
+    # torch declares the flag as its descriptor type (ContextProp); assigning a bool is how it is set
+    torch.backends.mkldnn.enabled = onednn if device == "cpu" else previous  # type: ignore[assignment]
     try:
         yield
     finally:

@@ -101,7 +101,7 @@ min_seq_len, max_seq_len, min_batch, max_batch
     """
 
     def define() -> st.SearchStrategy[Case]:
-        chosen_devices = tuple(available_devices()) if devices is None else tuple(devices)
+        chosen_devices = available_devices() if devices is None else devices
         bounds = {"layers": (min_layers, max_layers), "input_size": (min_input_size, max_input_size),
                   "hidden_size": (min_hidden_size, max_hidden_size), "seq_len": (min_seq_len, max_seq_len),
                   "batch": (min_batch, max_batch)}
@@ -229,9 +229,9 @@ def _validate(*, modes: Choices[str], forms: Choices[str], dtypes: Choices[str],
                 raise InvalidArgument(f"{name}={value!r} must be an integer >= 1")
         if low > high:
             raise InvalidArgument(f"{lowest}={low} is larger than {highest}={high}")
-    for name, value in flags.items():
-        if value is not None and not isinstance(value, bool):
-            raise InvalidArgument(f"{name}={value!r} must be True, False or None (draw both)")
+    for name, flag in flags.items():
+        if flag is not None and not isinstance(flag, bool):
+            raise InvalidArgument(f"{name}={flag!r} must be True, False or None (draw both)")
     if (not isinstance(devices, st.SearchStrategy) and not isinstance(dtypes, st.SearchStrategy)
             and set(devices) == {"mps"} and set(dtypes) == {"float64"}):
         raise InvalidArgument(f"dtypes={list(dtypes)} leaves nothing to draw on device 'mps' (no float64 on MPS)")

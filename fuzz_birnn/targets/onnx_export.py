@@ -61,8 +61,9 @@ def _export(module: torch.nn.RNNBase, x: torch.Tensor, hx: Any, *, dynamo: bool)
     try:
         with warnings.catch_warnings(), open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
             warnings.simplefilter("ignore")
-            program = torch.onnx.export(module, arguments(x, hx), target, dynamo=dynamo, verbose=False,
-                                        input_names=input_names(hx))
+            # torch types ``f`` as a path; the TorchScript exporter writes to a file object as well
+            program = torch.onnx.export(module, arguments(x, hx), target,  # type: ignore[arg-type]
+                                        dynamo=dynamo, verbose=False, input_names=input_names(hx))
     except errors.UnsupportedOperatorError as refusal:
         raise Unsupported(f"torch.onnx ({'dynamo' if dynamo else 'torchscript'}): {_first(refusal)}") from refusal
     except errors.OnnxExporterError as error:

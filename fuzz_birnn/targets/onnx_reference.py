@@ -20,6 +20,7 @@ __all__ = ["onnx_reference"]
 
 
 def _run(module: torch.nn.RNNBase, x: torch.Tensor, hx: Any) -> Any:
+    import numpy
     from onnx.reference import ReferenceEvaluator
 
     evaluator = ReferenceEvaluator(onnx_model(module, x, hx, exporter="dynamo"))
@@ -28,7 +29,7 @@ def _run(module: torch.nn.RNNBase, x: torch.Tensor, hx: Any) -> Any:
         feeds = {name: t.detach().cpu().numpy() for name, t in zip(input_names(hx), flat, strict=True)}
     except TypeError as refusal:  # NumPy has no bfloat16
         raise Unsupported(f"onnx.reference takes NumPy arrays: {refusal}") from refusal
-    results = [torch.from_numpy(r.copy()) for r in evaluator.run(None, feeds)]
+    results = [torch.from_numpy(numpy.array(r)) for r in evaluator.run(None, feeds)]  # copies: writable
     return results[0], (results[1] if len(results) == 2 else tuple(results[1:]))
 
 

@@ -40,9 +40,9 @@ def run_onnx(module: torch.nn.RNNBase, x: torch.Tensor, hx: Any, *, exporter: st
     except ort_state.NotImplemented as refusal:
         raise Unsupported(f"onnxruntime: {_said(refusal)}") from refusal
     except ort_state.RuntimeException as error:
-        said = _said(error)
-        if _NO_KERNEL.search(said):
-            raise Unsupported(f"onnxruntime: {_NO_KERNEL.search(said).group(0)}") from error
+        no_kernel = _NO_KERNEL.search(_said(error))
+        if no_kernel:
+            raise Unsupported(f"onnxruntime: {no_kernel.group(0)}") from error
         raise
     tensors = [_tensor(value) for value in results]
     return tensors[0], (tensors[1] if len(tensors) == 2 else tuple(tensors[1:]))

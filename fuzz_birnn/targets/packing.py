@@ -32,7 +32,7 @@ def by_length_groups(run_padded: Padded, module: torch.nn.RNNBase, packed: Packe
     for length in sorted(set(lengths.tolist()), reverse=True):
         members = (lengths == length).nonzero().flatten()
         x = padded.index_select(batch_dim, members).narrow(1 - batch_dim, 0, length)
-        h = None if hx is None else _states(hx, lambda s, members=members: s.index_select(1, members))
+        h = None if hx is None else _states(hx, _select(members))
         output, hidden = run_padded(module, x, h)
         if full is None:  # shaped, typed and placed as the target returns them
             full = output.new_zeros((*padded.shape[:2], output.shape[-1]))
@@ -49,8 +49,13 @@ def by_length_groups(run_padded: Padded, module: torch.nn.RNNBase, packed: Packe
     order = packed.sorted_indices if packed.sorted_indices is not None else torch.arange(len(lengths))
     repacked = pack_padded_sequence(full.index_select(batch_dim, order.to(full.device)), lengths[order],
                                     batch_first=module.batch_first, enforce_sorted=True)
-    output = PackedSequence(repacked.data, repacked.batch_sizes, packed.sorted_indices, packed.unsorted_indices)
-    return output, (tuple(states) if len(states) == 2 else states[0])
+    result = PackedSequence(repacked.data, repacked.batch_sizes, packed.sorted_indices, packed.unsorted_indices)
+    return result, (tuple(states) if len(states) == 2 else states[0])
+
+
+def _select(members: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A state's columns of the sequences ``members`` (its batch is dimension 1)."""
+    return lambda state: state.index_select(1, members)
 
 
 def _states(hx: Any, change: Callable[[torch.Tensor], torch.Tensor]) -> Any:
