@@ -154,6 +154,7 @@ def _cases(draw: st.DrawFn, *, modes: st.SearchStrategy[str], bidirectional: boo
         lengths = tuple(sorted(drawn, reverse=True) if form == "packed_sorted" else drawn)
 
     device = draw(devices)
+    given_state = _flag(draw, initial_state)  # drawn in this order since the first release: seeds repeat
     dtype = draw(dtypes)
     if device == "mps" and dtype == "float64":
         reject()  # MPS has no float64
@@ -164,7 +165,7 @@ def _cases(draw: st.DrawFn, *, modes: st.SearchStrategy[str], bidirectional: boo
         lengths=lengths,
         enforce_sorted=form != "packed_unsorted",
         unbatched=form == "unbatched",
-        initial_state=_flag(draw, initial_state),
+        initial_state=given_state,
         dtype=dtype,
         device=device,
         onednn=_flag(draw, onednn, simplest=True) if device == "cpu" else True,
