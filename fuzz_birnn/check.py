@@ -73,11 +73,12 @@ def _verdict(actual: Any, evaluation: Evaluation, allowed: dict[str, float], cas
              label: str, prop: str) -> Outcome:
     __tracebackhide__ = True  # pytest shows the caller's line and the message
     mismatch = check_structure(actual, evaluation.fused_result, case)
-    if mismatch is None:
-        values = tensors_of(actual, case)
-        mismatch = compare_values(values, evaluation.ref, allowed)
     if mismatch is not None:
         raise CheckFailure(mismatch, case, label, prop)
+    values = tensors_of(actual, case)
+    mismatch = compare_values(values, evaluation.ref, allowed)
+    if mismatch is not None:
+        raise CheckFailure(mismatch, case, label, prop, actual=values)
     errors = {k: max_abs_difference(values[k], evaluation.ref[k]) for k in evaluation.ref}
     return Outcome(case, errors, allowed)
 

@@ -1,4 +1,5 @@
-"""``fuzz-birnn run`` and ``fuzz-birnn replay``.
+"""``fuzz-birnn run`` and ``fuzz-birnn replay`` (``baseline``, ``show`` and ``explain`` are added by
+:mod:`~fuzz_birnn.baseline_commands` and :mod:`~fuzz_birnn.page_commands`).
 
 Exit status: 0 when nothing failed, 1 when a failure was found (run) or still fails (replay),
 2 for a usage or configuration error (one line on stderr, no traceback), 130 on Ctrl-C.
@@ -141,6 +142,10 @@ def _run(args: argparse.Namespace) -> int:
 
         write_junit(Path(args.junit_xml), record, reports)
     print_summary(record, reports)
+    if args.html:
+        from .page_commands import write_run_pages
+
+        print(f"run page: {write_run_pages(record, reports)}")
     return record["exit_code"]
 
 
@@ -316,6 +321,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--database", metavar="DIR|redis://HOST:PORT|none",
                      help="Hypothesis example database: a rerun first replays what failed before "
                           "(default REPORTS/.hypothesis; a Redis URL shares it between machines)")
+    run.add_argument("--html", action="store_true",
+                     help="also write REPORTS/index.html (what the run covered, every finding) and a page per report")
     run.add_argument("--junit-xml", metavar="PATH",
                      help="also write the run as JUnit XML: a test case per search, a failure per fault")
     run.add_argument("--shard", type=shard, metavar="K/N",
@@ -363,9 +370,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="lift the size limits on a report's case (sizes, steps, batch, layers, total cost)")
     replay.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
 
-    from .baseline_commands import add_parsers
+    from . import baseline_commands, page_commands
 
-    add_parsers(commands, UsageError)
+    baseline_commands.add_parsers(commands, UsageError)
+    page_commands.add_parsers(commands, UsageError)
     return parser
 
 

@@ -75,6 +75,7 @@ class Finding:
     summary: str
     shrink: str
     cost: int
+    diagnosis: str | None = None  # which catalogued mistake the result is (fuzz_birnn.diagnosis)
 
 
 def plan_searches(candidate: str | None, properties: list[str], modes: list[str], strategy: dict[str, Any],
@@ -538,7 +539,7 @@ def run_slice(job: Slice, capture: Any, ahead: WriteAhead, flush: Callable[[Coun
                 return count(case, "known")
             count(case, "failed")
             fault = _fault_type(signature)(failure.mismatch, failure.case, failure.candidate, failure.prop,
-                                           failure.details)
+                                           failure.details, failure.actual)
             fault.signature, fault.output = signature, capture.read()
             if not failing:
                 clock.first_failure = time.monotonic()
@@ -599,7 +600,7 @@ def _essentials(outcome: Any) -> tuple[str | None, float | None]:
 
 def _write(failure: Any, spec: SearchSpec, shrink: str) -> Finding:
     from .reports import write_report
-    from .repro_support import case_cost
+    from .repro_support import case_cost, read_json
 
     signature = getattr(failure, "signature", None)
     if signature is None:
@@ -610,8 +611,9 @@ def _write(failure: Any, spec: SearchSpec, shrink: str) -> Finding:
                                extra={"signature": signature, "shrink": shrink},
                                output=getattr(failure, "output", ""))
     case = failure.case.to_dict()
+    diagnosis = (read_json(folder / "case.json").get("diagnosis") or {}).get("summary")
     return Finding(signature, spec.prop, spec.mode, str(folder), new, str(failure).splitlines()[0], shrink,
-                   case_cost(case["config"], case["inputs"])["elements"])
+                   case_cost(case["config"], case["inputs"])["elements"], diagnosis)
 
 
 def _reduce_or_say_why(worker_id: int, job: Reduce, capture: Any, ahead: WriteAhead) -> ReductionEnded:

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from .case import Case
 from .compare import Mismatch
 from .reproducer import reproducer
@@ -38,16 +40,19 @@ class Unsupported(Exception):
 class CheckFailure(AssertionError):
     """A property that does not hold: ``mismatch`` says where and how, ``prop`` which property
     (``agreement``, ``fused-vs-reference``, ``relation:NAME``, ``gradients``, ``backends`` or
-    ``invalid-calls``), ``details`` what else it takes to replay it."""
+    ``invalid-calls``), ``details`` what else it takes to replay it; ``actual``, where values were
+    compared, is the result per direction (float64, see :func:`~fuzz_birnn.compare.tensors_of`),
+    for the report's pictures and its diagnosis."""
 
     def __init__(self, mismatch: Mismatch, case: Case, candidate: str, prop: str = "agreement",
-                 details: dict[str, Any] | None = None) -> None:
+                 details: dict[str, Any] | None = None, actual: dict[str, torch.Tensor] | None = None) -> None:
         super().__init__(f"{mismatch.message} [{case.describe()}]")
         self.mismatch = mismatch
         self.case = case
         self.candidate = candidate
         self.prop = prop
         self.details = details or {}
+        self.actual = actual
         self.add_note(reproducer(case, candidate, prop, self.details))
 
 

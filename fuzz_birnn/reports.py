@@ -26,9 +26,10 @@ import hypothesis
 import torch
 
 from . import __version__
-from .candidates import CandidateError, validate_spec
+from .candidates import CandidateError, load_candidate, validate_spec
 from .case import Case
 from .compare import Mismatch
+from .diagnosis import diagnose
 from .evaluation import evaluate
 from .outcomes import CheckFailure
 from .repro_support import ReportRefused, load_tensors, read_json, save_tensors, tensor_file_limit
@@ -45,6 +46,8 @@ _REPRO = Path(__file__).with_name("repro_script.py")
 _SUPPORT = (Path(__file__).with_name("repro_support.py"), Path(__file__).with_name("standalone.py"))
 #: The files every report of the current schema holds.
 REPORT_FILES = ("case.json", "repro.py", "repro_support.py", "standalone.py", "summary.md", "tensors.safetensors")
+#: The properties whose failing reports are diagnosed (they compare values with the reference).
+DIAGNOSED = ("agreement", "fused-vs-reference")
 #: What the candidate printed while checking the case (bounded; only when it printed anything).
 OUTPUT_FILE = "output.txt"
 
@@ -87,11 +90,16 @@ def write_report(failure: CheckFailure, directory: Path, *, origin: str | None =
     allowed = {} if evaluation is None or not ref else (
         evaluation.tolerances.fused if candidate == "fused" else evaluation.tolerances.candidate)
     ident = case_key(candidate, failure.prop, case, failure.details)
+    if (directory / ident).exists():
+        return directory / ident, False  # written before: no need to diagnose it again
+    actual = failure.actual if ref and failure.prop in DIAGNOSED else None
+    diagnosis = None if actual is None else diagnose(case, actual, allowed, _callable(candidate),
+                                                        is_torch=candidate == "fused").to_dict()
     return _assemble(directory, ident, case, ref, {
         "kind": "check", "candidate": candidate, "property": failure.prop, "details": failure.details,
-        "origin": origin, "mismatch": asdict(failure.mismatch), "tolerances": allowed,
+        "origin": origin, "mismatch": asdict(failure.mismatch), "tolerances": allowed, "diagnosis": diagnosis,
         "summary": f"{failure.mismatch.message} [{case.describe()}]", "output": bool(output), **(extra or {})},
-        output)
+        output, actual=actual)
 
 
 def write_crash(record: dict[str, Any], message: str, directory: Path, *, kind: str,
@@ -121,8 +129,17 @@ def write_drift(case: Case, message: str, directory: Path, *, details: dict[str,
     return folder
 
 
+def _callable(candidate: str) -> Any:
+    """The candidate, to confirm a diagnosis on more cases; ``None`` where it cannot be loaded here."""
+    try:
+        return load_candidate(candidate)
+    except CandidateError:
+        return None
+
+
 def _assemble(directory: Path, ident: str, case: Case, ref: dict[str, torch.Tensor],
-              fields: dict[str, Any], output: str = "") -> tuple[Path, bool]:
+              fields: dict[str, Any], output: str = "", *, actual: dict[str, torch.Tensor] | None = None,
+              ) -> tuple[Path, bool]:
     """Build the report in a hidden folder, then rename it into place (atomic; first one wins)."""
     final = directory / ident
     if final.exists():
@@ -134,7 +151,7 @@ def _assemble(directory: Path, ident: str, case: Case, ref: dict[str, torch.Tens
                     "environment": _environment(),
                     "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
         (staging / "case.json").write_text(json.dumps(document, indent=2) + "\n")
-        save_tensors(staging / "tensors.safetensors", _tensors(case, ref))
+        save_tensors(staging / "tensors.safetensors", _tensors(case, ref, actual))
         shutil.copyfile(_REPRO, staging / "repro.py")
         for support in _SUPPORT:
             shutil.copyfile(support, staging / support.name)
@@ -239,12 +256,15 @@ def _corruptions() -> list[str]:
     return list(CORRUPTIONS)
 
 
-def _tensors(case: Case, ref: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The exact call as plain tensors (the padded input before packing), and the reference,
-    under flat names (``parameters/weight_ih_l0``, ``expected/output``, ``input``, ``h0``...)."""
+def _tensors(case: Case, ref: dict[str, torch.Tensor],
+             actual: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
+    """The exact call as plain tensors (the padded input before packing), the reference and the
+    candidate's result (per direction, float64), under flat names (``parameters/weight_ih_l0``,
+    ``expected/output``, ``actual/h_n``, ``input``, ``h0``...)."""
     built = case.build()
     tensors = {f"parameters/{k}": v.detach().cpu() for k, v in built.module.state_dict().items()}
     tensors.update({f"expected/{k}": v for k, v in ref.items()})
+    tensors.update({f"actual/{k}": v.contiguous() for k, v in (actual or {}).items()})
     x = built.input
     if isinstance(x, torch.nn.utils.rnn.PackedSequence):
         x, _ = torch.nn.utils.rnn.pad_packed_sequence(x, batch_first=case.config.batch_first,
@@ -280,6 +300,7 @@ def _markdown(document: dict[str, Any]) -> str:
             f"- **Case**: {case.describe()}\n"
             f"- **{'First divergence' if compared else 'What happened'}**: {where}\n"
             f"- **Error**: {mismatch['message']}\n"
+            + (f"- **Diagnosis**: {document['diagnosis']['summary']}\n" if document.get("diagnosis") else "")
             + (f"- **Fault signature**: {document['signature']}\n" if document.get("signature") else "")
             + (f"- **Shrinking**: {document['shrink']}\n" if document.get("shrink") else "")
             + (f"- **Candidate output**: `{OUTPUT_FILE}`\n" if document.get("output") else "")

@@ -26,7 +26,9 @@ within a version:
     what the candidate takes and does right, measured in this run.
 ``findings``
     one per distinct fault (:mod:`fuzz_birnn.signature`): ``signature``; ``smallest`` (the report
-    whose case is smallest, its ``summary`` and how its ``shrink`` ended); ``reports`` (every
+    whose case is smallest, its ``summary``, how its ``shrink`` ended and its ``diagnosis``: which
+    catalogued mistake reproduces it, or why none is named; ``null`` where values were not
+    compared); ``reports`` (every
     report id of this fault, one per search that found it); ``seen_in`` (``property``, ``mode``,
     ``report``, ``new``: false when that report existed before this run).
 ``errors``, ``notes``
@@ -120,7 +122,8 @@ def _group(findings: list[Any]) -> list[dict[str, Any]]:
         smallest = min(members, key=lambda f: (f.cost, f.folder))
         grouped.append({
             "signature": signature,
-            "smallest": {"report": Path(smallest.folder).name, "summary": smallest.summary, "shrink": smallest.shrink},
+            "smallest": {"report": Path(smallest.folder).name, "summary": smallest.summary, "shrink": smallest.shrink,
+                         "diagnosis": smallest.diagnosis},
             "reports": sorted({Path(f.folder).name for f in members}),
             "seen_in": [{"property": f.prop, "mode": f.mode, "report": Path(f.folder).name, "new": f.new}
                         for f in members],
@@ -183,6 +186,8 @@ def print_summary(record: dict[str, Any], reports: Path) -> None:
             print(f"     smallest: {reports / smallest['report']}"
                   + ("" if any(s["new"] for s in finding["seen_in"]) else " (already reported)"))
             print(f"       {smallest['summary']}")
+            if smallest.get("diagnosis"):
+                print(f"     diagnosis: {smallest['diagnosis']}")
             if not smallest["shrink"].startswith("complete"):
                 print(f"       ({smallest['shrink']})")
             places = collections.defaultdict(list)

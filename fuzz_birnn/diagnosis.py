@@ -1,0 +1,135 @@
+"""Which mistake a failing result is: the catalogue's variants run on the case, named when they reproduce it.
+
+A failing agreement check says *where* a candidate diverges; :func:`diagnose` says *which* mistake
+it makes. Every catalogued mistake (:mod:`fuzz_birnn.mistakes`) that can show on the case is run
+on a float64 copy of the call, and those whose result matches the candidate's within the same
+tolerance the check used are the candidates for a name. A name is only worth giving if it is
+right, so a match must also hold on other cases: when the candidate itself can be run,
+:func:`diagnose` draws up to ``siblings`` more cases of the same configuration (other values,
+same shapes), and a mistake survives only if it reproduces the candidate on every one on which the
+candidate fails. Nothing survives: "none of the catalogued mistakes"; more than one survives (two
+mistakes that coincide on this configuration): all are named, as indistinguishable here.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.nn.utils.rnn import PackedSequence
+
+from .case import Case, backend
+from .compare import check_structure, compare_values, tensors_of
+from .layout import Hidden, each_state
+from .mistakes import CATALOGUE, Mistake, Tensors, applicable
+
+__all__ = ["Diagnosis", "diagnose"]
+
+_BY_NAME = {mistake.name: mistake for mistake in CATALOGUE}
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """``names``: the catalogued mistakes that reproduce the result (none, one, or several that
+    coincide here); ``tried``: how many could show on the case; ``confirmed_on``: on how many more
+    failing cases the names were confirmed."""
+
+    names: tuple[str, ...]
+    tried: int
+    confirmed_on: int = 0
+
+    def describe(self) -> str:
+        """One sentence for a summary: ``behaves like a stack whose ...``, or why nothing is named."""
+        if not self.names:
+            return (f"none of the {self.tried} catalogued mistakes that can show on this case reproduces "
+                    "the result")
+        first, *others = (_BY_NAME[name].behaviour for name in self.names)
+        sentence = f"behaves like a stack {first}"
+        if others:
+            sentence += "; on this configuration also indistinguishable from a stack " + "; or one ".join(others)
+        where = f"this case and {self.confirmed_on} more" if self.confirmed_on else "this case"
+        return f"{sentence} (reproduced within tolerance on {where})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"names": list(self.names), "tried": self.tried, "confirmed_on": self.confirmed_on,
+                "summary": self.describe()}
+
+
+def diagnose(case: Case, actual: Tensors, allowed: dict[str, float],
+             candidate: Callable[..., Any] | None = None, *, siblings: int = 3, is_torch: bool = False) -> Diagnosis:
+    """Name the catalogued mistakes that reproduce ``actual`` (the candidate's per-direction result
+    on ``case``, float64) within ``allowed``; confirm them on ``siblings`` more cases when
+    ``candidate`` is given (see the module docstring). ``is_torch``: the candidate is torch's fused
+    module, held to its own allowance."""
+    tried = list(applicable(case))
+    matches = [m for m in tried if _reproduces(m, case, actual, allowed)]
+    confirmed = 0
+    if candidate is not None and matches:
+        for sibling in _siblings(case, siblings):
+            failing = _failing_result(candidate, sibling, is_torch)
+            if failing is None:
+                continue  # the candidate is right on it, or cannot be compared: it says nothing
+            result, sibling_allowed = failing
+            matches = [m for m in matches if _reproduces(m, sibling, result, sibling_allowed)]
+            confirmed += 1
+            if not matches:
+                break
+    return Diagnosis(tuple(m.name for m in matches), len(tried), confirmed if matches else 0)
+
+
+def _reproduces(mistake: Mistake, case: Case, actual: Tensors, allowed: dict[str, float]) -> bool:
+    try:
+        module, input, hx = _float64_call(case)
+        with torch.no_grad():
+            mistaken = mistake.run(module, input, hx, case)
+    except Exception:  # a mistake that cannot be made on this call is not this candidate's
+        return False
+    if set(mistaken) != set(actual) or any(mistaken[k].shape != actual[k].shape for k in actual):
+        return False
+    return compare_values(actual, mistaken, allowed) is None
+
+
+def _float64_call(case: Case) -> tuple[torch.nn.RNNBase, torch.Tensor | PackedSequence, Hidden | None]:
+    """The case's call, exactly, in float64 on the CPU (its values are already rounded to its dtype)."""
+    built = case.build()
+    module = copy.deepcopy(built.module).to(device="cpu", dtype=torch.float64)
+    x = built.input
+    if isinstance(x, PackedSequence):
+        x = x._replace(data=x.data.to("cpu", torch.float64))
+    else:
+        x = x.to("cpu", torch.float64)
+    return module, x, each_state(built.hx, lambda h: h.to("cpu", torch.float64))
+
+
+def _siblings(case: Case, count: int) -> list[Case]:
+    """The same configuration and shapes with other values."""
+    return [dataclasses.replace(case, inputs=dataclasses.replace(case.inputs, seed=(case.inputs.seed + k) % 2**32))
+            for k in range(1, count + 1)]
+
+
+def _failing_result(candidate: Callable[..., Any], case: Case,
+                    is_torch: bool) -> tuple[Tensors, dict[str, float]] | None:
+    """The candidate's result on ``case`` and the allowance, if its values are wrong there."""
+    from .evaluation import evaluate
+    from .outcomes import CheckFailure
+
+    try:
+        evaluation = evaluate(case)
+        if evaluation.skipped:
+            return None
+        built = case.build()
+        with backend(case.inputs), torch.no_grad():
+            result = candidate(built.module, built.input, built.hx)
+        if check_structure(result, evaluation.fused_result, case) is not None:
+            return None
+        values = tensors_of(result, case)
+    except (Exception, CheckFailure):
+        return None
+    allowed = evaluation.tolerances.fused if is_torch else evaluation.tolerances.candidate
+    if compare_values(values, evaluation.ref, allowed) is None:
+        return None
+    return values, allowed

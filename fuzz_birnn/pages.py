@@ -1,0 +1,262 @@
+"""Self-contained HTML pages: a report's (``show``), a configuration's (``explain``), a run's (``run --html``).
+
+Each page is one file with its pictures inline (:mod:`fuzz_birnn.pictures`) and its style in a
+``<style>`` element: nothing is fetched and nothing runs, so a page opens from a bug tracker or
+a CI artifact as it is.
+
+A report's heat maps come from the tensors it stores (``expected/*``, the float64 reference, and
+``actual/*``, the candidate's result, both per direction); a report written before results were
+stored is rerun when the user names the candidate (or it is a built-in), else the page says how.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .case import Case
+from .pictures import Fault, heatmap_svg, stack_svg
+
+__all__ = ["explain_page", "report_page", "run_page", "write_page"]
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 76rem; color: #222; padding: 0 1rem; }
+h1 { font-size: 1.45rem; } h2 { font-size: 1.15rem; margin-top: 2rem; border-bottom: 1px solid #ddd; }
+code, pre { font-family: ui-monospace, monospace; font-size: 0.9em; }
+pre { background: #f5f5f5; padding: 0.6rem; overflow-x: auto; }
+table { border-collapse: collapse; } td, th { padding: 0.2rem 0.8rem 0.2rem 0; text-align: left; vertical-align: top; }
+.diagnosis { background: #fff6e0; border-left: 4px solid #d08a00; padding: 0.6rem 0.9rem; }
+.none { background: #f0f0f0; border-left-color: #999; }
+.figure { overflow-x: auto; margin: 0.6rem 0; }
+.bar { background: #5b7bb4; height: 0.9rem; display: inline-block; vertical-align: middle; }
+.muted { color: #666; }
+"""
+
+
+def write_page(path: Path, page: str) -> Path:
+    """Write ``page`` whole or not at all (a temporary file renamed into place)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(page, encoding="utf-8")
+    temporary.replace(path)
+    return path
+
+
+def _page(title: str, body: str) -> str:
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<style>{_STYLE}</style></head>\n<body>\n{body}\n</body></html>\n")
+
+
+# -- a configuration -------------------------------------------------------------------------------
+
+
+def explain_page(case: Case) -> str:
+    """The drawing of ``case``'s stack, with the shapes a decomposition has to get right."""
+    c, i = case.config, case.inputs
+    directions = c.num_directions
+    rows = c.num_layers * directions
+    out = c.output_size
+    batch = "" if i.unbatched else ", B"
+    shapes = [("input", "(T, B, input_size)" if not c.batch_first or i.unbatched else "(B, T, input_size)"),
+              ("h0, h_n", f"({rows}{batch}, {out}): row layer * {directions} + direction"),
+              ("output", f"(T{batch}, {directions * out})" + (": [forward, reverse] features" if directions == 2
+                                                               else ""))]
+    if c.mode == "LSTM":
+        shapes.insert(2, ("c0, c_n", f"({rows}{batch}, {c.hidden_size})"))
+    if i.unbatched:
+        shapes = [(name, shape.replace("(T, B, ", "(T, ").replace(", B,", ",")) for name, shape in shapes]
+    table = "".join(f"<tr><th>{html.escape(n)}</th><td><code>{html.escape(s)}</code></td></tr>" for n, s in shapes)
+    body = (f"<h1>{html.escape(c.describe())}</h1>"
+            f"<p class=muted>{html.escape(case.describe())}</p>"
+            "<h2>The stack</h2>"
+            f'<div class="figure">{_stack(case, None)}</div>'
+            "<h2>Shapes</h2>"
+            f"<table>{table}</table>"
+            "<h2>What a decomposition must do</h2><ul>"
+            "<li>Layer <i>l</i>, direction <i>d</i> starts from row <code>l * num_directions + d</code> of "
+            "<code>h0</code> (and <code>c0</code>) and writes its final state to the same row of "
+            "<code>h_n</code> (and <code>c_n</code>).</li>"
+            "<li>The reverse direction reads the sequence from its last step to its first (for a packed batch, "
+            "from each sequence's own last step) and its output at step <i>t</i> belongs at time <i>t</i>: put "
+            "it back in forward time order before anything else reads it.</li>"
+            "<li>Layer <i>l</i> + 1 reads <code>[forward, reverse]</code> outputs of layer <i>l</i>, "
+            "concatenated feature-wise at each time step.</li></ul>")
+    return _page(f"fuzz-birnn explain: {c.describe()}", body)
+
+
+def _stack(case: Case, fault: Fault | None) -> str:
+    c, i = case.config, case.inputs
+    return stack_svg(mode=c.mode, num_layers=c.num_layers, bidirectional=c.bidirectional,
+                     input_size=c.input_size, hidden_size=c.hidden_size, proj_size=c.proj_size, bias=c.bias,
+                     seq_len=i.seq_len, form="packed" if i.packed else i.form, fault=fault)
+
+
+# -- a report ----------------------------------------------------------------------------------------
+
+
+def report_page(folder: Path, document: Mapping[str, Any], tensors: Mapping[str, torch.Tensor],
+                rerun: Callable[[], dict[str, torch.Tensor]] | None = None) -> str:
+    """A report's page: the case in words, its diagnosis, its stack with the first faulty cell
+    marked, and heat maps of ``|error| / tolerance``. ``document`` is the loaded report;
+    ``rerun`` gives the candidate's per-direction result where the report stores none."""
+    case: Case = document["case"]
+    mismatch = document["mismatch"]
+    expected = _under(tensors, "expected")
+    actual = _under(tensors, "actual")
+    note = ""
+    if expected and not actual and document["kind"] == "check":
+        if rerun is not None:
+            actual = rerun()
+        else:
+            note = ("<p class=muted>This report stores no result of its candidate (it was written before "
+                    "reports did): <code>fuzz-birnn show --candidate MODULE:ATTR</code> reruns it for the heat "
+                    "maps.</p>")
+    fault = None
+    if mismatch.get("layer") is not None and mismatch.get("direction") is not None:
+        fault = Fault(mismatch["layer"], 1 if mismatch["direction"] == "reverse" else 0, mismatch.get("time_step"))
+    diagnosis = document.get("diagnosis")
+    if diagnosis is None and actual and expected and document["kind"] == "check":
+        from .diagnosis import diagnose
+
+        diagnosis = diagnose(case, actual, document["tolerances"]).to_dict()
+    parts = [f"<h1>fuzz-birnn report <code>{html.escape(document['id'])}</code></h1>",
+             f"<p>{html.escape(_what_failed(document))}</p>",
+             "<h2>The case</h2>", _case_table(case, document)]
+    if diagnosis:
+        named = bool(diagnosis.get("names"))
+        parts += ["<h2>Diagnosis</h2>",
+                  f'<p class="diagnosis{"" if named else " none"}">{html.escape(diagnosis["summary"])}</p>']
+    parts += ["<h2>The stack</h2>", f'<div class="figure">{_stack(case, fault)}</div>']
+    if actual and expected:
+        parts += ["<h2>Where it is wrong</h2>",
+                  "<p class=muted>|candidate - reference| / tolerance, the worst feature of each cell; the "
+                  "reference is the float64 cell equations on the case's own weights and inputs.</p>"]
+        parts += [f'<div class="figure">{svg}</div>'
+                  for svg in _heatmaps(case, expected, actual, document["tolerances"])]
+    parts.append(note)
+    parts += ["<h2>Reproduce</h2>",
+              f"<pre>python {html.escape(str(folder / 'repro.py'))}\n"
+              f"fuzz-birnn replay {html.escape(str(folder))}</pre>",
+              f"<p class=muted>Found with torch {html.escape(str(document['environment'].get('torch')))}, "
+              f"{html.escape(str(document.get('created', '')))}; {html.escape(str(document.get('origin') or ''))}.</p>"]
+    return _page(f"fuzz-birnn report {document['id']}", "\n".join(parts))
+
+
+def _what_failed(document: Mapping[str, Any]) -> str:
+    kind = "" if document["kind"] == "check" else f"{document['kind']}: "
+    return f"{document['candidate']} ({document['property']}): {kind}{document['mismatch']['message']}"
+
+
+def _case_table(case: Case, document: Mapping[str, Any]) -> str:
+    rows = [("in words", case.describe()), ("candidate", document["candidate"]), ("property", document["property"])]
+    if document.get("signature"):
+        rows.append(("fault signature", document["signature"]))
+    if document.get("shrink"):
+        rows.append(("shrinking", document["shrink"]))
+    config = ", ".join(f"{k}={v}" for k, v in case.to_dict()["config"].items())
+    inputs = ", ".join(f"{k}={v}" for k, v in case.to_dict()["inputs"].items())
+    rows += [("config", config), ("inputs", inputs)]
+    return "<table>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+                               for k, v in rows) + "</table>"
+
+
+def _under(tensors: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {key.split("/", 1)[1]: value.to(torch.float64) for key, value in tensors.items()
+            if key.startswith(prefix + "/")}
+
+
+def _heatmaps(case: Case, expected: dict[str, torch.Tensor], actual: dict[str, torch.Tensor],
+              tolerances: Mapping[str, float]) -> list[str]:
+    maps = []
+    c, i = case.config, case.inputs
+    lengths = list(i.lengths) if i.packed and i.lengths else None
+    direction_names = ["fwd", "rev"][: c.num_directions]
+    if "output" in expected and "output" in actual and actual["output"].shape == expected["output"].shape:
+        ratio = _ratio(actual["output"], expected["output"], tolerances.get("output", 0.0))  # (T, B, D)
+        steps, batch, directions = ratio.shape
+        rows, grid = [], []
+        for d in range(directions):
+            for b in range(batch):
+                rows.append(f"L{c.num_layers - 1} {direction_names[d]}" + (f" b{b}" if batch > 1 else ""))
+                grid.append([None if lengths is not None and t >= lengths[b] else float(ratio[t, b, d])
+                             for t in range(steps)])
+        maps.append(heatmap_svg("output: the last layer, by time step", grid, rows, [str(t) for t in range(steps)],
+                                column_title="time step"))
+    for name in ("h_n", "c_n"):
+        if name in expected and name in actual and actual[name].shape == expected[name].shape:
+            ratio = _ratio(actual[name], expected[name], tolerances.get(name, 0.0))  # (L, D, B)
+            layers, directions, batch = ratio.shape
+            rows = [f"L{layer} {direction_names[d]}" for layer in range(layers) for d in range(directions)]
+            grid = [[float(ratio[layer, d, b]) for b in range(batch)] for layer in range(layers)
+                    for d in range(directions)]
+            maps.append(heatmap_svg(f"{name}: every layer and direction, by sequence in the batch", grid, rows,
+                                    [str(b) for b in range(batch)], column_title="batch index"))
+    return maps
+
+
+def _ratio(actual: torch.Tensor, expected: torch.Tensor, tolerance: float) -> torch.Tensor:
+    """``|actual - expected| / tolerance``, the worst feature of each cell (NaN stays NaN)."""
+    error = (actual - expected).abs()
+    worst = error.amax(dim=-1)
+    worst = torch.where(error.isnan().any(dim=-1), torch.full_like(worst, math.nan), worst)
+    return worst / tolerance if tolerance > 0 else torch.where(worst > 0, math.inf, 0.0)
+
+
+# -- a run -------------------------------------------------------------------------------------------
+
+
+def run_page(record: Mapping[str, Any]) -> str:
+    """What a run covered (cases per property, mode, dtype, form and backend), what it did not compare
+    and why, and every finding with a link to its report's page (``ID/report.html``)."""
+    cases = record["cases"]
+    options = record["options"]
+    what = f"candidate {options['candidate']}" if options.get("candidate") else "torch's own recurrent modules"
+    parts = [f"<h1>fuzz-birnn run: {html.escape(what)}</h1>",
+             f"<p>{cases['total']} cases in {record['seconds']:.0f} s, seed {options.get('seed')}; torch "
+             f"{html.escape(str(record['environment'].get('torch')))}; exit status {record['exit_code']}.</p>"]
+    findings = record["findings"]
+    parts.append(f"<h2>Findings ({len(findings)})</h2>")
+    if not findings:
+        parts.append("<p>No failures.</p>")
+    for number, finding in enumerate(findings, 1):
+        smallest = finding["smallest"]
+        link = f"{smallest['report']}/report.html"
+        parts.append(f"<h3>{number}. {html.escape(finding['signature'])}</h3>"
+                     f"<p><a href=\"{html.escape(link)}\">{html.escape(smallest['report'])}</a>: "
+                     f"{html.escape(smallest['summary'])}</p>")
+        if smallest.get("diagnosis"):
+            parts.append(f'<p class="diagnosis">{html.escape(smallest["diagnosis"])}</p>')
+        others = [r for r in finding["reports"] if r != smallest["report"]]
+        if others:
+            parts.append("<p class=muted>Also: " + ", ".join(
+                f'<a href="{html.escape(r)}/report.html">{html.escape(r)}</a>' for r in others) + "</p>")
+    parts.append("<h2>What was covered</h2>")
+    for dimension in ("property", "mode", "dtype", "form", "backend"):
+        counts = cases["by_dimension"].get(dimension, {})
+        parts.append(f"<h3>{dimension}</h3>" + _bars(counts))
+    not_compared = record["not_compared"]
+    parts.append(f"<h2>Not compared ({sum(not_compared.values())})</h2>")
+    if not_compared:
+        parts.append("<table>" + "".join(f"<tr><td>{n}</td><td>{html.escape(reason)}</td></tr>"
+                                         for reason, n in not_compared.items()) + "</table>")
+    else:
+        parts.append("<p>Every case drawn was compared.</p>")
+    for title, lines in (("Errors", record["errors"]), ("Notes", record["notes"])):
+        if lines:
+            parts.append(f"<h2>{title}</h2><pre>" + html.escape("\n".join(lines)) + "</pre>")
+    return _page(f"fuzz-birnn run: {what}", "\n".join(parts))
+
+
+def _bars(counts: Mapping[str, int]) -> str:
+    if not counts:
+        return "<p class=muted>none</p>"
+    most = max(counts.values()) or 1
+    return "<table>" + "".join(
+        f'<tr><td>{html.escape(value)}</td><td><span class="bar" style="width:{max(1, round(24 * n / most))}rem" '
+        f'title="{n} cases"></span> {n}</td></tr>' for value, n in counts.items()) + "</table>"
