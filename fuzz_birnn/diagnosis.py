@@ -65,8 +65,12 @@ def diagnose(case: Case, actual: Tensors, allowed: dict[str, float],
     on ``case``, float64) within ``allowed``; confirm them on ``siblings`` more cases when
     ``candidate`` is given (see the module docstring). ``is_torch``: the candidate is torch's fused
     module, held to its own allowance."""
-    tried = list(applicable(case))
-    matches = [m for m in tried if _reproduces(m, case, actual, allowed)]
+    right = _correct(case)
+    results = {m: result for m in applicable(case) if (result := _mistaken(m, case)) is not None}
+    # a mistake that does not change this case's result (a swap of equal halves, a state of
+    # zeros read from the wrong row) could be named for a correct result: it is not tried
+    tried = [m for m, result in results.items() if not _close(right, result, allowed)]
+    matches = [m for m in tried if _close(actual, results[m], allowed)]
     confirmed = 0
     if candidate is not None and matches:
         for sibling in _siblings(case, siblings):
@@ -82,15 +86,32 @@ def diagnose(case: Case, actual: Tensors, allowed: dict[str, float],
 
 
 def _reproduces(mistake: Mistake, case: Case, actual: Tensors, allowed: dict[str, float]) -> bool:
-    try:
-        module, input, hx = _float64_call(case)
-        with torch.no_grad():
-            mistaken = mistake.run(module, input, hx, case)
-    except Exception:  # a mistake that cannot be made on this call is not this candidate's
-        return False
+    mistaken = _mistaken(mistake, case)
+    return mistaken is not None and _close(actual, mistaken, allowed)
+
+
+def _close(actual: Tensors, mistaken: Tensors, allowed: dict[str, float]) -> bool:
     if set(mistaken) != set(actual) or any(mistaken[k].shape != actual[k].shape for k in actual):
         return False
     return compare_values(actual, mistaken, allowed) is None
+
+
+def _mistaken(mistake: Mistake, case: Case) -> Tensors | None:
+    """The mistake's result on the case, or ``None`` where it cannot be made on this call."""
+    try:
+        module, input, hx = _float64_call(case)
+        with torch.no_grad():
+            return mistake.run(module, input, hx, case)
+    except Exception:
+        return None
+
+
+def _correct(case: Case) -> Tensors:
+    from .mistakes import correct
+
+    module, input, hx = _float64_call(case)
+    with torch.no_grad():
+        return correct(module, input, hx, case)
 
 
 def _float64_call(case: Case) -> tuple[torch.nn.RNNBase, torch.Tensor | PackedSequence, Hidden | None]:

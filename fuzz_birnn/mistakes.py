@@ -35,7 +35,7 @@ from .layout import Canonical, Hidden, canonical
 from .reference import CellReference
 from .standalone import per_direction
 
-__all__ = ["CATALOGUE", "Mistake", "Tensors"]
+__all__ = ["CATALOGUE", "Mistake", "Tensors", "applicable", "correct"]
 
 #: Per-direction float64 tensors by name (``output``, ``h_n``, ``c_n``).
 Tensors = dict[str, torch.Tensor]
@@ -65,7 +65,8 @@ def _tensors(result: object, case: Case, module: nn.RNNBase) -> Tensors:
         batch_first=module.batch_first, unbatched=case.inputs.unbatched).items()}
 
 
-def _correct(module: nn.RNNBase, input: object, hx: Hidden | None, case: Case) -> Tensors:
+def correct(module: nn.RNNBase, input: object, hx: Hidden | None, case: Case) -> Tensors:
+    """The right result, per direction, in float64: what every mistake is a change of."""
     return _tensors(_REFERENCE.compute(module, input, hx), case, module)  # type: ignore[arg-type]
 
 
@@ -84,7 +85,7 @@ def on_weights(move: Callable[[nn.RNNBase], None]) -> Run:
         moved = copy.deepcopy(module)
         with torch.no_grad():
             move(moved)
-        return _correct(moved, input, hx, case)
+        return correct(moved, input, hx, case)
     return run
 
 
@@ -98,15 +99,15 @@ def on_state(move: Callable[[torch.Tensor, nn.RNNBase], torch.Tensor], *, which:
         else:
             assert hx is not None
             moved = move(hx, module)
-        return _correct(module, input, moved, case)
+        return correct(module, input, moved, case)
     return run
 
 
 def on_result(move: Callable[[Tensors, nn.RNNBase, Canonical], Tensors]) -> Run:
     """The correct result, rearranged by ``move`` (given the call in canonical form)."""
     def run(module: nn.RNNBase, input: object, hx: Hidden | None, case: Case) -> Tensors:
-        correct = _correct(module, input, hx, case)
-        return move(correct, module, canonical(module, input, hx))  # type: ignore[arg-type]
+        right = correct(module, input, hx, case)
+        return move(right, module, canonical(module, input, hx))  # type: ignore[arg-type]
     return run
 
 
@@ -230,7 +231,7 @@ def _zeros(rows: torch.Tensor, module: nn.RNNBase) -> torch.Tensor:
 
 def _h0_c0_swapped(module: nn.RNNBase, input: object, hx: Hidden | None, case: Case) -> Tensors:
     assert isinstance(hx, tuple)
-    return _correct(module, input, (hx[1], hx[0]), case)
+    return correct(module, input, (hx[1], hx[0]), case)
 
 
 def _output_halves_swapped(result: Tensors, module: nn.RNNBase, call: Canonical) -> Tensors:

@@ -71,6 +71,8 @@ def explain_page(case: Case) -> str:
         shapes.insert(2, ("c0, c_n", f"({rows}{batch}, {c.hidden_size})"))
     if i.unbatched:
         shapes = [(name, shape.replace("(T, B, ", "(T, ").replace(", B,", ",")) for name, shape in shapes]
+    if i.packed:
+        shapes[0] = ("input", "a PackedSequence of B sequences of input_size features; output a PackedSequence too")
     table = "".join(f"<tr><th>{html.escape(n)}</th><td><code>{html.escape(s)}</code></td></tr>" for n, s in shapes)
     body = (f"<h1>{html.escape(c.describe())}</h1>"
             f"<p class=muted>{html.escape(case.describe())}</p>"

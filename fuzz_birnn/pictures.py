@@ -43,7 +43,7 @@ def stack_svg(*, mode: str, num_layers: int, bidirectional: bool, input_size: in
     directions = 2 if bidirectional else 1
     out = proj_size or hidden_size
     cell_w, cell_h, gap_x, gap_y = 250, 128, 78, 26
-    left, top = 150, 64
+    left, top = 166, 64
     width = left + num_layers * (cell_w + gap_x) + 150
     height = top + directions * (cell_h + gap_y) + 96
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
@@ -51,12 +51,12 @@ def stack_svg(*, mode: str, num_layers: int, bidirectional: bool, input_size: in
              '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" '
              'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#444"/></marker></defs>']
     steps = "T" if form == "packed" else str(seq_len)
-    shape = {"unbatched": f"({steps}, {input_size})", "packed": f"PackedSequence, {input_size} features"}.get(
+    shape = {"unbatched": f"({steps}, {input_size})", "packed": f"packed, {input_size} features"}.get(
         form, f"({steps}, B, {input_size})")
     middle = top + (directions * (cell_h + gap_y) - gap_y) / 2
-    parts.append(_box(10, middle - 30, 112, 60, "#eef3fb", "#5b7bb4"))
-    parts.append(_text(66, middle - 8, "input x", bold=True, anchor="middle"))
-    parts.append(_text(66, middle + 10, shape, anchor="middle", size=10))
+    parts.append(_box(8, middle - 30, 128, 60, "#eef3fb", "#5b7bb4"))
+    parts.append(_text(72, middle - 8, "input x", bold=True, anchor="middle"))
+    parts.append(_text(72, middle + 10, shape, anchor="middle", size=10))
     parts.append(_text(left, 24, f"{_module_name(mode)}: {num_layers} layer(s), "
                                  f"{'bidirectional' if bidirectional else 'one direction'}, "
                                  f"hidden_size={hidden_size}" + (f", proj_size={proj_size}" if proj_size else ""),
@@ -73,7 +73,7 @@ def stack_svg(*, mode: str, num_layers: int, bidirectional: bool, input_size: in
                                directions=directions, features=features, out=out, bias=bias,
                                proj=proj_size > 0, seq_len=seq_len, packed=form == "packed",
                                fault=fault if faulty else None))
-            source_x = 122 if layer == 0 else x - gap_x + 40
+            source_x = 136 if layer == 0 else x - gap_x + 40
             parts.append(_arrow(source_x, middle, x, y + cell_h / 2))
         join_x = x + cell_w + 40
         parts.append(_box(join_x - 34, middle - 22, 68, 44, "#f7f7f7", "#777"))
@@ -138,9 +138,9 @@ def _cell(x: float, y: float, w: float, h: float, *, mode: str, layer: int, dire
     start, end = (first_x, last_x) if direction == 0 else (last_x, first_x)
     parts.append(_arrow(start, arrow_y, end, arrow_y))
     order = "t = 0 … T-1" if direction == 0 else "t = T-1 … 0"
-    if packed and direction:
-        order += ", from each sequence's own last step"
     parts.append(_text(x + w - 8, y + 17, order, anchor="end", size=10))
+    if packed and direction:
+        parts.append(_text(x + 8, y + 78, "each sequence from its own last step", size=9, colour="#555"))
     return "\n".join(parts)
 
 

@@ -1,0 +1,107 @@
+"""Diagnosis names the mistake a planted bug makes, on its shrunk case, and names nothing for a correct
+result or for a mistake the catalogue does not hold."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import assume, find, given, settings
+from hypothesis import strategies as st
+
+from examples.seed_decomposition import seed_decomposition
+from fuzz_birnn import Case, CheckFailure, Config, Inputs, check, decomposed, fused, reference
+from fuzz_birnn.diagnosis import diagnose
+from fuzz_birnn.evaluation import evaluate
+from fuzz_birnn.mistakes import CATALOGUE
+from fuzz_birnn.strategies import cases
+
+from . import contract_bugs, planted
+from .searching import SEARCH, fails
+
+#: Each planted bug of a catalogued kind, the cases that can show it, and the name it must get.
+NAMED = [
+    ("seed (the thread's own code)", seed_decomposition, {"modes": ["RNN_TANH", "RNN_RELU"], "forms": ["padded"]},
+     "seed-missing-re-reversal"),
+    ("seed (planted)", planted.seed_missing_re_reversal, {}, "seed-missing-re-reversal"),
+    ("h0 direction-major", planted.h0_direction_major, {}, "h0-rows-direction-major"),
+    ("packed reverse from the padded end", planted.packed_reverse_from_padded_end, {},
+     "packed-reverse-from-padded-end"),
+    ("GRU b_hn outside the reset gate", planted.gru_bias_outside_reset, {"modes": ["GRU"]}, "gru-b_hn-outside-reset"),
+    ("h_n in sorted order", contract_bugs.h_n_left_in_sorted_order, {}, "h_n-left-in-sorted-order"),
+    ("output halves swapped", contract_bugs.output_directions_swapped, {}, "output-halves-swapped"),
+    ("reverse h_n from the last step", contract_bugs.reverse_h_n_from_last_output_step, {},
+     "reverse-h_n-from-last-step"),
+    ("initial state ignored", contract_bugs.initial_state_ignored, {}, "initial-state-ignored"),
+    ("c_n direction-major", contract_bugs.c_n_direction_major, {"modes": ["LSTM"]}, "c_n-rows-direction-major"),
+    ("reverse reads the forward h0", planted.reverse_reads_forward_h0, {}, "reverse-starts-from-forward-h0"),
+]
+
+
+def _diagnosed(candidate, case):
+    with pytest.raises(CheckFailure) as raised:
+        check(candidate, case)
+    evaluation = evaluate(case)
+    return diagnose(case, raised.value.actual, evaluation.tolerances.candidate, candidate)
+
+
+@pytest.mark.parametrize(("bug", "narrowing", "name"), [row[1:] for row in NAMED], ids=[row[0] for row in NAMED])
+def test_a_planted_bug_is_named_on_its_shrunk_case(bug, narrowing, name):
+    case = find(cases(**narrowing), fails(lambda c: check(bug, c)), settings=SEARCH)
+    diagnosis = _diagnosed(bug, case)
+    assert name in diagnosis.names, (case.describe(), diagnosis)
+    assert diagnosis.confirmed_on > 0  # ... and it held on more failing cases than the one shrunk to
+
+
+def _shifted_reverse(module, input, hx=None):
+    """Not in the catalogue: the reverse half of the output one time step late."""
+    output, hidden = module(input, hx)
+    if output.dim() != 3 or not module.bidirectional or module.batch_first:
+        return output, hidden
+    half = output.shape[-1] // 2
+    late = torch.cat([output[:1, :, half:], output[:-1, :, half:]])
+    return torch.cat([output[..., :half], late], dim=-1), hidden
+
+
+def _scaled(module, input, hx=None):
+    """Not in the catalogue: every value 1% too large (a wrong constant)."""
+    output, hidden = module(input, hx)
+    return output * 1.01, tuple(h * 1.01 for h in hidden) if isinstance(hidden, tuple) else hidden * 1.01
+
+
+@pytest.mark.parametrize("bug", [_shifted_reverse, _scaled], ids=["reverse half one step late", "scaled by 1.01"])
+def test_a_mistake_outside_the_catalogue_is_named_nothing(bug):
+    case = find(cases(forms=["padded"], batch_first=False), fails(lambda c: check(bug, c)), settings=SEARCH)
+    diagnosis = _diagnosed(bug, case)
+    assert diagnosis.names == () and "none of the" in diagnosis.describe()
+
+
+@settings(max_examples=40, deadline=None)
+@given(case=cases(bidirectional=None), candidate=st.sampled_from([fused, decomposed, reference]))
+def test_a_correct_result_is_named_nothing(case, candidate):
+    evaluation = evaluate(case)
+    assume(evaluation.skipped is None)
+    built = case.build()
+    from fuzz_birnn.case import backend
+    from fuzz_birnn.compare import tensors_of
+
+    with backend(case.inputs), torch.no_grad():
+        actual = tensors_of(candidate(built.module, built.input, built.hx), case)
+    assert diagnose(case, actual, evaluation.tolerances.candidate).names == ()
+
+
+def test_every_mistake_changes_some_case():
+    """A mistake that never shows would be dead weight, and untested."""
+    big = Case(Config(mode="LSTM", input_size=3, hidden_size=4, num_layers=3, bias=True, proj_size=2),
+               Inputs(seq_len=5, batch_size=3, packed=True, lengths=(5, 2, 4), enforce_sorted=False,
+                      initial_state=True))
+    variants = [big, Case(Config(mode="LSTM", input_size=3, hidden_size=4, num_layers=3, bias=True),
+                          big.inputs),
+                Case(Config(mode="GRU", input_size=3, hidden_size=4, num_layers=3, bias=True), big.inputs),
+                Case(Config(mode="RNN_RELU", input_size=3, hidden_size=4, num_layers=3, bias=True), big.inputs)]
+    from fuzz_birnn.diagnosis import _close, _correct, _mistaken
+
+    for mistake in CATALOGUE:
+        shown = [c for c in variants if mistake.applies(c)
+                 and (m := _mistaken(mistake, c)) is not None
+                 and not _close(_correct(c), m, evaluate(c).tolerances.candidate)]
+        assert shown, mistake.name

@@ -1,0 +1,157 @@
+"""The pages: ``show``, ``explain`` and ``run --html`` write self-contained HTML whose pictures are
+well-formed at every size, say what is wrong without colour, and render in a real browser."""
+
+from __future__ import annotations
+
+import re
+import struct
+import subprocess
+import sys
+import tempfile
+import xml.etree.ElementTree as ET
+import zlib
+from pathlib import Path
+
+import pytest
+
+from examples.seed_decomposition import seed_decomposition
+from fuzz_birnn import Case, CheckFailure, Config, Inputs, check
+from fuzz_birnn.cli import main
+from fuzz_birnn.page_commands import find_browser
+from fuzz_birnn.pages import explain_page
+from fuzz_birnn.reports import write_report
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED_CASE = Case(Config(num_layers=2), Inputs(seq_len=2))
+
+
+@pytest.fixture(scope="module")
+def seed_report(tmp_path_factory) -> Path:
+    with pytest.raises(CheckFailure) as raised:
+        check(seed_decomposition, SEED_CASE, name="examples.seed_decomposition:seed_decomposition")
+    folder, _ = write_report(raised.value, tmp_path_factory.mktemp("reports"))
+    return folder
+
+
+def svgs(page: str) -> list[ET.Element]:
+    """Every inline SVG of a page, parsed (a malformed one raises)."""
+    return [ET.fromstring(svg) for svg in re.findall(r"<svg .*?</svg>", page, flags=re.DOTALL)]
+
+
+def assert_self_contained(page: str) -> None:
+    assert "<script" not in page.lower()
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page), "the page fetches something"
+
+
+def test_the_seed_report_page_names_the_missing_re_reversal(seed_report, capsys):
+    assert main(["show", str(seed_report)]) == 0
+    page = (seed_report / "report.html").read_text()
+    assert_self_contained(page)
+    assert "not put back in forward time order before it is fed to the next layer" in page
+    assert "not put back in forward time order" in (seed_report / "summary.md").read_text()
+    pictures = svgs(page)
+    assert len(pictures) == 3  # the stack, output and h_n heat maps
+    # without colour: every cell says its value, and the wrong ones carry a cross
+    titles = [t.text for svg in pictures[1:] for t in svg.iter("{http://www.w3.org/2000/svg}title")]
+    assert any("(wrong)" in t for t in titles) and any("(wrong)" not in t for t in titles)
+    assert "first divergence (layer 1, forward direction, time step 0)" in page
+
+
+@pytest.mark.parametrize("case", [
+    Case(Config(bidirectional=False), Inputs()),
+    Case(Config(mode="LSTM", input_size=8, hidden_size=8, num_layers=4, bias=True, proj_size=7, batch_first=True),
+         Inputs(seq_len=8, batch_size=8, packed=True, lengths=(8, 1, 5, 8, 2, 3, 7, 4), enforce_sorted=False,
+                initial_state=True)),
+    Case(Config(mode="GRU", num_layers=3), Inputs(seq_len=300, batch_size=None, unbatched=True)),
+], ids=["one layer, one direction", "the largest generated stack", "a long replayed sequence"])
+def test_explain_draws_every_size(case):
+    page = explain_page(case)
+    assert_self_contained(page)
+    [stack] = svgs(page)
+    width = float(stack.get("width"))
+    assert 400 < width < 2000
+    texts = " ".join(t.text or "" for t in stack.iter("{http://www.w3.org/2000/svg}text"))
+    for layer in range(case.config.num_layers):
+        assert f"layer {layer}, forward" in texts
+        assert (f"layer {layer}, reverse" in texts) == case.config.bidirectional
+    rows = case.config.num_layers * case.config.num_directions
+    assert f"h0[{rows - 1}]" in texts
+
+
+def test_explain_from_the_command_line(tmp_path, capsys):
+    out = tmp_path / "stack.html"
+    assert main(["explain", "--mode", "lstm", "--layers", "3", "--proj-size", "2", "--form", "packed",
+                 "--out", str(out)]) == 0
+    assert "weight_hr_l2_reverse" in out.read_text()
+    assert main(["explain", "--mode", "gru", "--proj-size", "2", "--out", str(out)]) == 2
+    assert "proj_size=2 is only valid for LSTM" in capsys.readouterr().err
+
+
+def test_run_html_links_every_finding_to_its_page(tmp_path):
+    reports = tmp_path / "reports"
+    done = subprocess.run([sys.executable, "-m", "fuzz_birnn", "run", "--candidate",
+                           "examples.seed_decomposition:seed_decomposition", "--modes", "rnn_tanh",
+                           "--no-packed", "--no-unbatched", "--properties", "agreement", "--dtypes", "float64",
+                           "--max-examples", "300", "--seed", "1", "--workers", "1", "--html",
+                           "--reports", str(reports)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "diagnosis: behaves like a stack whose backward output is not put back" in done.stdout
+    index = (reports / "index.html").read_text()
+    assert_self_contained(index)
+    links = re.findall(r'href="([0-9a-f]{12}/report.html)"', index)
+    assert links and all((reports / link).exists() for link in links)
+    assert "What was covered" in index and "RNN_TANH" in index
+
+
+# -- in a real browser --------------------------------------------------------------------------------
+
+
+def non_blank(png: Path) -> bool:
+    """Whether a PNG shows anything: its pixel rows (unfiltered or not) are far from one colour."""
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    chunks, at = [], 8
+    while at < len(data):
+        length, kind = struct.unpack(">I4s", data[at:at + 8])
+        chunks.append((kind, data[at + 8:at + 8 + length]))
+        at += 12 + length
+    raw = zlib.decompress(b"".join(body for kind, body in chunks if kind == b"IDAT"))
+    return len(set(raw)) > 32 and sum(1 for b in raw if b not in (0, 255)) > len(raw) // 200
+
+
+def render(page: Path, png: Path) -> str:
+    """Screenshot ``page``; returns what the browser logged, console messages included."""
+    browser = find_browser()
+    with tempfile.TemporaryDirectory() as profile:
+        done = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={profile}",
+                               "--enable-logging=stderr", "--v=0", "--window-size=1280,1600",
+                               f"--screenshot={png}", page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and png.exists(), done.stderr[-2000:]
+    return done.stderr
+
+
+def console_errors(log: str) -> list[str]:
+    return [line for line in log.splitlines() if "CONSOLE" in line or "Uncaught" in line
+            or "Failed to load resource" in line]
+
+
+@pytest.mark.skipif(find_browser() is None, reason="no Chromium here: apt-get install chromium")
+def test_the_pages_render_in_a_headless_browser(seed_report, tmp_path):
+    main(["show", str(seed_report)])
+    main(["explain", "--out", str(tmp_path / "explain.html")])
+    for page in (seed_report / "report.html", tmp_path / "explain.html"):
+        png = tmp_path / f"{page.stem}.png"
+        log = render(page, png)
+        assert non_blank(png), f"{page} rendered blank"
+        assert console_errors(log) == [], console_errors(log)
+
+
+@pytest.mark.skipif(find_browser() is None, reason="no Chromium here: apt-get install chromium")
+def test_the_browser_checks_catch_a_blank_page_and_a_console_error(tmp_path):
+    blank = tmp_path / "blank.html"
+    blank.write_text("<!DOCTYPE html><html><body></body></html>")
+    render(blank, tmp_path / "blank.png")
+    assert not non_blank(tmp_path / "blank.png")
+    broken = tmp_path / "broken.html"
+    broken.write_text("<!DOCTYPE html><html><body><p>text</p><script>undefined_function()</script></body></html>")
+    assert console_errors(render(broken, tmp_path / "broken.png"))
