@@ -75,7 +75,8 @@ class Finding:
     summary: str
     shrink: str
     cost: int
-    diagnosis: str | None = None  # which catalogued mistake the result is (fuzz_birnn.diagnosis)
+    #: which catalogued mistake the result is (:class:`fuzz_birnn.diagnosis.Diagnosis` as a dict)
+    diagnosis: dict[str, Any] | None = None
 
 
 def plan_searches(candidate: str | None, properties: list[str], modes: list[str], strategy: dict[str, Any],
@@ -611,7 +612,7 @@ def _write(failure: Any, spec: SearchSpec, shrink: str) -> Finding:
                                extra={"signature": signature, "shrink": shrink},
                                output=getattr(failure, "output", ""))
     case = failure.case.to_dict()
-    diagnosis = (read_json(folder / "case.json").get("diagnosis") or {}).get("summary")
+    diagnosis = read_json(folder / "case.json").get("diagnosis")
     return Finding(signature, spec.prop, spec.mode, str(folder), new, str(failure).splitlines()[0], shrink,
                    case_cost(case["config"], case["inputs"])["elements"], diagnosis)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -92,11 +92,29 @@ def explain_page(case: Case) -> str:
     return _page(f"fuzz-birnn explain: {c.describe()}", body)
 
 
-def _stack(case: Case, fault: Fault | None) -> str:
+#: Mistakes that sit in a join between layers: which joins (``inner``: those feeding a next layer;
+#: ``last``: the output's), and what to say there.
+_JOINS = {
+    "seed-missing-re-reversal": ("inner", "the reverse half must be back in forward time order here"),
+    "next-layer-halves-swapped": ("inner", "the next layer must get [forward, reverse] here"),
+    "next-layer-forward-only": ("inner", "the next layer must get both directions here"),
+    "output-halves-swapped": ("last", "the output must be [forward, reverse]"),
+}
+
+
+def _stack(case: Case, fault: Fault | None, mistakes: Sequence[str] = ()) -> str:
     c, i = case.config, case.inputs
+    joins: list[int] = []
+    said = []
+    for name in mistakes:
+        if name in _JOINS:
+            which, words = _JOINS[name]
+            joins += list(range(c.num_layers - 1)) if which == "inner" else [c.num_layers - 1]
+            said.append(words)
     return stack_svg(mode=c.mode, num_layers=c.num_layers, bidirectional=c.bidirectional,
                      input_size=c.input_size, hidden_size=c.hidden_size, proj_size=c.proj_size, bias=c.bias,
-                     seq_len=i.seq_len, form="packed" if i.packed else i.form, fault=fault)
+                     seq_len=i.seq_len, form="packed" if i.packed else i.form, fault=fault,
+                     suspect_joins=joins, suspect="; ".join(said))
 
 
 # -- a report ----------------------------------------------------------------------------------------
@@ -134,7 +152,8 @@ def report_page(folder: Path, document: Mapping[str, Any], tensors: Mapping[str,
         named = bool(diagnosis.get("names"))
         parts += ["<h2>Diagnosis</h2>",
                   f'<p class="diagnosis{"" if named else " none"}">{html.escape(diagnosis["summary"])}</p>']
-    parts += ["<h2>The stack</h2>", f'<div class="figure">{_stack(case, fault)}</div>']
+    mistakes = (diagnosis or {}).get("names", [])
+    parts += ["<h2>The stack</h2>", f'<div class="figure">{_stack(case, fault, mistakes)}</div>']
     if actual and expected:
         parts += ["<h2>Where it is wrong</h2>",
                   "<p class=muted>|candidate - reference| / tolerance, the worst feature of each cell; the "
@@ -238,6 +257,9 @@ def run_page(record: Mapping[str, Any]) -> str:
         if others:
             parts.append("<p class=muted>Also: " + ", ".join(
                 f'<a href="{html.escape(r)}/report.html">{html.escape(r)}</a>' for r in others) + "</p>")
+    from .runrecord import same_mistake
+
+    parts += [f'<p class="diagnosis">{html.escape(line)}</p>' for line in same_mistake(list(findings))]
     parts.append("<h2>What was covered</h2>")
     for dimension in ("property", "mode", "dtype", "form", "backend"):
         counts = cases["by_dimension"].get(dimension, {})

@@ -38,8 +38,9 @@ class Fault:
 
 def stack_svg(*, mode: str, num_layers: int, bidirectional: bool, input_size: int, hidden_size: int,
               proj_size: int = 0, bias: bool = True, seq_len: int = 4, form: str = "padded",
-              fault: Fault | None = None) -> str:
-    """The stack of one configuration, layer by layer and direction by direction."""
+              fault: Fault | None = None, suspect_joins: Sequence[int] = (), suspect: str = "") -> str:
+    """The stack of one configuration, layer by layer and direction by direction; the joins after
+    the layers in ``suspect_joins`` are marked as where the diagnosed mistake (``suspect``) sits."""
     directions = 2 if bidirectional else 1
     out = proj_size or hidden_size
     cell_w, cell_h, gap_x, gap_y = 250, 128, 78, 26
@@ -76,7 +77,10 @@ def stack_svg(*, mode: str, num_layers: int, bidirectional: bool, input_size: in
             source_x = 136 if layer == 0 else x - gap_x + 40
             parts.append(_arrow(source_x, middle, x, y + cell_h / 2))
         join_x = x + cell_w + 40
-        parts.append(_box(join_x - 34, middle - 22, 68, 44, "#f7f7f7", "#777"))
+        marked = layer in suspect_joins
+        parts.append(_box(join_x - 34, middle - 22, 68, 44, "#fff6e0" if marked else "#f7f7f7",
+                          "#d08a00" if marked else "#777", width=3 if marked else 1.2,
+                          title=f"the diagnosis: {suspect}" if marked else None))
         parts.append(_text(join_x, middle - 4, "concat" if directions == 2 else "output", anchor="middle",
                            size=11, bold=True))
         parts.append(_text(join_x, middle + 11, f"[{', '.join(['fwd', 'rev'][:directions])}]", anchor="middle",
@@ -94,6 +98,9 @@ def stack_svg(*, mode: str, num_layers: int, bidirectional: bool, input_size: in
     parts.append(_text(left, legend_y, "→ steps t = 0 … T-1 (forward);  ← steps t = T-1 … 0 (reverse). "
                                        "The next layer gets both directions' outputs side by side at each t.",
                        size=11))
+    if suspect_joins:
+        parts.append(_text(left, legend_y - 18, f"Orange: where the diagnosed mistake sits: {suspect}.", size=11,
+                           colour="#8a5a00"))
     if fault is not None:
         parts.append(_text(left, legend_y + 18, f"Red: the {html.escape(fault.label)} (layer {fault.layer}, "
                                                 f"{'reverse' if fault.direction else 'forward'} direction"

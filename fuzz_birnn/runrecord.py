@@ -26,9 +26,9 @@ within a version:
     what the candidate takes and does right, measured in this run.
 ``findings``
     one per distinct fault (:mod:`fuzz_birnn.signature`): ``signature``; ``smallest`` (the report
-    whose case is smallest, its ``summary``, how its ``shrink`` ended and its ``diagnosis``: which
-    catalogued mistake reproduces it, or why none is named; ``null`` where values were not
-    compared); ``reports`` (every
+    whose case is smallest, its ``summary``, how its ``shrink`` ended, its ``diagnosis``: which
+    catalogued mistake reproduces it, or why none is named, ``null`` where values were not
+    compared, and the ``mistakes`` named); ``reports`` (every
     report id of this fault, one per search that found it); ``seen_in`` (``property``, ``mode``,
     ``report``, ``new``: false when that report existed before this run).
 ``errors``, ``notes``
@@ -123,12 +123,30 @@ def _group(findings: list[Any]) -> list[dict[str, Any]]:
         grouped.append({
             "signature": signature,
             "smallest": {"report": Path(smallest.folder).name, "summary": smallest.summary, "shrink": smallest.shrink,
-                         "diagnosis": smallest.diagnosis},
+                         "diagnosis": (smallest.diagnosis or {}).get("summary"),
+                         "mistakes": (smallest.diagnosis or {}).get("names", [])},
             "reports": sorted({Path(f.folder).name for f in members}),
             "seen_in": [{"property": f.prop, "mode": f.mode, "report": Path(f.folder).name, "new": f.new}
                         for f in members],
         })
     return grouped
+
+
+def same_mistake(findings: list[dict[str, Any]]) -> list[str]:
+    """A line for each set of findings that the diagnosis says make one mistake: faults with
+    different signatures (a relu that hides half the pattern) that are likely one bug."""
+    by_mistakes: dict[tuple[str, ...], list[int]] = {}
+    for number, finding in enumerate(findings, 1):
+        names = tuple(finding["smallest"].get("mistakes") or ())
+        if names:
+            by_mistakes.setdefault(names, []).append(number)
+    lines = []
+    for names, numbers in by_mistakes.items():
+        if len(numbers) > 1:
+            which = f"all {len(numbers)} findings" if len(numbers) == len(findings) else \
+                "findings " + ", ".join(map(str, numbers[:-1])) + f" and {numbers[-1]}"
+            lines.append(f"{which} behave like the same catalogued mistake ({' or '.join(names)}): likely one bug")
+    return lines
 
 
 def write_record(directory: Path, record: dict[str, Any]) -> Path:
@@ -194,4 +212,6 @@ def print_summary(record: dict[str, Any], reports: Path) -> None:
             for seen in finding["seen_in"]:
                 places[seen["property"]].append(seen["mode"])
             print("     seen in: " + "; ".join(f"{prop} ({', '.join(modes)})" for prop, modes in places.items()))
+        for line in same_mistake(findings):
+            print(line)
     print(f"run record: {reports / RUN_FILE}")

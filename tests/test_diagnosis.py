@@ -105,3 +105,16 @@ def test_every_mistake_changes_some_case():
                  and (m := _mistaken(mistake, c)) is not None
                  and not _close(_correct(c), m, evaluate(c).tolerances.candidate)]
         assert shown, mistake.name
+
+
+def test_findings_with_one_diagnosis_are_said_to_be_likely_one_bug():
+    from fuzz_birnn.runrecord import same_mistake
+
+    def finding(*names):
+        return {"smallest": {"mistakes": list(names)}}
+
+    assert same_mistake([finding("seed-missing-re-reversal")] * 3) == [
+        "all 3 findings behave like the same catalogued mistake (seed-missing-re-reversal): likely one bug"]
+    assert same_mistake([finding("a"), finding(), finding("a"), finding("b")]) == [
+        "findings 1 and 3 behave like the same catalogued mistake (a): likely one bug"]
+    assert same_mistake([finding("a"), finding("b"), finding()]) == []

@@ -55,6 +55,7 @@ def test_the_seed_report_page_names_the_missing_re_reversal(seed_report, capsys)
     titles = [t.text for svg in pictures[1:] for t in svg.iter("{http://www.w3.org/2000/svg}title")]
     assert any("(wrong)" in t for t in titles) and any("(wrong)" not in t for t in titles)
     assert "first divergence (layer 1, forward direction, time step 0)" in page
+    assert "where the diagnosed mistake sits: the reverse half must be back in forward time order" in page
 
 
 @pytest.mark.parametrize("case", [
