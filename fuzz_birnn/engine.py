@@ -560,7 +560,7 @@ def run_slice(job: Slice, capture: Any, ahead: WriteAhead, flush: Callable[[Coun
         search()
     except _Stop as stop:
         why = stop.args[0] if stop.args else "shrinking cut short: the time budget ran out"
-        result.findings = [_write(f, spec, why) for f in failing.values()]
+        _write_all(result, list(failing.values()), spec, why)
     except _InProcessFault as fault:
         result.fault = fault.fault
     except Unsatisfiable:
@@ -569,11 +569,21 @@ def run_slice(job: Slice, capture: Any, ahead: WriteAhead, flush: Callable[[Coun
         from .reports import check_failures
 
         found, others = check_failures(raised)
-        result.findings = [_write(f, spec, "complete") for f in found]
+        _write_all(result, found, spec, "complete")
         if others:
             result.error = "".join(traceback.format_exception(others[0])).rstrip()
     result.generated, result.slowest = clock.generated, clock.slowest
     return result
+
+
+def _write_all(result: SliceResult, failures: list[Any], spec: SearchSpec, shrink: str) -> None:
+    """Write each failure's report into the result; one that cannot be written is the slice's
+    error (said in the run's summary), not the death of its worker."""
+    for failure in failures:
+        try:
+            result.findings.append(_write(failure, spec, shrink))
+        except Exception as error:
+            result.error = f"writing the report of a failure failed: {type(error).__name__}: {error}"
 
 
 def _twin_mismatch(prop: Any, candidate: Any, spec: SearchSpec, twin: Any, details: dict[str, Any]) -> Any:
@@ -601,7 +611,7 @@ def _essentials(outcome: Any) -> tuple[str | None, float | None]:
 
 def _write(failure: Any, spec: SearchSpec, shrink: str) -> Finding:
     from .reports import write_report
-    from .repro_support import case_cost, read_json
+    from .repro_support import ReportRefused, case_cost, read_json
 
     signature = getattr(failure, "signature", None)
     if signature is None:
@@ -612,7 +622,10 @@ def _write(failure: Any, spec: SearchSpec, shrink: str) -> Finding:
                                extra={"signature": signature, "shrink": shrink},
                                output=getattr(failure, "output", ""))
     case = failure.case.to_dict()
-    diagnosis = read_json(folder / "case.json").get("diagnosis")
+    try:
+        diagnosis = read_json(folder / "case.json").get("diagnosis")
+    except ReportRefused:  # a report from elsewhere in the folder: its finding stands without one
+        diagnosis = None
     return Finding(signature, spec.prop, spec.mode, str(folder), new, str(failure).splitlines()[0], shrink,
                    case_cost(case["config"], case["inputs"])["elements"], diagnosis)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import math
 import platform
 import shutil
 import tempfile
@@ -150,7 +151,7 @@ def _assemble(directory: Path, ident: str, case: Case, ref: dict[str, torch.Tens
         document = {"schema_version": SCHEMA_VERSION, "id": ident, **fields, "case": case.to_dict(),
                     "environment": _environment(),
                     "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
-        (staging / "case.json").write_text(json.dumps(document, indent=2) + "\n")
+        (staging / "case.json").write_text(json.dumps(_strict(document), indent=2, allow_nan=False) + "\n")
         save_tensors(staging / "tensors.safetensors", _tensors(case, ref, actual))
         shutil.copyfile(_REPRO, staging / "repro.py")
         for support in _SUPPORT:
@@ -254,6 +255,18 @@ def _corruptions() -> list[str]:
     from .invalid import CORRUPTIONS
 
     return list(CORRUPTIONS)
+
+
+def _strict(value: Any) -> Any:
+    """``value`` as strict JSON: an infinite or NaN number (a result full of NaN has an infinite
+    error) becomes the string ``"inf"``, ``"-inf"`` or ``"nan"``, which every JSON reader takes."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _strict(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(item) for item in value]
+    return value
 
 
 def _tensors(case: Case, ref: dict[str, torch.Tensor],

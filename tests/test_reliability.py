@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fuzz_birnn.reports import REPORT_FILES
+from fuzz_birnn.reports import REPORT_FILES, load_report
 from fuzz_birnn.writeahead import last_record
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,6 +43,8 @@ def test_misbehaving_results_are_findings_not_harness_errors(tmp_path, candidate
     assert "Traceback" not in done.stderr
     [document] = documents(tmp_path)
     assert message in document["mismatch"]["message"]
+    [folder] = [p.parent for p in tmp_path.glob("*/case.json")]
+    load_report(folder)  # strict JSON (a NaN result's infinite error is written as "inf"): replay reads it
 
 
 def test_a_candidate_that_kills_its_process_is_a_crash_report_and_the_run_goes_on(tmp_path):
