@@ -192,33 +192,67 @@ def _under(tensors: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.
             if key.startswith(prefix + "/")}
 
 
+#: Larger grids are drawn in blocks (the worst cell of each), so a replayed 100,000-step case
+#: still makes a page of ordinary size.
+_MAX_COLUMNS, _MAX_ROWS = 96, 32
+
+
 def _heatmaps(case: Case, expected: dict[str, torch.Tensor], actual: dict[str, torch.Tensor],
               tolerances: Mapping[str, float]) -> list[str]:
     maps = []
     c, i = case.config, case.inputs
-    lengths = list(i.lengths) if i.packed and i.lengths else None
-    direction_names = ["fwd", "rev"][: c.num_directions]
+    names = ["fwd", "rev"][: c.num_directions]
     if "output" in expected and "output" in actual and actual["output"].shape == expected["output"].shape:
         ratio = _ratio(actual["output"], expected["output"], tolerances.get("output", 0.0))  # (T, B, D)
         steps, batch, directions = ratio.shape
-        rows, grid = [], []
+        valid = torch.ones(steps, batch, dtype=torch.bool)
+        if i.packed and i.lengths:
+            valid = torch.arange(steps).unsqueeze(1) < torch.tensor(i.lengths).unsqueeze(0)
+        rows: list[str] = []
+        grid: list[list[float | None]] = []
         for d in range(directions):
-            for b in range(batch):
-                rows.append(f"L{c.num_layers - 1} {direction_names[d]}" + (f" b{b}" if batch > 1 else ""))
-                grid.append([None if lengths is not None and t >= lengths[b] else float(ratio[t, b, d])
-                             for t in range(steps)])
-        maps.append(heatmap_svg("output: the last layer, by time step", grid, rows, [str(t) for t in range(steps)],
+            values, batches, times = _blocks(ratio[:, :, d].T, valid.T, max(1, _MAX_ROWS // directions))
+            rows += [f"L{c.num_layers - 1} {names[d]}" + (f" b{_span(b)}" if batch > 1 else "") for b in batches]
+            grid += values
+        maps.append(heatmap_svg("output: the last layer, by time step", grid, rows, [_span(t) for t in times],
                                 column_title="time step"))
     for name in ("h_n", "c_n"):
         if name in expected and name in actual and actual[name].shape == expected[name].shape:
             ratio = _ratio(actual[name], expected[name], tolerances.get(name, 0.0))  # (L, D, B)
-            layers, directions, batch = ratio.shape
-            rows = [f"L{layer} {direction_names[d]}" for layer in range(layers) for d in range(directions)]
-            grid = [[float(ratio[layer, d, b]) for b in range(batch)] for layer in range(layers)
-                    for d in range(directions)]
-            maps.append(heatmap_svg(f"{name}: every layer and direction, by sequence in the batch", grid, rows,
-                                    [str(b) for b in range(batch)], column_title="batch index"))
+            directions = ratio.shape[1]
+            flat = ratio.flatten(0, 1)  # rows layer * D + direction
+            values, row_spans, batches = _blocks(flat, torch.ones_like(flat, dtype=torch.bool), _MAX_ROWS)
+            labels = [f"L{lo // directions} {names[lo % directions]}" if lo == hi else f"rows {lo}-{hi}"
+                      for lo, hi in row_spans]
+            maps.append(heatmap_svg(f"{name}: every layer and direction, by sequence in the batch", values, labels,
+                                    [_span(b) for b in batches], column_title="batch index"))
     return maps
+
+
+def _blocks(matrix: torch.Tensor, valid: torch.Tensor, max_rows: int,
+            ) -> tuple[list[list[float | None]], list[tuple[int, int]], list[tuple[int, int]]]:
+    """``matrix`` (rows x columns) in at most ``max_rows`` x :data:`_MAX_COLUMNS` blocks, each its
+    worst valid cell (``None``: nothing valid in it, i.e. padding); with each block's row and
+    column span."""
+    rows, columns = matrix.shape
+    row_step, column_step = math.ceil(rows / max_rows), math.ceil(columns / _MAX_COLUMNS)
+    row_spans = [(r, min(r + row_step, rows) - 1) for r in range(0, rows, row_step)]
+    column_spans = [(k, min(k + column_step, columns) - 1) for k in range(0, columns, column_step)]
+    masked = torch.where(valid, matrix, torch.full_like(matrix, -math.inf))
+    grid: list[list[float | None]] = []
+    for r0, r1 in row_spans:
+        line: list[float | None] = []
+        for c0, c1 in column_spans:
+            block = masked[r0:r1 + 1, c0:c1 + 1]
+            worst = float(block.max())  # NaN if any cell is NaN; -inf if every cell is padding
+            line.append(None if worst == -math.inf else worst)
+        grid.append(line)
+    return grid, row_spans, column_spans
+
+
+def _span(span: tuple[int, int]) -> str:
+    low, high = span
+    return str(low) if low == high else f"{low}-{high}"
 
 
 def _ratio(actual: torch.Tensor, expected: torch.Tensor, tolerance: float) -> torch.Tensor:

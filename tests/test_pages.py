@@ -13,13 +13,16 @@ import zlib
 from pathlib import Path
 
 import pytest
+import torch
+from hypothesis import given, settings
 
 from examples.seed_decomposition import seed_decomposition
 from fuzz_birnn import Case, CheckFailure, Config, Inputs, check
 from fuzz_birnn.cli import main
 from fuzz_birnn.page_commands import find_browser
-from fuzz_birnn.pages import explain_page
+from fuzz_birnn.pages import explain_page, report_page
 from fuzz_birnn.reports import write_report
+from fuzz_birnn.strategies import cases
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED_CASE = Case(Config(num_layers=2), Inputs(seq_len=2))
@@ -104,6 +107,36 @@ def test_run_html_links_every_finding_to_its_page(tmp_path):
     assert "What was covered" in index and "RNN_TANH" in index
 
 
+@settings(max_examples=25, deadline=None)
+@given(cases(bidirectional=None))
+def test_every_drawn_configuration_is_drawn_well_formed(case):
+    [stack] = svgs(explain_page(case))
+    assert stack.get("role") == "img"
+
+
+def test_a_huge_replayed_case_makes_a_page_of_ordinary_size(tmp_path):
+    """A report from elsewhere may hold 100,000 steps: the heat maps show blocks, worst cell each,
+    with the padding of a packed batch still marked as padding."""
+    case = Case(Config(num_layers=3, hidden_size=2), Inputs(seq_len=5000, batch_size=70, packed=True,
+                                                         lengths=tuple([5000] + [10] * 69), enforce_sorted=True))
+    shape = {"output": (5000, 70, 2, 2), "h_n": (3, 2, 70, 2)}
+    expected = {f"expected/{k}": torch.zeros(v, dtype=torch.float64) for k, v in shape.items()}
+    actual = {f"actual/{k}": torch.zeros(v, dtype=torch.float64) for k, v in shape.items()}
+    actual["actual/output"][4999, 0, 1, 0] = 1.0  # one wrong cell, at the very end of the long sequence
+    document = {"id": "0" * 12, "kind": "check", "case": case, "candidate": "fused", "property": "agreement",
+                "mismatch": {"message": "output differs", "layer": 2, "direction": "reverse", "time_step": 4999},
+                "tolerances": {"output": 1e-6, "h_n": 1e-6}, "environment": {"torch": "x"},
+                "diagnosis": {"names": [], "summary": "none"}}
+    page = report_page(tmp_path, document, {**expected, **actual})
+    assert len(page) < 2_000_000
+    _, output, _ = svgs(page)
+    titles = [t.text for t in output.iter("{http://www.w3.org/2000/svg}title")]
+    assert len(titles) <= 32 * 96
+    assert sum("(wrong)" in t for t in titles) == 1 and any("padding" in t for t in titles)
+    [wrong] = [t for t in titles if "(wrong)" in t]
+    assert re.search(r"L2 rev b0-4, time step \d+-4999: ", wrong), wrong  # blocks of 5 sequences, 53 steps
+
+
 # -- in a real browser --------------------------------------------------------------------------------
 
 
@@ -156,3 +189,16 @@ def test_the_browser_checks_catch_a_blank_page_and_a_console_error(tmp_path):
     broken = tmp_path / "broken.html"
     broken.write_text("<!DOCTYPE html><html><body><p>text</p><script>undefined_function()</script></body></html>")
     assert console_errors(render(broken, tmp_path / "broken.png"))
+
+
+def test_a_crash_report_has_a_page_with_the_drawing_and_no_heat_map(tmp_path, capsys):
+    from fuzz_birnn.reports import write_crash
+
+    record = {"candidate": "tests.contract_bugs:segfaults_on_lstm", "property": "agreement",
+              "case": Case(Config(mode="LSTM"), Inputs()).to_dict(), "details": {}}
+    folder, _, _ = write_crash(record, "the worker process died (SIGSEGV) while checking this case", tmp_path,
+                               kind="crash")
+    assert main(["show", str(folder)]) == 0
+    page = (folder / "report.html").read_text()
+    assert "crash: the worker process died (SIGSEGV)" in page and "Where it is wrong" not in page
+    assert len(svgs(page)) == 1
