@@ -193,8 +193,8 @@ def _report_entries(folders: list[str], usage_error: type[Exception]) -> list[di
                 document = load_report(report)
             except ReportError as error:
                 raise usage_error(str(error)) from None
-            corruption = document["details"].get("corruption")
-            entry = {"kind": "invalid" if corruption else "forward", "case": document["case"].to_dict()}
+            corruption = document.details.get("corruption")
+            entry = {"kind": "invalid" if corruption else "forward", "case": document.case.to_dict()}
             if corruption:
                 entry["corruption"] = corruption
             entries.append(entry)

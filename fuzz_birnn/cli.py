@@ -230,13 +230,13 @@ def _replay(args: argparse.Namespace) -> int:
     for folder, named in planned:
         try:
             report = load_report(folder, allow_large=args.allow_large)
-            spec = override or report["candidate"]
+            spec = override or report.candidate
             if spec not in BUILTIN:
                 where = candidate_origin(spec, Path.cwd(), named_by_user=override is not None)
                 print(f"{folder}: candidate {spec} from {where}")
         except (ReportError, ReportRefused) as error:
             raise UsageError(str(error)) from None
-        device = report["case"].inputs.device
+        device = report.case.inputs.device
         if not device_available(device):
             if named:
                 raise UsageError(f"{folder}: the case runs on {device}, which this machine does not have "
@@ -251,15 +251,15 @@ def _replay(args: argparse.Namespace) -> int:
             candidate = load_candidate(spec)
         except CandidateError as error:
             raise UsageError(str(error)) from None
-        if report["kind"] in ("crash", "timeout") and not args.in_process:
+        if report.kind in ("crash", "timeout") and not args.in_process:
             verdict = _replay_isolated(folder, args)
             still_failing += verdict is not None
             print(f"STILL FAILS  {folder}: {verdict}" if verdict else f"FIXED        {folder}")
             continue
-        prop = PROPERTIES[report["property"]]
+        prop = PROPERTIES[report.prop]
         try:
             with time_limit(args.timeout):
-                outcome = prop.run(candidate, report["case"], spec, report["details"])
+                outcome = prop.run(candidate, report.case, spec, report.details)
         except CheckFailure as failure:
             still_failing += 1
             print(f"STILL FAILS  {folder}: {str(failure).splitlines()[0]}")

@@ -13,10 +13,13 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .arguments import non_negative, positive
 from .case import MODES, Case, Config, Inputs
+
+if TYPE_CHECKING:
+    from .reports import Report
 
 __all__ = ["BROWSERS", "add_parsers", "find_browser", "render_png", "write_report_page", "write_run_pages"]
 
@@ -57,33 +60,33 @@ def _show(args: argparse.Namespace, usage_error: type[Exception]) -> int:
     folder = Path(args.report)
     folder = folder.parent if folder.name == "case.json" else folder
     try:
-        document = load_report(folder, allow_large=args.allow_large)
+        report = load_report(folder, allow_large=args.allow_large)
     except ReportError as error:
         raise usage_error(str(error)) from None
-    out = write_report_page(folder, document, Path(args.out) if args.out else None, args.candidate, usage_error)
+    out = write_report_page(report, Path(args.out) if args.out else None, args.candidate, usage_error)
     print(f"wrote {out}")
     if args.png:
         print(f"wrote {render_png(out, Path(args.png), usage_error)}")
     return 0
 
 
-def write_report_page(folder: Path, document: dict[str, Any], out: Path | None = None,
-                      candidate: str | None = None, usage_error: type[Exception] = ValueError) -> Path:
+def write_report_page(report: Report, out: Path | None = None, candidate: str | None = None,
+                      usage_error: type[Exception] = ValueError) -> Path:
     """Write a loaded report's page (default ``FOLDER/report.html``)."""
     from .pages import report_page, write_page
     from .repro_support import ReportRefused, load_tensors, tensor_file_limit
 
-    case = document["case"]
+    case = report.case
     limit = tensor_file_limit(case.to_dict()["config"], case.to_dict()["inputs"])
     try:
-        tensors = load_tensors(folder / "tensors.safetensors", max_bytes=limit)
+        tensors = load_tensors(report.folder / "tensors.safetensors", max_bytes=limit)
     except ReportRefused:  # a version 1 report (tensors.pt, never unpickled): the page has no heat maps
         tensors = {}
     rerun = None
-    spec = candidate or document["candidate"]
+    spec = candidate or report.candidate
     if candidate is not None or spec in ("fused", "decomposed", "reference"):
         rerun = _rerun(case, spec, usage_error)
-    return write_page(out or folder / "report.html", report_page(folder, document, tensors, rerun))
+    return write_page(out or report.folder / "report.html", report_page(report, tensors, rerun))
 
 
 def _rerun(case: Case, spec: str, usage_error: type[Exception]) -> Any:
@@ -132,7 +135,7 @@ def write_run_pages(record: dict[str, Any], reports: Path) -> Path:
     for finding in record["findings"]:
         for report in finding["reports"]:
             try:
-                write_report_page(reports / report, load_report(reports / report, allow_large=True))
+                write_report_page(load_report(reports / report, allow_large=True))
             except (ReportError, OSError, ValueError) as error:  # one bad page must not cost the others
                 print(f"no page for {reports / report}: {error}")
     return write_page(reports / "index.html", run_page(record))

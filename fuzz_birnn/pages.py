@@ -21,6 +21,7 @@ import torch
 
 from .case import Case
 from .pictures import Fault, heatmap_svg, stack_svg
+from .reports import Report
 
 __all__ = ["explain_page", "report_page", "run_page", "write_page"]
 
@@ -120,17 +121,16 @@ def _stack(case: Case, fault: Fault | None, mistakes: Sequence[str] = ()) -> str
 # -- a report ----------------------------------------------------------------------------------------
 
 
-def report_page(folder: Path, document: Mapping[str, Any], tensors: Mapping[str, torch.Tensor],
+def report_page(report: Report, tensors: Mapping[str, torch.Tensor],
                 rerun: Callable[[], dict[str, torch.Tensor]] | None = None) -> str:
     """A report's page: the case in words, its diagnosis, its stack with the first faulty cell
-    marked, and heat maps of ``|error| / tolerance``. ``document`` is the loaded report;
+    marked, and heat maps of ``|error| / tolerance``. ``tensors`` are the report's stored tensors;
     ``rerun`` gives the candidate's per-direction result where the report stores none."""
-    case: Case = document["case"]
-    mismatch = document["mismatch"]
+    case, mismatch = report.case, report.mismatch
     expected = _under(tensors, "expected")
     actual = _under(tensors, "actual")
     note = ""
-    if expected and not actual and document["kind"] == "check":
+    if expected and not actual and report.kind == "check":
         if rerun is not None:
             actual = rerun()
         else:
@@ -140,14 +140,14 @@ def report_page(folder: Path, document: Mapping[str, Any], tensors: Mapping[str,
     fault = None
     if mismatch.get("layer") is not None and mismatch.get("direction") is not None:
         fault = Fault(mismatch["layer"], 1 if mismatch["direction"] == "reverse" else 0, mismatch.get("time_step"))
-    diagnosis = document.get("diagnosis")
-    if diagnosis is None and actual and expected and document["kind"] == "check":
+    diagnosis = report.diagnosis
+    if diagnosis is None and actual and expected and report.kind == "check":
         from .diagnosis import diagnose
 
-        diagnosis = diagnose(case, actual, document["tolerances"]).to_dict()
-    parts = [f"<h1>fuzz-birnn report <code>{html.escape(document['id'])}</code></h1>",
-             f"<p>{html.escape(_what_failed(document))}</p>",
-             "<h2>The case</h2>", _case_table(case, document)]
+        diagnosis = diagnose(case, actual, report.tolerances).to_dict()
+    parts = [f"<h1>fuzz-birnn report <code>{html.escape(report.id)}</code></h1>",
+             f"<p>{html.escape(_what_failed(report))}</p>",
+             "<h2>The case</h2>", _case_table(report)]
     if diagnosis:
         named = bool(diagnosis.get("names"))
         parts += ["<h2>Diagnosis</h2>",
@@ -158,28 +158,28 @@ def report_page(folder: Path, document: Mapping[str, Any], tensors: Mapping[str,
         parts += ["<h2>Where it is wrong</h2>",
                   "<p class=muted>|candidate - reference| / tolerance, the worst feature of each cell; the "
                   "reference is the float64 cell equations on the case's own weights and inputs.</p>"]
-        parts += [f'<div class="figure">{svg}</div>'
-                  for svg in _heatmaps(case, expected, actual, document["tolerances"])]
+        parts += [f'<div class="figure">{svg}</div>' for svg in _heatmaps(case, expected, actual, report.tolerances)]
     parts.append(note)
+    document = report.document
     parts += ["<h2>Reproduce</h2>",
-              f"<pre>python {html.escape(str(folder / 'repro.py'))}\n"
-              f"fuzz-birnn replay {html.escape(str(folder))}</pre>",
-              f"<p class=muted>Found with torch {html.escape(str(document['environment'].get('torch')))}, "
+              f"<pre>python {html.escape(str(report.folder / 'repro.py'))}\n"
+              f"fuzz-birnn replay {html.escape(str(report.folder))}</pre>",
+              f"<p class=muted>Found with torch {html.escape(str((document.get('environment') or {}).get('torch')))}, "
               f"{html.escape(str(document.get('created', '')))}; {html.escape(str(document.get('origin') or ''))}.</p>"]
-    return _page(f"fuzz-birnn report {document['id']}", "\n".join(parts))
+    return _page(f"fuzz-birnn report {report.id}", "\n".join(parts))
 
 
-def _what_failed(document: Mapping[str, Any]) -> str:
-    kind = "" if document["kind"] == "check" else f"{document['kind']}: "
-    return f"{document['candidate']} ({document['property']}): {kind}{document['mismatch']['message']}"
+def _what_failed(report: Report) -> str:
+    kind = "" if report.kind == "check" else f"{report.kind}: "
+    return f"{report.candidate} ({report.prop}): {kind}{report.mismatch.get('message', '')}"
 
 
-def _case_table(case: Case, document: Mapping[str, Any]) -> str:
-    rows = [("in words", case.describe()), ("candidate", document["candidate"]), ("property", document["property"])]
-    if document.get("signature"):
-        rows.append(("fault signature", document["signature"]))
-    if document.get("shrink"):
-        rows.append(("shrinking", document["shrink"]))
+def _case_table(report: Report) -> str:
+    case = report.case
+    rows = [("in words", case.describe()), ("candidate", report.candidate), ("property", report.prop)]
+    for key, label in (("signature", "fault signature"), ("shrink", "shrinking")):
+        if report.document.get(key):
+            rows.append((label, str(report.document[key])))
     config = ", ".join(f"{k}={v}" for k, v in case.to_dict()["config"].items())
     inputs = ", ".join(f"{k}={v}" for k, v in case.to_dict()["inputs"].items())
     rows += [("config", config), ("inputs", inputs)]

@@ -19,7 +19,7 @@ import math
 import platform
 import shutil
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +35,8 @@ from .evaluation import evaluate
 from .outcomes import CheckFailure
 from .repro_support import ReportRefused, load_tensors, read_json, save_tensors, tensor_file_limit
 
-__all__ = ["KINDS", "OUTPUT_FILE", "REPORT_FILES", "SCHEMA_VERSION", "ReportError", "case_key", "check_failures",
-           "load_report", "report_id", "write_crash", "write_drift", "write_failures", "write_report"]
+__all__ = ["KINDS", "OUTPUT_FILE", "REPORT_FILES", "SCHEMA_VERSION", "Report", "ReportError", "case_key",
+           "check_failures", "load_report", "report_id", "write_crash", "write_drift", "write_failures", "write_report"]
 
 #: Version 2 stores tensors as ``tensors.safetensors``; version 1 reports (``tensors.pt``, never
 #: loaded) still replay, since a case rebuilds its tensors from its seed.
@@ -198,8 +198,26 @@ def write_failures(raised: BaseException, directory: Path, *, origin: str | None
     return lines
 
 
-def load_report(folder: Path, *, allow_large: bool = False) -> dict[str, Any]:
-    """``case.json`` of a report, checked enough to replay it; raises :class:`ReportError`.
+@dataclass(frozen=True)
+class Report:
+    """A report read back and checked (:func:`load_report`): what replay, ``show`` and baselines
+    act on, typed; ``document`` is the whole ``case.json`` for what they only display."""
+
+    folder: Path
+    id: str
+    kind: str  # one of KINDS
+    candidate: str
+    prop: str
+    case: Case
+    details: dict[str, Any]
+    mismatch: dict[str, Any]  # as stored: tensor, layer, direction, time_step, ..., message
+    tolerances: dict[str, float]
+    diagnosis: dict[str, Any] | None
+    document: dict[str, Any]
+
+
+def load_report(folder: Path, *, allow_large: bool = False) -> Report:
+    """A report's ``case.json``, checked enough to replay it; raises :class:`ReportError`.
 
     Refused in one line: a file too large, too deep, not UTF-8 or with duplicate keys; an
     unknown schema or property; a case beyond the size limits (unless ``allow_large``); a
@@ -248,7 +266,28 @@ def load_report(folder: Path, *, allow_large: bool = False) -> dict[str, Any]:
             load_tensors(tensors, max_bytes=tensor_file_limit(asdict(case.config), asdict(case.inputs)))
         except ReportRefused as error:
             raise ReportError(str(error)) from None
-    return document
+    tolerances = document.get("tolerances") or {}
+    diagnosis = document.get("diagnosis")
+    if not isinstance(tolerances, dict) or not all(isinstance(k, str) and _number(v) is not None
+                                                    for k, v in tolerances.items()):
+        raise ReportError(f"{path}: tolerances={tolerances!r} is not an object of numbers")
+    if diagnosis is not None and not (isinstance(diagnosis, dict) and isinstance(diagnosis.get("summary"), str)
+                                      and isinstance(diagnosis.get("names", []), list)):
+        raise ReportError(f"{path}: diagnosis={diagnosis!r} is not an object with a summary")
+    return Report(path.parent, str(document.get("id", path.parent.name)), document["kind"], document["candidate"],
+                  document["property"], case, details, document["mismatch"],
+                  {k: float(v) for k, v in tolerances.items()}, diagnosis, document)
+
+
+def _number(value: object) -> float | None:
+    """A stored number: a JSON number, or "inf"/"nan" as strict JSON writes them (see :func:`_strict`)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if value in ("inf", "-inf", "nan"):
+        return float(str(value))
+    return None
 
 
 def _corruptions() -> list[str]:

@@ -21,7 +21,7 @@ from fuzz_birnn import Case, CheckFailure, Config, Inputs, check
 from fuzz_birnn.cli import main
 from fuzz_birnn.page_commands import find_browser
 from fuzz_birnn.pages import explain_page, report_page
-from fuzz_birnn.reports import write_report
+from fuzz_birnn.reports import Report, write_report
 from fuzz_birnn.strategies import cases
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -123,11 +123,10 @@ def test_a_huge_replayed_case_makes_a_page_of_ordinary_size(tmp_path):
     expected = {f"expected/{k}": torch.zeros(v, dtype=torch.float64) for k, v in shape.items()}
     actual = {f"actual/{k}": torch.zeros(v, dtype=torch.float64) for k, v in shape.items()}
     actual["actual/output"][4999, 0, 1, 0] = 1.0  # one wrong cell, at the very end of the long sequence
-    document = {"id": "0" * 12, "kind": "check", "case": case, "candidate": "fused", "property": "agreement",
-                "mismatch": {"message": "output differs", "layer": 2, "direction": "reverse", "time_step": 4999},
-                "tolerances": {"output": 1e-6, "h_n": 1e-6}, "environment": {"torch": "x"},
-                "diagnosis": {"names": [], "summary": "none"}}
-    page = report_page(tmp_path, document, {**expected, **actual})
+    report = Report(tmp_path, "0" * 12, "check", "fused", "agreement", case, {},
+                    {"message": "output differs", "layer": 2, "direction": "reverse", "time_step": 4999},
+                    {"output": 1e-6, "h_n": 1e-6}, {"names": [], "summary": "none"}, {})
+    page = report_page(report, {**expected, **actual})
     assert len(page) < 2_000_000
     _, output, _ = svgs(page)
     titles = [t.text for t in output.iter("{http://www.w3.org/2000/svg}title")]

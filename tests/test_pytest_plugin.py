@@ -69,8 +69,9 @@ def test_a_separate_project_gets_reports_profiles_and_the_header(project: Path) 
     [report] = [p.parent for p in (project / "reports").glob("*/case.json")]
     assert f"written to {report}" in out
     stored = load_report(report)
-    assert stored["case"].config.num_layers == 2 and stored["property"] == "agreement"
-    assert stored["candidate"] == "test_user_stack:seed_decomposition"
+    assert stored.case.config.num_layers == 2 and stored.prop == "agreement"
+    assert stored.candidate == "test_user_stack:seed_decomposition"
+    assert stored.diagnosis is not None and stored.diagnosis["names"] == ["seed-missing-re-reversal"]
     replay = subprocess.run([sys.executable, str(report / "repro.py")], cwd=project, capture_output=True, text=True)
     assert replay.returncode == 1 and "STILL FAILS" in replay.stdout, replay.stdout + replay.stderr
     # the fixture without a candidate named: skipped, saying how to name one

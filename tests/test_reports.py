@@ -35,8 +35,8 @@ def _write_in_process(folder: str) -> str:
 def test_a_report_holds_everything_to_replay_it(tmp_path):
     folder, new = write_report(_failure(), tmp_path)
     assert new and sorted(p.name for p in folder.iterdir()) == sorted(REPORT_FILES)
-    document = load_report(folder)
-    assert document["case"] == CASE and document["property"] == "agreement"
+    report = load_report(folder)
+    assert report.case == CASE and report.prop == "agreement" and report.kind == "check"
     assert [p.name for p in tmp_path.iterdir()] == [folder.name]  # no staging folder left behind
 
 
