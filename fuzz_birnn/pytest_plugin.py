@@ -87,7 +87,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 def current_profile() -> str:
-    """The name of the Hypothesis profile in force (``get_current_profile_name`` is Hypothesis 6.131+)."""
+    """The name of the Hypothesis profile in force (``get_current_profile_name`` where this
+    Hypothesis has it, else the attribute it reads)."""
     named = getattr(settings, "get_current_profile_name", None)
     return str(named() if named else settings._current_profile)
 
@@ -98,16 +99,16 @@ def reports_directory(config: pytest.Config) -> Path:
     return Path(chosen) if chosen else config.rootpath / "reports"
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+@pytest.hookimpl(hookwrapper=True)  # the old-style wrapper: every pytest a user may have knows it
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
     """A test that fails with a CheckFailure writes its shrunk case as a report."""
-    report = yield
+    outcome = yield
+    report = outcome.get_result()
     if call.when == "call" and call.excinfo is not None:
         from .reports import write_failures
 
         for line in write_failures(call.excinfo.value, reports_directory(item.config), origin=f"pytest {item.nodeid}"):
             report.sections.append(("fuzz-birnn report", line))
-    return report
 
 
 @pytest.fixture
