@@ -140,17 +140,41 @@ def _failing_result(candidate: Callable[..., Any], case: Case,
 
     try:
         evaluation = evaluate(case)
-        if evaluation.skipped:
-            return None
-        built = case.build()
-        with backend(case.inputs), torch.no_grad():
-            result = candidate(built.module, built.input, built.hx)
-        if check_structure(result, evaluation.fused_result, case) is not None:
-            return None
-        values = tensors_of(result, case)
-    except (Exception, CheckFailure):
+    except CheckFailure:
+        return None
+    if evaluation.skipped:
+        return None
+    values = _candidate_values(candidate, case, evaluation.fused_result)
+    if values is None:
         return None
     allowed = evaluation.tolerances.fused if is_torch else evaluation.tolerances.candidate
     if compare_values(values, evaluation.ref, allowed) is None:
         return None
     return values, allowed
+
+
+#: Seconds a candidate gets on one confirming case.
+CONFIRM_SECONDS = 60.0
+
+
+def _candidate_values(candidate: Callable[..., Any], case: Case, expected: Any) -> Tensors | None:
+    """The candidate's per-direction result on ``case``; ``None`` if it raises, returns the wrong
+    structure, or (in a forked child, where the system has fork) crashes or runs past
+    :data:`CONFIRM_SECONDS`: a confirming case must never take the caller down with it."""
+    from .isolate import can_fork, run_forked
+
+    def values() -> Tensors | None:
+        built = case.build()
+        with backend(case.inputs), torch.no_grad():
+            result = candidate(built.module, built.input, built.hx)
+        if check_structure(result, expected, case) is not None:
+            return None
+        return tensors_of(result, case)
+
+    if can_fork():
+        verdict = run_forked(values, CONFIRM_SECONDS)
+        return verdict.value if verdict.kind == "passed" else None
+    try:
+        return values()
+    except Exception:
+        return None

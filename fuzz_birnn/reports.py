@@ -94,8 +94,13 @@ def write_report(failure: CheckFailure, directory: Path, *, origin: str | None =
     if (directory / ident).exists():
         return directory / ident, False  # written before: no need to diagnose it again
     actual = failure.actual if ref and failure.prop in DIAGNOSED else None
-    diagnosis = None if actual is None else diagnose(case, actual, allowed, _callable(candidate),
-                                                        is_torch=candidate == "fused").to_dict()
+    diagnosis = None
+    if actual is not None:
+        try:
+            diagnosis = diagnose(case, actual, allowed, _callable(candidate), is_torch=candidate == "fused").to_dict()
+        except Exception as error:  # the report matters more than its diagnosis
+            diagnosis = {"names": [], "tried": 0, "confirmed_on": 0,
+                         "summary": f"not diagnosed: {type(error).__name__}: {error}".splitlines()[0]}
     return _assemble(directory, ident, case, ref, {
         "kind": "check", "candidate": candidate, "property": failure.prop, "details": failure.details,
         "origin": origin, "mismatch": asdict(failure.mismatch), "tolerances": allowed, "diagnosis": diagnosis,

@@ -118,3 +118,21 @@ def test_findings_with_one_diagnosis_are_said_to_be_likely_one_bug():
     assert same_mistake([finding("a"), finding(), finding("a"), finding("b")]) == [
         "findings 1 and 3 behave like the same catalogued mistake (a): likely one bug"]
     assert same_mistake([finding("a"), finding("b"), finding()]) == []
+
+
+def test_a_candidate_that_crashes_on_the_confirming_cases_does_not_take_the_caller_down():
+    """Confirming cases run in forked children: a crash there costs the child, and the name from
+    the failing case itself stands, confirmed on no more."""
+    import os
+    import signal
+
+    calls = []
+
+    def crashes_after_the_first_call(module, input, hx=None):
+        calls.append(1)
+        if len(calls) > 1:
+            os.kill(os.getpid(), signal.SIGSEGV)
+        return seed_decomposition(module, input, hx)
+
+    diagnosis = _diagnosed(crashes_after_the_first_call, Case(Config(num_layers=2), Inputs(seq_len=3)))
+    assert diagnosis.names == ("seed-missing-re-reversal",) and diagnosis.confirmed_on == 0
