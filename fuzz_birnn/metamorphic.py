@@ -32,7 +32,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 from .candidates import candidate_label
 from .case import Built, Case, backend
-from .compare import Mismatch, close_or_mismatch, max_abs_difference
+from .compare import Mismatch, max_abs_difference, not_close
 from .evaluation import evaluate
 from .layout import Canonical, as_tensor, canonical, each_state, reverse_within_lengths
 from .outcomes import Candidate, CheckFailure, Outcome, Unsupported, unsupported
@@ -223,9 +223,9 @@ def check_relation(relation: str, candidate: Candidate, case: Case, *, name: str
                 message = (f"{relation}: {tensor}.shape={tuple(theirs.shape)} for {what}, "
                            f"but should be {tuple(mine.shape)}")
                 raise CheckFailure(Mismatch(tensor, message), case, label, prop)
-            mismatch = close_or_mismatch(tensor, theirs, mine, allowed[tensor],
-                                         f"{relation}: {tensor} differs for {what}")
-            if mismatch is not None:
-                raise CheckFailure(mismatch, case, label, prop)
-            errors[tensor] = max(errors.get(tensor, 0.0), max_abs_difference(theirs, mine))
+            difference = max_abs_difference(theirs, mine)
+            errors[tensor] = max(errors.get(tensor, 0.0), difference)
+            if difference > allowed[tensor]:
+                raise CheckFailure(not_close(tensor, theirs, mine, allowed[tensor],
+                                             f"{relation}: {tensor} differs for {what}"), case, label, prop)
     return Outcome(case, errors, allowed)
