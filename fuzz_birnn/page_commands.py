@@ -21,7 +21,8 @@ from .case import MODES, Case, Config, Inputs
 if TYPE_CHECKING:
     from .reports import Report
 
-__all__ = ["BROWSERS", "add_parsers", "find_browser", "render_png", "write_report_page", "write_run_pages"]
+__all__ = ["BROWSERS", "add_parsers", "find_browser", "render_png", "screenshot", "write_report_page",
+           "write_run_pages"]
 
 #: Headless browsers tried for ``--png``, in order.
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -90,20 +91,20 @@ def write_report_page(report: Report, out: Path | None = None, candidate: str | 
 
 
 def _rerun(case: Case, spec: str, usage_error: type[Exception]) -> Any:
+    """The candidate's result, checked the way the report was: a failure's per-direction values
+    (none if it now passes, raises, or returns the wrong structure: no heat map to draw)."""
     def run() -> dict[str, Any]:
-        import torch
-
         from .candidates import CandidateError, load_candidate
-        from .case import backend
-        from .compare import tensors_of
+        from .check import check
+        from .outcomes import CheckFailure
 
         try:
-            candidate = load_candidate(spec)
+            check(load_candidate(spec), case, name=spec)
         except CandidateError as error:
             raise usage_error(str(error)) from None
-        built = case.build()
-        with backend(case.inputs), torch.no_grad():
-            return tensors_of(candidate(built.module, built.input, built.hx), case)
+        except CheckFailure as failure:
+            return failure.actual or {}
+        return {}
     return run
 
 
@@ -146,18 +147,24 @@ def find_browser() -> str | None:
     return next((found for name in BROWSERS if (found := shutil.which(name))), None)
 
 
-def render_png(page: Path, png: Path, usage_error: type[Exception] = ValueError, *, width: int = 1280,
-               height: int = 1600) -> Path:
+def screenshot(browser: str, page: Path, png: Path, *, width: int = 1280,
+               height: int = 1600) -> subprocess.CompletedProcess[str]:
+    """Render ``page`` to ``png`` with a headless ``browser`` in a throwaway profile; its log
+    (console messages included) is the result's ``stderr``."""
+    png.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as profile:
+        return subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                               f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
+                               f"--window-size={width},{height}", f"--screenshot={png.resolve()}",
+                               page.resolve().as_uri()], capture_output=True, text=True, timeout=120)
+
+
+def render_png(page: Path, png: Path, usage_error: type[Exception] = ValueError) -> Path:
     """A screenshot of ``page`` by a headless Chromium (one line naming the package where there is none)."""
     browser = find_browser()
     if browser is None:
         raise usage_error("--png needs Chromium: apt-get install chromium (or put chromium on the PATH)")
-    png.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as profile:
-        done = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                               f"--user-data-dir={profile}", f"--window-size={width},{height}",
-                               f"--screenshot={png.resolve()}", page.resolve().as_uri()],
-                              capture_output=True, text=True, timeout=120)
+    done = screenshot(browser, page, png)
     if done.returncode != 0 or not png.exists():
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise usage_error(f"{browser} could not render {page}: {last}")

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from .case import Case
-from .pictures import Fault, heatmap_svg, stack_svg
+from .pictures import FaultyCell, heatmap_svg, stack_svg
 from .reports import Report
 
 __all__ = ["explain_page", "report_page", "run_page", "write_page"]
@@ -103,7 +103,7 @@ _JOINS = {
 }
 
 
-def _stack(case: Case, fault: Fault | None, mistakes: Sequence[str] = ()) -> str:
+def _stack(case: Case, fault: FaultyCell | None, mistakes: Sequence[str] = ()) -> str:
     c, i = case.config, case.inputs
     joins: list[int] = []
     said = []
@@ -139,7 +139,7 @@ def report_page(report: Report, tensors: Mapping[str, torch.Tensor],
                     "maps.</p>")
     fault = None
     if mismatch.get("layer") is not None and mismatch.get("direction") is not None:
-        fault = Fault(mismatch["layer"], 1 if mismatch["direction"] == "reverse" else 0, mismatch.get("time_step"))
+        fault = FaultyCell(mismatch["layer"], 1 if mismatch["direction"] == "reverse" else 0, mismatch.get("time_step"))
     diagnosis = report.diagnosis
     if diagnosis is None and actual and expected and report.kind == "check":
         from .diagnosis import diagnose

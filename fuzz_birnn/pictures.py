@@ -19,7 +19,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["Fault", "heatmap_svg", "stack_svg"]
+__all__ = ["FaultyCell", "heatmap_svg", "stack_svg"]
 
 _FONT = 'font-family="system-ui, sans-serif"'
 #: Time steps drawn one by one in a cell; longer sequences show the first and last few.
@@ -27,7 +27,7 @@ _STEPS_DRAWN = 8
 
 
 @dataclass(frozen=True)
-class Fault:
+class FaultyCell:
     """Where a result first goes wrong: ``layer``, ``direction`` (0 forward, 1 reverse), ``time_step``."""
 
     layer: int
@@ -38,7 +38,7 @@ class Fault:
 
 def stack_svg(*, mode: str, num_layers: int, bidirectional: bool, input_size: int, hidden_size: int,
               proj_size: int = 0, bias: bool = True, seq_len: int = 4, form: str = "padded",
-              fault: Fault | None = None, suspect_joins: Sequence[int] = (), suspect: str = "") -> str:
+              fault: FaultyCell | None = None, suspect_joins: Sequence[int] = (), suspect: str = "") -> str:
     """The stack of one configuration, layer by layer and direction by direction; the joins after
     the layers in ``suspect_joins`` are marked as where the diagnosed mistake (``suspect``) sits."""
     directions = 2 if bidirectional else 1
@@ -111,7 +111,7 @@ def stack_svg(*, mode: str, num_layers: int, bidirectional: bool, input_size: in
 
 
 def _cell(x: float, y: float, w: float, h: float, *, mode: str, layer: int, direction: int, directions: int,
-          features: int, out: int, bias: bool, proj: bool, seq_len: int, packed: bool, fault: Fault | None) -> str:
+          features: int, out: int, bias: bool, proj: bool, seq_len: int, packed: bool, fault: FaultyCell | None) -> str:
     suffix = f"_l{layer}" + ("_reverse" if direction else "")
     row = layer * directions + direction
     stroke, fill = ("#b00020", "#fdecef") if fault else ("#5b7bb4", "#eef3fb")

@@ -4,10 +4,10 @@ well-formed at every size, say what is wrong without colour, and render in a rea
 from __future__ import annotations
 
 import re
+import shutil
 import struct
 import subprocess
 import sys
-import tempfile
 import xml.etree.ElementTree as ET
 import zlib
 from pathlib import Path
@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from examples.seed_decomposition import seed_decomposition
 from fuzz_birnn import Case, CheckFailure, Config, Inputs, check
 from fuzz_birnn.cli import main
-from fuzz_birnn.page_commands import find_browser
+from fuzz_birnn.page_commands import find_browser, screenshot
 from fuzz_birnn.pages import explain_page, report_page
 from fuzz_birnn.reports import Report, write_report
 from fuzz_birnn.strategies import cases
@@ -153,12 +153,8 @@ def non_blank(png: Path) -> bool:
 
 
 def render(page: Path, png: Path) -> str:
-    """Screenshot ``page``; returns what the browser logged, console messages included."""
-    browser = find_browser()
-    with tempfile.TemporaryDirectory() as profile:
-        done = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={profile}",
-                               "--enable-logging=stderr", "--v=0", "--window-size=1280,1600",
-                               f"--screenshot={png}", page.as_uri()], capture_output=True, text=True, timeout=120)
+    """Screenshot ``page`` as ``--png`` does; returns what the browser logged, console messages included."""
+    done = screenshot(find_browser(), page, png)
     assert done.returncode == 0 and png.exists(), done.stderr[-2000:]
     return done.stderr
 
@@ -201,3 +197,17 @@ def test_a_crash_report_has_a_page_with_the_drawing_and_no_heat_map(tmp_path, ca
     page = (folder / "report.html").read_text()
     assert "crash: the worker process died (SIGSEGV)" in page and "Where it is wrong" not in page
     assert len(svgs(page)) == 1
+
+
+def test_a_report_without_a_stored_result_is_rerun_when_the_user_names_the_candidate(seed_report, tmp_path):
+    from fuzz_birnn.repro_support import load_tensors, save_tensors
+
+    old = tmp_path / seed_report.name
+    shutil.copytree(seed_report, old)
+    tensors = load_tensors(old / "tensors.safetensors", max_bytes=1 << 24)
+    save_tensors(old / "tensors.safetensors", {k: v for k, v in tensors.items() if not k.startswith("actual/")})
+    assert main(["show", str(old)]) == 0
+    page = (old / "report.html").read_text()
+    assert "Where it is wrong" not in page and "fuzz-birnn show --candidate MODULE:ATTR" in page
+    assert main(["show", str(old), "--candidate", "examples.seed_decomposition:seed_decomposition"]) == 0
+    assert len(svgs((old / "report.html").read_text())) == 3
