@@ -136,3 +136,24 @@ def test_a_candidate_that_crashes_on_the_confirming_cases_does_not_take_the_call
 
     diagnosis = _diagnosed(crashes_after_the_first_call, Case(Config(num_layers=2), Inputs(seq_len=3)))
     assert diagnosis.names == ("seed-missing-re-reversal",) and diagnosis.confirmed_on == 0
+
+
+def test_a_name_that_does_not_hold_on_more_cases_is_dropped():
+    """The first call makes the seed's mistake, every later call another one: the name that fits
+    the failing case alone is not given, since the confirming cases contradict it."""
+    calls = []
+
+    def changes_its_mistake(module, input, hx=None):
+        calls.append(1)
+        if len(calls) == 1:
+            return seed_decomposition(module, input, hx)
+        return contract_bugs.output_directions_swapped(module, input, hx)
+
+    case = Case(Config(num_layers=2), Inputs(seq_len=3))
+    with pytest.raises(CheckFailure) as raised:
+        check(changes_its_mistake, case)
+    allowed = evaluate(case).tolerances.candidate
+    # from the failing case alone, the seed's mistake fits...
+    assert diagnose(case, raised.value.actual, allowed).names == ("seed-missing-re-reversal",)
+    # ...but the confirming cases (the candidate's later calls) contradict it
+    assert diagnose(case, raised.value.actual, allowed, changes_its_mistake).names == ()
