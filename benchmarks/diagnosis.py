@@ -31,7 +31,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fuzz_birnn import CheckFailure, check
 from fuzz_birnn.diagnosis import diagnose
-from fuzz_birnn.evaluation import evaluate
 from fuzz_birnn.strategies import cases
 
 #: switch -> (the catalogue's name for it, or None when it is not catalogued; the modes it can show in)
@@ -167,7 +166,7 @@ def measure(bug: str, expected: str | None, modes: list[str], wanted: int,
     def draw(case):
         failure = None if sum(counts.values()) >= wanted else failure_of(case)
         if failure is not None:
-            names = diagnose(case, failure.actual, evaluate(case).tolerances.candidate, confirming).names
+            names = diagnose(case, failure.actual, failure.allowed, confirming).names
             counts[verdict(names, expected)] += 1
 
     draw()
@@ -176,7 +175,7 @@ def measure(bug: str, expected: str | None, modes: list[str], wanted: int,
                                     suppress_health_check=list(HealthCheck)))
     failure = failure_of(shrunk)
     assert failure is not None
-    names = diagnose(shrunk, failure.actual, evaluate(shrunk).tolerances.candidate, confirming).names
+    names = diagnose(shrunk, failure.actual, failure.allowed, confirming).names
     return counts, verdict(names, expected)
 
 

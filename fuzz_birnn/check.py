@@ -78,7 +78,7 @@ def _verdict(actual: Any, evaluation: Evaluation, allowed: dict[str, float], cas
     values = tensors_of(actual, case)
     mismatch = compare_values(values, evaluation.ref, allowed)
     if mismatch is not None:
-        raise CheckFailure(mismatch, case, label, prop, actual=values)
+        raise CheckFailure(mismatch, case, label, prop, actual=values, allowed=allowed)
     errors = {k: max_abs_difference(values[k], evaluation.ref[k]) for k in evaluation.ref}
     return Outcome(case, errors, allowed)
 

@@ -22,8 +22,8 @@ from typing import Any
 import torch
 from torch.nn.utils.rnn import PackedSequence
 
-from .case import Case, backend
-from .compare import check_structure, compare_values, tensors_of
+from .case import Case
+from .compare import compare_values
 from .layout import Hidden, each_state
 from .mistakes import CATALOGUE, Mistake, Tensors, applicable
 
@@ -60,11 +60,11 @@ class Diagnosis:
 
 
 def diagnose(case: Case, actual: Tensors, allowed: dict[str, float],
-             candidate: Callable[..., Any] | None = None, *, siblings: int = 3, is_torch: bool = False) -> Diagnosis:
+             candidate: Callable[..., Any] | None = None, *, siblings: int = 3) -> Diagnosis:
     """Name the catalogued mistakes that reproduce ``actual`` (the candidate's per-direction result
     on ``case``, float64) within ``allowed``; confirm them on ``siblings`` more cases when
-    ``candidate`` is given (see the module docstring). ``is_torch``: the candidate is torch's fused
-    module, held to its own allowance."""
+    ``candidate`` is given (see the module docstring), each checked by :func:`~fuzz_birnn.check`
+    itself."""
     right = _correct(case)
     results = {m: result for m in applicable(case) if (result := _mistaken(m, case)) is not None}
     # a mistake that does not change this case's result (a swap of equal halves, a state of
@@ -74,7 +74,7 @@ def diagnose(case: Case, actual: Tensors, allowed: dict[str, float],
     confirmed = 0
     if candidate is not None and matches:
         for sibling in _siblings(case, siblings):
-            failing = _failing_result(candidate, sibling, is_torch)
+            failing = _failing_result(candidate, sibling)
             if failing is None:
                 continue  # the candidate is right on it, or cannot be compared: it says nothing
             result, sibling_allowed = failing
@@ -132,49 +132,35 @@ def _siblings(case: Case, count: int) -> list[Case]:
             for k in range(1, count + 1)]
 
 
-def _failing_result(candidate: Callable[..., Any], case: Case,
-                    is_torch: bool) -> tuple[Tensors, dict[str, float]] | None:
-    """The candidate's result on ``case`` and the allowance, if its values are wrong there."""
-    from .evaluation import evaluate
+def _failing_result(candidate: Callable[..., Any], case: Case) -> tuple[Tensors, dict[str, float]] | None:
+    """The candidate's result on ``case`` and the allowance it was held to, where :func:`check`
+    finds its values wrong; ``None`` where it says nothing about them (right, not compared, the
+    wrong structure, raised) or, in a forked child where the system has fork, where it crashes or
+    runs past :data:`CONFIRM_SECONDS`: a confirming case must never take the caller down with it."""
+    from .candidates import fused
+    from .check import check
+    from .isolate import can_fork, run_forked
     from .outcomes import CheckFailure
 
+    # check() goes on to torch's own module once a candidate agrees: its failure is not the candidate's
+    candidates_property = "fused-vs-reference" if candidate is fused else "agreement"
+
+    def failing() -> tuple[Tensors, dict[str, float]] | None:
+        try:
+            check(candidate, case)
+        except CheckFailure as failure:
+            if failure.prop == candidates_property and failure.actual is not None and failure.allowed is not None:
+                return failure.actual, failure.allowed
+        return None
+
+    if can_fork():
+        verdict = run_forked(failing, CONFIRM_SECONDS)
+        return verdict.value if verdict.kind == "passed" else None
     try:
-        evaluation = evaluate(case)
-    except CheckFailure:
+        return failing()
+    except Exception:
         return None
-    if evaluation.skipped:
-        return None
-    values = _candidate_values(candidate, case, evaluation.fused_result)
-    if values is None:
-        return None
-    allowed = evaluation.tolerances.fused if is_torch else evaluation.tolerances.candidate
-    if compare_values(values, evaluation.ref, allowed) is None:
-        return None
-    return values, allowed
 
 
 #: Seconds a candidate gets on one confirming case.
 CONFIRM_SECONDS = 60.0
-
-
-def _candidate_values(candidate: Callable[..., Any], case: Case, expected: Any) -> Tensors | None:
-    """The candidate's per-direction result on ``case``; ``None`` if it raises, returns the wrong
-    structure, or (in a forked child, where the system has fork) crashes or runs past
-    :data:`CONFIRM_SECONDS`: a confirming case must never take the caller down with it."""
-    from .isolate import can_fork, run_forked
-
-    def values() -> Tensors | None:
-        built = case.build()
-        with backend(case.inputs), torch.no_grad():
-            result = candidate(built.module, built.input, built.hx)
-        if check_structure(result, expected, case) is not None:
-            return None
-        return tensors_of(result, case)
-
-    if can_fork():
-        verdict = run_forked(values, CONFIRM_SECONDS)
-        return verdict.value if verdict.kind == "passed" else None
-    try:
-        return values()
-    except Exception:
-        return None

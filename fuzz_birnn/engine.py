@@ -540,7 +540,7 @@ def run_slice(job: Slice, capture: Any, ahead: WriteAhead, flush: Callable[[Coun
                 return count(case, "known")
             count(case, "failed")
             fault = _fault_type(signature)(failure.mismatch, failure.case, failure.candidate, failure.prop,
-                                           failure.details, failure.actual)
+                                           failure.details, failure.actual, failure.allowed)
             fault.signature, fault.output = signature, capture.read()
             if not failing:
                 clock.first_failure = time.monotonic()

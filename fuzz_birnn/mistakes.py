@@ -30,10 +30,10 @@ import torch
 from torch import nn
 
 from .case import Case
+from .compare import tensors_of
 from .decomposition import DecomposedStack
 from .layout import Canonical, Hidden, canonical
 from .reference import CellReference
-from .standalone import per_direction
 
 __all__ = ["CATALOGUE", "Mistake", "Tensors", "applicable", "correct"]
 
@@ -59,24 +59,18 @@ class Mistake:
 # -- how each kind of mistake is computed --------------------------------------------------------
 
 
-def _tensors(result: object, case: Case, module: nn.RNNBase) -> Tensors:
-    return {name: t.detach().to("cpu", torch.float64) for name, t in per_direction(
-        result, num_layers=module.num_layers, bidirectional=module.bidirectional,
-        batch_first=module.batch_first, unbatched=case.inputs.unbatched).items()}
-
-
 def correct(module: nn.RNNBase, input: object, hx: Hidden | None, case: Case) -> Tensors:
     """The right result, per direction, in float64: what every mistake is a change of."""
-    return _tensors(_REFERENCE.compute(module, input, hx), case, module)  # type: ignore[arg-type]
+    return tensors_of(_REFERENCE.compute(module, input, hx), case)  # type: ignore[arg-type]
 
 
 def on_stack(stack: DecomposedStack) -> Run:
     """The decomposition with one step changed, run in float64."""
-    return lambda module, input, hx, case: _tensors(stack(module, input, hx), case, module)
+    return lambda module, input, hx, case: tensors_of(stack(module, input, hx), case)
 
 
 def on_cell(cell: CellReference) -> Run:
-    return lambda module, input, hx, case: _tensors(cell.compute(module, input, hx), case, module)
+    return lambda module, input, hx, case: tensors_of(cell.compute(module, input, hx), case)
 
 
 def on_weights(move: Callable[[nn.RNNBase], None]) -> Run:

@@ -42,10 +42,12 @@ class CheckFailure(AssertionError):
     (``agreement``, ``fused-vs-reference``, ``relation:NAME``, ``gradients``, ``backends`` or
     ``invalid-calls``), ``details`` what else it takes to replay it; ``actual``, where values were
     compared, is the result per direction (float64, see :func:`~fuzz_birnn.compare.tensors_of`),
-    for the report's pictures and its diagnosis."""
+    and ``allowed`` the tolerance each tensor was held to, for the report's pictures and its
+    diagnosis."""
 
     def __init__(self, mismatch: Mismatch, case: Case, candidate: str, prop: str = "agreement",
-                 details: dict[str, Any] | None = None, actual: dict[str, torch.Tensor] | None = None) -> None:
+                 details: dict[str, Any] | None = None, actual: dict[str, torch.Tensor] | None = None,
+                 allowed: dict[str, float] | None = None) -> None:
         super().__init__(f"{mismatch.message} [{case.describe()}]")
         self.mismatch = mismatch
         self.case = case
@@ -53,6 +55,7 @@ class CheckFailure(AssertionError):
         self.prop = prop
         self.details = details or {}
         self.actual = actual
+        self.allowed = allowed
         self.add_note(reproducer(case, candidate, prop, self.details))
 
 

@@ -97,7 +97,7 @@ def write_report(failure: CheckFailure, directory: Path, *, origin: str | None =
     diagnosis = None
     if actual is not None:
         try:
-            diagnosis = diagnose(case, actual, allowed, _callable(candidate), is_torch=candidate == "fused").to_dict()
+            diagnosis = diagnose(case, actual, allowed, _callable(candidate)).to_dict()
         except Exception as error:  # the report matters more than its diagnosis
             diagnosis = {"names": [], "tried": 0, "confirmed_on": 0,
                          "summary": f"not diagnosed: {type(error).__name__}: {error}".splitlines()[0]}
