@@ -10,11 +10,11 @@ what the summary and ``run.json`` say, and renamed into place whole.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 from typing import Any
+
+from .files import write_whole
 
 __all__ = ["write_junit"]
 
@@ -47,12 +47,4 @@ def write_junit(path: Path, record: dict[str, Any], reports: Path) -> None:
     suite.set("failures", str(failures))
     suite.set("errors", str(errors))
     suite.set("skipped", str(skipped))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            ElementTree.ElementTree(suite).write(file, encoding="utf-8", xml_declaration=True)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_whole(path, ElementTree.tostring(suite, encoding="unicode", xml_declaration=True))

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .arguments import non_negative, positive
 from .case import MODES, Case, Config, Inputs
+from .files import write_whole
 
 if TYPE_CHECKING:
     from .reports import Report
@@ -74,7 +75,7 @@ def _show(args: argparse.Namespace, usage_error: type[Exception]) -> int:
 def write_report_page(report: Report, out: Path | None = None, candidate: str | None = None,
                       usage_error: type[Exception] = ValueError) -> Path:
     """Write a loaded report's page (default ``FOLDER/report.html``)."""
-    from .pages import report_page, write_page
+    from .pages import report_page
     from .repro_support import ReportRefused, load_tensors, tensor_file_limit
 
     case = report.case
@@ -87,7 +88,7 @@ def write_report_page(report: Report, out: Path | None = None, candidate: str | 
     spec = candidate or report.candidate
     if candidate is not None or spec in ("fused", "decomposed", "reference"):
         rerun = _rerun(case, spec, usage_error)
-    return write_page(out or report.folder / "report.html", report_page(report, tensors, rerun))
+    return write_whole(out or report.folder / "report.html", report_page(report, tensors, rerun))
 
 
 def _rerun(case: Case, spec: str, usage_error: type[Exception]) -> Any:
@@ -109,7 +110,7 @@ def _rerun(case: Case, spec: str, usage_error: type[Exception]) -> Any:
 
 
 def _explain(args: argparse.Namespace, usage_error: type[Exception]) -> int:
-    from .pages import explain_page, write_page
+    from .pages import explain_page
 
     form = args.form
     try:
@@ -121,7 +122,7 @@ def _explain(args: argparse.Namespace, usage_error: type[Exception]) -> int:
                         lengths=(args.seq_len, max(1, args.seq_len - 1)) if form == "packed" else None)
     except ValueError as error:
         raise usage_error(str(error)) from None
-    out = write_page(Path(args.out), explain_page(Case(config, inputs)))
+    out = write_whole(Path(args.out), explain_page(Case(config, inputs)))
     print(f"wrote {out}")
     if args.png:
         print(f"wrote {render_png(out, Path(args.png), usage_error)}")
@@ -130,7 +131,7 @@ def _explain(args: argparse.Namespace, usage_error: type[Exception]) -> int:
 
 def write_run_pages(record: dict[str, Any], reports: Path) -> Path:
     """``REPORTS/index.html`` for a run, and the page of every report its findings name."""
-    from .pages import run_page, write_page
+    from .pages import run_page
     from .reports import ReportError, load_report
 
     for finding in record["findings"]:
@@ -139,7 +140,7 @@ def write_run_pages(record: dict[str, Any], reports: Path) -> Path:
                 write_report_page(load_report(reports / report, allow_large=True))
             except (ReportError, OSError, ValueError) as error:  # one bad page must not cost the others
                 print(f"no page for {reports / report}: {error}")
-    return write_page(reports / "index.html", run_page(record))
+    return write_whole(reports / "index.html", run_page(record))
 
 
 def find_browser() -> str | None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,7 +22,7 @@ from .case import Case
 from .pictures import FaultyCell, heatmap_svg, stack_svg
 from .reports import Report
 
-__all__ = ["explain_page", "report_page", "run_page", "write_page"]
+__all__ = ["explain_page", "report_page", "run_page"]
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 76rem; color: #222; padding: 0 1rem; }
@@ -37,15 +36,6 @@ table { border-collapse: collapse; } td, th { padding: 0.2rem 0.8rem 0.2rem 0; t
 .bar { background: #5b7bb4; height: 0.9rem; display: inline-block; vertical-align: middle; }
 .muted { color: #666; }
 """
-
-
-def write_page(path: Path, page: str) -> Path:
-    """Write ``page`` whole or not at all (a temporary file renamed into place)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(page, encoding="utf-8")
-    temporary.replace(path)
-    return path
 
 
 def _page(title: str, body: str) -> str:

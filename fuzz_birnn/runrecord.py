@@ -40,14 +40,13 @@ within a version:
 from __future__ import annotations
 
 import collections
-import contextlib
 import datetime
 import json
-import os
 import platform
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from .files import write_whole
 
 __all__ = ["RUN_FILE", "SCHEMA_VERSION", "build_record", "print_summary", "write_record"]
 
@@ -151,18 +150,7 @@ def same_mistake(findings: list[dict[str, Any]]) -> list[str]:
 
 def write_record(directory: Path, record: dict[str, Any]) -> Path:
     """Write ``run.json`` whole or not at all (a temporary file renamed into place)."""
-    path = directory / RUN_FILE
-    handle, temporary = tempfile.mkstemp(prefix=".run-", suffix=".json", dir=directory)
-    try:
-        with os.fdopen(handle, "w") as file:
-            json.dump(record, file, indent=2)
-            file.write("\n")
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-    return path
+    return write_whole(directory / RUN_FILE, json.dumps(record, indent=2) + "\n")
 
 
 def print_summary(record: dict[str, Any], reports: Path) -> None:

@@ -163,3 +163,25 @@ def test_the_portable_watcher_alone_ends_an_orphan():
         middle.stdout.close()
         with contextlib.suppress(ProcessLookupError):
             os.killpg(middle.pid, signal.SIGKILL)
+
+
+def test_a_kept_file_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    """run.json, JUnit XML and pages: a write that fails midway (here: the text cannot be encoded)
+    leaves the old file as it was and nothing else behind; a good write replaces it, readable by
+    others as the umask says (not mkstemp's 0600)."""
+    import os
+
+    from fuzz_birnn.files import write_whole
+
+    kept = tmp_path / "run.json"
+    write_whole(kept, '{"cases": 1}\n')
+    with pytest.raises(UnicodeEncodeError):
+        write_whole(kept, '{"cases": 2, "broken": "\udc80"}\n')  # a lone surrogate: not UTF-8
+    assert kept.read_text() == '{"cases": 1}\n'
+    assert [p.name for p in tmp_path.iterdir()] == ["run.json"]
+    previous = os.umask(0o022)
+    try:
+        write_whole(kept, '{"cases": 3}\n')
+    finally:
+        os.umask(previous)
+    assert kept.read_text() == '{"cases": 3}\n' and kept.stat().st_mode & 0o777 == 0o644
