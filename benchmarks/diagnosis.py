@@ -3,7 +3,7 @@
 The bugs here are switches in one port of the layers written for this benchmark alone: plain
 tensor arithmetic, a time-step loop per layer and direction, the way someone porting
 ``nn.RNN``/``nn.GRU``/``nn.LSTM`` to another framework writes it. It shares no code with the
-catalogue (:mod:`fuzz_birnn.mistakes`, built on the decomposition and the float64 reference) nor with
+catalogue (:mod:`fuzz_birnn.diagnosis.mistakes`, built on the decomposition and the float64 reference) nor with
 the tests' planted bugs. Some switches make a catalogued mistake (the expected name is given), the
 others make mistakes the catalogue does not hold, for which the only right answer is "none".
 
@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, Phase, find, given, seed, settings
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fuzz_birnn import CheckFailure, check
-from fuzz_birnn.diagnosis import diagnose
+from fuzz_birnn.diagnosis.diagnose import diagnose
 from fuzz_birnn.strategies import cases
 
 #: switch -> (the catalogue's name for it, or None when it is not catalogued; the modes it can show in)

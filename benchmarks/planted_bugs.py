@@ -22,9 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from examples.seed_decomposition import seed_decomposition
 from fuzz_birnn import CheckFailure, check
-from fuzz_birnn.gradients import check_gradients
-from fuzz_birnn.metamorphic import check_relation
 from fuzz_birnn.properties import PROPERTIES
+from fuzz_birnn.properties.gradients import check_gradients
+from fuzz_birnn.properties.relations import check_relation
 from fuzz_birnn.strategies import cases
 from tests import contract_bugs, planted
 from tests.searching import RELATION_BUGS

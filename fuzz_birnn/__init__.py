@@ -12,51 +12,73 @@ Check any implementation of ``nn.RNN`` / ``nn.GRU`` / ``nn.LSTM`` semantics (a *
         check(my_stack, case)
 """
 
-import warnings
+from __future__ import annotations
 
-with warnings.catch_warnings():
-    # torch without NumPy says so on import; nothing here needs NumPy, and the CLI's errors
-    # must stay one line.
-    warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
-    import torch  # noqa: F401
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from .backends import check_backends
-from .candidates import fused
-from .case import DTYPES, MODES, Case, Config, Inputs
-from .check import check, check_fused
-from .compare import Mismatch
-from .decomposition import DecomposedStack, decomposed
-from .devices import available_devices
-from .gradients import check_gradients
-from .invalid import check_invalid
-from .metamorphic import RELATIONS, check_relation
-from .outcomes import Candidate, CheckFailure, Outcome, Unsupported
-from .reference import CellReference, reference
-
-__all__ = [
-    "DTYPES",
-    "MODES",
-    "RELATIONS",
-    "Candidate",
-    "Case",
-    "CellReference",
-    "CheckFailure",
-    "Config",
-    "DecomposedStack",
-    "Inputs",
-    "Mismatch",
-    "Outcome",
-    "Unsupported",
-    "available_devices",
-    "check",
-    "check_backends",
-    "check_fused",
-    "check_gradients",
-    "check_invalid",
-    "check_relation",
-    "decomposed",
-    "fused",
-    "reference",
-]
+from fuzz_birnn import _moved
 
 __version__ = "0.1.0"
+
+#: Each public name and the module it lives in. Imported on first use, so that ``import
+#: fuzz_birnn`` (and pytest loading the plugin in every project that installs fuzz-birnn) costs
+#: nothing until something is checked.
+_PUBLIC = {
+    "Candidate": "core.outcomes",
+    "Case": "core.case",
+    "CellReference": "core.reference",
+    "CheckFailure": "core.outcomes",
+    "Config": "core.case",
+    "DTYPES": "core.case",
+    "DecomposedStack": "core.decomposition",
+    "Inputs": "core.case",
+    "MODES": "core.case",
+    "Mismatch": "core.compare",
+    "Outcome": "core.outcomes",
+    "RELATIONS": "properties.relations",
+    "Unsupported": "core.outcomes",
+    "available_devices": "core.devices",
+    "check": "core.check",
+    "check_backends": "properties.backends",
+    "check_fused": "core.check",
+    "check_gradients": "properties.gradients",
+    "check_invalid": "properties.invalid",
+    "check_relation": "properties.relations",
+    "decomposed": "core.decomposition",
+    "fused": "core.candidates",
+    "reference": "core.reference",
+    "run": "campaign.api",
+}
+
+__all__ = sorted(_PUBLIC)
+
+if TYPE_CHECKING:
+    from fuzz_birnn.campaign.api import run
+    from fuzz_birnn.core.candidates import fused
+    from fuzz_birnn.core.case import DTYPES, MODES, Case, Config, Inputs
+    from fuzz_birnn.core.check import check, check_fused
+    from fuzz_birnn.core.compare import Mismatch
+    from fuzz_birnn.core.decomposition import DecomposedStack, decomposed
+    from fuzz_birnn.core.devices import available_devices
+    from fuzz_birnn.core.outcomes import Candidate, CheckFailure, Outcome, Unsupported
+    from fuzz_birnn.core.reference import CellReference, reference
+    from fuzz_birnn.properties.backends import check_backends
+    from fuzz_birnn.properties.gradients import check_gradients
+    from fuzz_birnn.properties.invalid import check_invalid
+    from fuzz_birnn.properties.relations import RELATIONS, check_relation
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_PUBLIC[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_PUBLIC})
+
+
+_moved.install()

@@ -2,6 +2,6 @@
 
 import sys
 
-from .cli import main
+from fuzz_birnn.cli.main import main
 
 sys.exit(main())

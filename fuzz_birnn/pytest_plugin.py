@@ -72,7 +72,7 @@ def pytest_configure(config: pytest.Config) -> None:
         settings.load_profile(profile_name(short))
     spec = config.getoption("fuzz_birnn_candidate")
     if spec:  # imported now, so that a wrong name stops the session with one line, not every test
-        from .candidates import CandidateError, load_candidate
+        from fuzz_birnn.targets.naming import CandidateError, load_candidate
 
         try:
             config.stash[_CANDIDATE] = load_candidate(spec)
@@ -81,7 +81,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    from .devices import environment_summary
+    from fuzz_birnn.core.devices import environment_summary
 
     return [f"fuzz-birnn: {environment_summary()}; Hypothesis profile: {current_profile()}"]
 
@@ -105,7 +105,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     outcome = yield
     report = outcome.get_result()
     if call.when == "call" and call.excinfo is not None:
-        from .reports import write_failures
+        from fuzz_birnn.output.reports import write_failures
 
         for line in write_failures(call.excinfo.value, reports_directory(item.config), origin=f"pytest {item.nodeid}"):
             report.sections.append(("fuzz-birnn report", line))

@@ -16,8 +16,9 @@ from hypothesis import reject
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
-from fuzz_birnn import DTYPES, MODES, Case, Config, Inputs, available_devices
-from fuzz_birnn.devices import DEVICE_TYPES
+from fuzz_birnn.core.case import DTYPES, MODES, Case, Config, Inputs
+from fuzz_birnn.core.devices import DEVICE_TYPES, available_devices
+from fuzz_birnn.properties.invalid import applicable_corruptions
 
 __all__ = ["FORMS", "SCALES", "Choices", "cases", "invalid_calls"]
 
@@ -244,14 +245,13 @@ def _validate(*, modes: Choices[str], forms: Choices[str], dtypes: Choices[str],
 
 def invalid_calls(**case_kwargs: Any) -> st.SearchStrategy[tuple[Case, str]]:
     """A valid case and the name of a corruption that makes an invalid call of it
-    (see :mod:`fuzz_birnn.invalid`); ``case_kwargs`` go to :func:`cases`. Shrinks towards the
+    (see :mod:`fuzz_birnn.properties.invalid`); ``case_kwargs`` go to :func:`cases`. Shrinks towards the
     simplest case and the first corruption that applies to it."""
     return _invalid_calls(cases(**case_kwargs))
 
 
 @st.composite
 def _invalid_calls(draw: st.DrawFn, valid_cases: st.SearchStrategy[Case]) -> tuple[Case, str]:
-    from fuzz_birnn.invalid import applicable_corruptions
 
     case = draw(valid_cases)
     corruptions = applicable_corruptions(case)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from fuzz_birnn import CellReference, DecomposedStack
-from fuzz_birnn.layout import Canonical
+from fuzz_birnn.core.layout import Canonical
 
 
 class SeedMissingReReversal(DecomposedStack):
@@ -67,7 +67,7 @@ gru_bias_outside_reset = GruBiasOutsideReset()
 
 def lengths_ignored(module, input, hx=None):
     """Runs a packed batch as if it were padded: short sequences keep stepping over the padding."""
-    from fuzz_birnn.layout import canonical
+    from fuzz_birnn.core.layout import canonical
 
     if not isinstance(input, torch.nn.utils.rnn.PackedSequence):
         return module(input, hx)
@@ -122,7 +122,7 @@ def dropout_in_eval(module, input, hx=None):
 def missing_state_is_ones(module, input, hx=None):
     """Starts from ones, not zeros, when no h0/c0 is given."""
     if hx is None:
-        from fuzz_birnn.layout import canonical
+        from fuzz_birnn.core.layout import canonical
 
         call = canonical(module, input, None)
         ones = torch.ones_like(call.h0)

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from fuzz_birnn import Case, CheckFailure, Config, Inputs, check, reference
-from fuzz_birnn.baseline import _compare_entry, corpus, ulps
+from fuzz_birnn.baseline.baselines import _compare_entry, corpus, ulps
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -114,7 +114,7 @@ def test_ulps_count_units_in_the_last_place_across_zero():
 
 
 def _edit(folder, change):
-    from fuzz_birnn.baseline import _digest
+    from fuzz_birnn.baseline.baselines import _digest
 
     path = folder / "manifest.json"
     manifest = json.loads(path.read_text())
@@ -162,7 +162,7 @@ def test_the_corpus_covers_every_value_of_every_dimension():
     assert {c.inputs.dtype for c in cases} == {"float64", "float32", "bfloat16", "float16"}
     assert {c.inputs.onednn for c in cases} == {True, False} and {c.config.bias for c in cases} == {True, False}
     assert any(c.config.proj_size for c in cases)
-    from fuzz_birnn.invalid import CORRUPTIONS
+    from fuzz_birnn.properties.invalid import CORRUPTIONS
 
     assert {e["corruption"] for e in entries if e["kind"] == "invalid"} == set(CORRUPTIONS)
     assert corpus(16, seed=3) == entries  # deterministic

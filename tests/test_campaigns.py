@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from fuzz_birnn.engine import plan_searches
+from fuzz_birnn.campaign.engine import plan_searches
+from fuzz_birnn.campaign.scheduler import shard_of
+from fuzz_birnn.output.reports import OUTPUT_FILE
 from fuzz_birnn.properties import PROPERTIES
-from fuzz_birnn.reports import OUTPUT_FILE
-from fuzz_birnn.scheduler import shard_of
 
 ROOT = Path(__file__).resolve().parent.parent
 MODES = ("RNN_TANH", "RNN_RELU", "GRU", "LSTM")
@@ -212,7 +212,7 @@ def test_an_unreachable_redis_is_named_before_any_search_starts(tmp_path):
 
 
 def test_a_missing_redis_package_is_one_line_naming_the_install_command(tmp_path):
-    script = ("import sys\nsys.modules['redis'] = None  # as if not installed\nfrom fuzz_birnn.cli import main\n"
+    script = ("import sys\nsys.modules['redis'] = None  # as if not installed\nfrom fuzz_birnn.cli.main import main\n"
               "sys.exit(main(['run', '--database', 'redis://127.0.0.1:6379', '--reports', sys.argv[1]]))\n")
     done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
                           timeout=300)
@@ -277,9 +277,9 @@ class _NoCapture:
 
 
 def test_a_failure_whose_shrinking_the_budget_cuts_short_is_still_written(tmp_path):
-    from fuzz_birnn.engine import run_slice
-    from fuzz_birnn.scheduler import Slice
-    from fuzz_birnn.writeahead import WriteAhead
+    from fuzz_birnn.campaign.engine import run_slice
+    from fuzz_birnn.campaign.scheduler import Slice
+    from fuzz_birnn.campaign.writeahead import WriteAhead
 
     [spec] = plan_searches("tests.contract_bugs:slow_and_swapped", ["agreement"], ["GRU"], {}, seed=0,
                            reports=tmp_path, timeout=60, database=None)[0]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fuzz_birnn.metamorphic import RELATIONS
+from fuzz_birnn.properties.relations import RELATIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = "examples.seed_decomposition"
@@ -17,7 +17,7 @@ RNN_ONLY = ["--modes", "rnn_tanh", "--no-packed", "--no-unbatched", "--propertie
 
 
 def fuzz(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "fuzz_birnn.cli", *map(str, args)], cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "fuzz_birnn.cli.main", *map(str, args)], cwd=cwd,
                           capture_output=True, text=True, timeout=600)
 
 

@@ -8,7 +8,7 @@ from hypothesis import assume, given
 from torch.nn.utils.rnn import PackedSequence
 
 from fuzz_birnn import Case, CheckFailure, Config, Inputs, check, reference
-from fuzz_birnn.layout import reverse_within_lengths
+from fuzz_birnn.core.layout import reverse_within_lengths
 from fuzz_birnn.strategies import cases
 
 LSTM_CASE = Case(Config(mode="LSTM", input_size=2, hidden_size=3, num_layers=2, bias=True),

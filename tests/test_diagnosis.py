@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 
 from examples.seed_decomposition import seed_decomposition
 from fuzz_birnn import Case, CheckFailure, Config, Inputs, check, decomposed, fused, reference
-from fuzz_birnn.diagnosis import diagnose
-from fuzz_birnn.evaluation import evaluate
-from fuzz_birnn.mistakes import CATALOGUE
+from fuzz_birnn.core.evaluation import evaluate
+from fuzz_birnn.diagnosis.diagnose import diagnose
+from fuzz_birnn.diagnosis.mistakes import CATALOGUE
 from fuzz_birnn.strategies import cases
 
 from . import contract_bugs, planted
@@ -80,8 +80,8 @@ def test_a_correct_result_is_named_nothing(case, candidate):
     evaluation = evaluate(case)
     assume(evaluation.skipped is None)
     built = case.build()
-    from fuzz_birnn.case import backend
-    from fuzz_birnn.compare import tensors_of
+    from fuzz_birnn.core.case import backend
+    from fuzz_birnn.core.compare import tensors_of
 
     with backend(case.inputs), torch.no_grad():
         actual = tensors_of(candidate(built.module, built.input, built.hx), case)
@@ -97,7 +97,7 @@ def test_every_mistake_changes_some_case():
                           big.inputs),
                 Case(Config(mode="GRU", input_size=3, hidden_size=4, num_layers=3, bias=True), big.inputs),
                 Case(Config(mode="RNN_RELU", input_size=3, hidden_size=4, num_layers=3, bias=True), big.inputs)]
-    from fuzz_birnn.diagnosis import _close, _correct, _mistaken
+    from fuzz_birnn.diagnosis.diagnose import _close, _correct, _mistaken
 
     for mistake in CATALOGUE:
         shown = [c for c in variants if mistake.applies(c)
@@ -107,7 +107,7 @@ def test_every_mistake_changes_some_case():
 
 
 def test_findings_with_one_diagnosis_are_said_to_be_likely_one_bug():
-    from fuzz_birnn.runrecord import same_mistake
+    from fuzz_birnn.output.run_record import same_mistake
 
     def finding(*names):
         return {"smallest": {"mistakes": list(names)}}

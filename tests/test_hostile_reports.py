@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fuzz_birnn import Case, CheckFailure, Config, Inputs, check
-from fuzz_birnn.cli import main
-from fuzz_birnn.reports import write_report
-from fuzz_birnn.repro_support import LIMITS, case_cost, load_tensors, save_tensors
+from fuzz_birnn.cli.main import main
+from fuzz_birnn.output.reports import write_report
+from fuzz_birnn.portable.report_files import LIMITS, case_cost, load_tensors, save_tensors
 
 from . import planted
 
@@ -148,8 +148,8 @@ def test_repro_py_refuses_the_same_in_one_line(report, tmp_path, change, message
 
 
 def test_the_modules_beside_repro_py_are_the_library_code(report):
-    for name in ("repro_support", "standalone"):
-        library = Path(sys.modules[f"fuzz_birnn.{name}"].__file__)
+    for name in ("report_files", "calls"):
+        library = Path(sys.modules[f"fuzz_birnn.portable.{name}"].__file__)
         assert (report / f"{name}.py").read_bytes() == library.read_bytes()
 
 

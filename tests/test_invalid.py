@@ -6,7 +6,7 @@ import pytest
 from hypothesis import assume, find, given
 
 from fuzz_birnn import CheckFailure, decomposed
-from fuzz_birnn.invalid import CORRUPTIONS, KNOWN_TORCH_ISSUES, check_invalid
+from fuzz_birnn.properties.invalid import CORRUPTIONS, KNOWN_TORCH_ISSUES, check_invalid
 from fuzz_birnn.strategies import cases, invalid_calls
 
 from .searching import SEARCH, fails
@@ -34,7 +34,8 @@ def test_known_torch_issues_are_still_present(corruption):
 
 def test_an_implementation_that_accepts_a_wrong_state_is_caught(monkeypatch):
     """A decomposition that ignores the caller's h0 never notices that it has the wrong shape."""
-    monkeypatch.setattr("fuzz_birnn.invalid.decomposed", lambda module, input, hx=None: decomposed(module, input))
+    monkeypatch.setattr("fuzz_birnn.properties.invalid.decomposed",
+                        lambda module, input, hx=None: decomposed(module, input))
     case = find(cases(), _fails("h0_rows"), settings=SEARCH)
     with pytest.raises(CheckFailure, match="h0_rows: torch refuses it, but decomposed accepted the call"):
         check_invalid(case, "h0_rows")

@@ -13,10 +13,10 @@ import time
 import pytest
 
 from fuzz_birnn import Case, CheckFailure, Config, Inputs
-from fuzz_birnn.capture import KEEP_BYTES, read_file
-from fuzz_birnn.compare import Mismatch
-from fuzz_birnn.isolate import can_fork, run_forked
-from fuzz_birnn.reducer import proposals, reduce_case, within_strategy
+from fuzz_birnn.campaign.reducer import proposals, reduce_case, within_strategy
+from fuzz_birnn.core.compare import Mismatch
+from fuzz_birnn.processes.capture import KEEP_BYTES, read_file
+from fuzz_birnn.processes.forked import can_fork, run_forked
 
 needs_fork = pytest.mark.skipif(not can_fork(), reason="needs os.fork")
 
@@ -83,7 +83,7 @@ def test_a_candidates_output_is_captured_and_bounded(tmp_path):
     script = (
         "import sys, os\n"
         "from pathlib import Path\n"
-        "from fuzz_birnn.capture import OutputCapture\n"
+        "from fuzz_birnn.processes.capture import OutputCapture\n"
         "capture = OutputCapture(Path(sys.argv[1]))\n"
         "print('first case'); os.write(2, b'from C\\n')\n"
         "capture.reset()\n"

@@ -18,10 +18,10 @@ from hypothesis import given, settings
 
 from examples.seed_decomposition import seed_decomposition
 from fuzz_birnn import Case, CheckFailure, Config, Inputs, check
-from fuzz_birnn.cli import main
-from fuzz_birnn.page_commands import find_browser, screenshot
-from fuzz_birnn.pages import explain_page, report_page
-from fuzz_birnn.reports import Report, write_report
+from fuzz_birnn.cli.main import main
+from fuzz_birnn.cli.pages import find_browser, screenshot
+from fuzz_birnn.output.pages import explain_page, report_page
+from fuzz_birnn.output.reports import Report, write_report
 from fuzz_birnn.strategies import cases
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -187,7 +187,7 @@ def test_the_browser_checks_catch_a_blank_page_and_a_console_error(tmp_path):
 
 
 def test_a_crash_report_has_a_page_with_the_drawing_and_no_heat_map(tmp_path, capsys):
-    from fuzz_birnn.reports import write_crash
+    from fuzz_birnn.output.reports import write_crash
 
     record = {"candidate": "tests.contract_bugs:segfaults_on_lstm", "property": "agreement",
               "case": Case(Config(mode="LSTM"), Inputs()).to_dict(), "details": {}}
@@ -200,7 +200,7 @@ def test_a_crash_report_has_a_page_with_the_drawing_and_no_heat_map(tmp_path, ca
 
 
 def test_a_report_without_a_stored_result_is_rerun_when_the_user_names_the_candidate(seed_report, tmp_path):
-    from fuzz_birnn.repro_support import load_tensors, save_tensors
+    from fuzz_birnn.portable.report_files import load_tensors, save_tensors
 
     old = tmp_path / seed_report.name
     shutil.copytree(seed_report, old)

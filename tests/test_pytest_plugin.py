@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fuzz_birnn.reports import load_report
+from fuzz_birnn.output.reports import load_report
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,10 +8,10 @@ from hypothesis import assume, find, given
 from hypothesis import strategies as st
 
 from fuzz_birnn import CheckFailure, check, decomposed, fused, reference
-from fuzz_birnn.backends import check_backends
-from fuzz_birnn.gradients import check_gradients
-from fuzz_birnn.metamorphic import RELATIONS, check_relation
 from fuzz_birnn.properties import PROPERTIES
+from fuzz_birnn.properties.backends import check_backends
+from fuzz_birnn.properties.gradients import check_gradients
+from fuzz_birnn.properties.relations import RELATIONS, check_relation
 from fuzz_birnn.strategies import cases
 
 from . import planted

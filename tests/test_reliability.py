@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from fuzz_birnn.reports import REPORT_FILES, load_report
-from fuzz_birnn.writeahead import last_record
+from fuzz_birnn.campaign.writeahead import last_record
+from fuzz_birnn.output.reports import REPORT_FILES, load_report
 
 ROOT = Path(__file__).resolve().parent.parent
 AGREEMENT = ["--properties", "agreement", "--seed", "0", "--workers", "1"]
@@ -145,7 +145,7 @@ def test_the_portable_watcher_alone_ends_an_orphan():
     middle = subprocess.Popen([sys.executable, "-c", (
         "import os, subprocess, sys, time\n"
         "child = subprocess.Popen([sys.executable, '-c', 'import sys\\n"
-        "from fuzz_birnn.lifeline import watch_parent\\n"
+        "from fuzz_birnn.processes.lifeline import watch_parent\\n"
         "watch_parent(int(sys.argv[1]))\\n"
         "print(flush=True)\\n"
         "while True: pass', str(os.getpid())])\n"
@@ -171,7 +171,7 @@ def test_a_kept_file_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
     others as the umask says (not mkstemp's 0600)."""
     import os
 
-    from fuzz_birnn.files import write_whole
+    from fuzz_birnn.output.files import write_whole
 
     kept = tmp_path / "run.json"
     write_whole(kept, '{"cases": 1}\n')

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from fuzz_birnn import Case, CheckFailure, Config, Inputs, check
-from fuzz_birnn.reports import REPORT_FILES, ReportError, load_report, write_report
+from fuzz_birnn.output.reports import REPORT_FILES, ReportError, load_report, write_report
 
 from . import planted
 
@@ -52,7 +52,7 @@ def test_a_writer_that_dies_midway_leaves_nothing(tmp_path, monkeypatch):
     def crash(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("fuzz_birnn.reports.save_tensors", crash)
+    monkeypatch.setattr("fuzz_birnn.output.reports.save_tensors", crash)
     with pytest.raises(KeyboardInterrupt):
         write_report(_failure(), tmp_path)
     assert list(tmp_path.iterdir()) == []
@@ -61,7 +61,7 @@ def test_a_writer_that_dies_midway_leaves_nothing(tmp_path, monkeypatch):
 def test_a_killed_writer_leaves_only_a_hidden_staging_folder_that_replay_ignores(tmp_path):
     folder, _ = write_report(_failure(), tmp_path)
     shutil.copytree(folder, tmp_path / f".{folder.name}-killed")  # as if killed before the rename
-    done = subprocess.run([sys.executable, "-m", "fuzz_birnn.cli", "replay", str(tmp_path)], cwd=ROOT,
+    done = subprocess.run([sys.executable, "-m", "fuzz_birnn.cli.main", "replay", str(tmp_path)], cwd=ROOT,
                           capture_output=True, text=True)
     assert "1 report(s) replayed" in done.stdout, done.stdout + done.stderr
 
@@ -85,7 +85,7 @@ def test_a_damaged_report_is_refused_with_one_line(tmp_path, damage, message):
     case_json.write_text(damage(json.loads(case_json.read_text())))
     with pytest.raises(ReportError, match=re.escape(message)):
         load_report(folder)
-    done = subprocess.run([sys.executable, "-m", "fuzz_birnn.cli", "replay", str(folder)], cwd=ROOT,
+    done = subprocess.run([sys.executable, "-m", "fuzz_birnn.cli.main", "replay", str(folder)], cwd=ROOT,
                           capture_output=True, text=True)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from fuzz_birnn import Case, CheckFailure, Config, Inputs, check
-from fuzz_birnn.compare import Mismatch
-from fuzz_birnn.signature import crash_signature, fault_signature, normalise, signature_of
+from fuzz_birnn.campaign.signature import crash_signature, fault_signature, normalise, signature_of
+from fuzz_birnn.core.compare import Mismatch
 from tests import contract_bugs, planted
 
 SEED_BUG = "final state wrong"

@@ -130,7 +130,7 @@ def test_a_missing_extra_is_one_line_naming_the_install_command(monkeypatch):
         load_target("onnxruntime")
     script = ("import importlib.util, sys\nreal = importlib.util.find_spec\n"
               "importlib.util.find_spec = lambda n, *a: None if n == 'onnxruntime' else real(n, *a)\n"
-              "from fuzz_birnn.cli import main\nsys.exit(main(['run', '--candidate', 'onnxruntime']))\n")
+              "from fuzz_birnn.cli.main import main\nsys.exit(main(['run', '--candidate', 'onnxruntime']))\n")
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "pip install 'fuzz-birnn[onnx]'" in done.stderr

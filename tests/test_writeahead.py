@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from fuzz_birnn import writeahead
-from fuzz_birnn.writeahead import WriteAhead, last_record
+from fuzz_birnn.campaign import writeahead
+from fuzz_birnn.campaign.writeahead import WriteAhead, last_record
 
 
 def test_the_last_complete_record_is_the_case_in_flight(tmp_path):

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch.nn.utils.rnn import PackedSequence
 
-from .packing import by_length_groups
+from fuzz_birnn.targets.packing import by_length_groups
 
 __all__ = ["ExportCache", "candidate_from", "export_key"]
 

@@ -22,9 +22,10 @@ import warnings
 from typing import Any
 
 import torch
+from torch.onnx import errors
 
-from ..check import Unsupported
-from .adapter import ExportCache, arguments, export_key
+from fuzz_birnn.core.check import Unsupported
+from fuzz_birnn.targets.adapter import ExportCache, arguments, export_key
 
 __all__ = ["input_names", "onnx_model"]
 
@@ -55,8 +56,6 @@ def _serialized(exported: Any) -> bytes:
 
 
 def _export(module: torch.nn.RNNBase, x: torch.Tensor, hx: Any, *, dynamo: bool) -> Any:
-    from torch.onnx import errors
-
     target = io.BytesIO() if not dynamo else None
     try:
         with warnings.catch_warnings(), open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):

@@ -12,9 +12,9 @@ from typing import Any
 
 import torch
 
-from ..check import Unsupported
-from .adapter import candidate_from
-from .onnx_export import input_names, onnx_model
+from fuzz_birnn.core.check import Unsupported
+from fuzz_birnn.targets.adapter import candidate_from
+from fuzz_birnn.targets.onnx_export import input_names, onnx_model
 
 __all__ = ["onnx_reference"]
 

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch.func import functional_call
 
-from .adapter import ExportCache, arguments, candidate_from, export_key
+from fuzz_birnn.targets.adapter import ExportCache, arguments, candidate_from, export_key
 
 __all__ = ["torch_compile"]
 

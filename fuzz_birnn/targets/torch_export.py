@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
-from ..check import Unsupported
-from .adapter import ExportCache, arguments, candidate_from, export_key
+from fuzz_birnn.core.check import Unsupported
+from fuzz_birnn.targets.adapter import ExportCache, arguments, candidate_from, export_key
 
 __all__ = ["torch_export"]
 

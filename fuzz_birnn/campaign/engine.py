@@ -1,0 +1,681 @@
+"""The search behind ``fuzz-birnn run``: every (property, mode) search, in fair slices, in parallel.
+
+The parent (:class:`Campaign`) hands jobs from the :mod:`~fuzz_birnn.campaign.scheduler` to worker
+processes: slices of a search, and reductions of a case that crashed or hung. A worker is a
+spawned process (a fresh interpreter, one torch thread) that assumes the code under test may
+kill it at any moment.
+
+**A slice** is one Hypothesis run of the search's strategy with its own seed. It goes on past
+the faults the search already knows: a failure whose :func:`~fuzz_birnn.campaign.signature.signature_of`
+is known counts as seen again and the search moves on; a new one is shrunk by Hypothesis
+(each new signature is its own Hypothesis bug, so two new faults in one slice are both shrunk)
+and written as a report. Each passing case reports its error relative to its allowance to
+``hypothesis.target``, which steers generation towards near-misses. A slice stops at its next
+case once it overruns its share, or the run's ``--time-budget`` is spent; a failure whose
+shrinking is cut short by the budget is still written, with the smallest case found so far.
+
+**Crashes and hangs.** Before each case a worker writes it *ahead* (:mod:`fuzz_birnn.campaign.writeahead`)
+and empties its output file (:mod:`fuzz_birnn.processes.capture`). If the worker dies, the parent reads the
+case back and queues a reduction (:mod:`fuzz_birnn.campaign.reducer`), which a worker runs by forking a
+child per attempt (:mod:`fuzz_birnn.processes.forked`); the report holds the smallest case that still
+crashes the same way. A case past ``--timeout`` is stopped in-process by ``SIGALRM`` where it
+can be, and by the parent killing the worker where it cannot (a time limit swallowed by a
+destructor, C code holding the GIL): either way it becomes a ``timeout`` that is reduced the same
+way and never ends its search. From its first crash or hang on, a search runs its cases in
+forked children, so the next one costs a child, not a worker.
+
+**Stopping.** Workers ignore Ctrl-C: the parent stops them, so an interrupted run ends at once,
+every report already renamed into place stays whole, and a half-written one stays hidden. A
+parent killed outright takes its workers with it (:mod:`fuzz_birnn.processes.lifeline`).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import multiprocessing
+import os
+import queue as queue_module
+import signal
+import time
+import traceback
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fuzz_birnn.campaign.database import SearchDatabase, open_database, search_key
+from fuzz_birnn.campaign.reducer import reduce_case, within_strategy
+from fuzz_birnn.campaign.scheduler import Reduce, Scheduler, Search, SearchSpec, Slice
+from fuzz_birnn.campaign.signature import crash_signature, fault_signature, signature_of
+from fuzz_birnn.campaign.writeahead import WriteAhead, last_record
+from fuzz_birnn.core.case import Case
+from fuzz_birnn.core.outcomes import CheckFailure
+from fuzz_birnn.output.reports import check_failures, write_crash, write_report
+from fuzz_birnn.portable.report_files import ReportRefused, case_cost, read_json
+from fuzz_birnn.processes.capture import OutputCapture, read_file
+from fuzz_birnn.processes.forked import can_fork, exit_reason, run_forked
+from fuzz_birnn.processes.lifeline import die_with_parent
+from fuzz_birnn.properties import PROPERTIES, candidate_for, narrowed
+from fuzz_birnn.strategies import cases, invalid_calls
+from fuzz_birnn.targets.naming import load_candidate
+
+__all__ = ["Campaign", "CaseTimeout", "Counts", "Event", "Fault", "Finding", "Progress", "ReductionEnded",
+           "SliceEnded", "SliceResult", "plan_searches", "time_limit"]
+
+#: Seconds past ``--timeout`` before the parent kills a worker whose case has not returned.
+KILL_GRACE = 5.0
+#: Crash and hang reductions each get at most this much time (and never past the budget).
+REDUCE_SECONDS = 120.0
+
+#: ``(property, mode, *case_dimensions(case), verdict, reason)`` -> cases. ``verdict`` is ``passed``,
+#: ``failed`` (a failing call, shrinking included), ``known`` (a fault the search had already
+#: found, seen again), ``unsupported`` (the candidate raised :class:`~fuzz_birnn.Unsupported`; ``reason``
+#: says what) or ``skipped`` (not compared; ``reason`` says why).
+Counts = collections.Counter
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A report written for one fault of one search."""
+
+    signature: str
+    prop: str
+    mode: str
+    folder: str
+    new: bool
+    summary: str
+    shrink: str
+    cost: int
+    #: which catalogued mistake the result is (:class:`fuzz_birnn.diagnosis.diagnose.Diagnosis` as a dict)
+    diagnosis: dict[str, Any] | None = None
+
+
+def plan_searches(candidate: str | None, properties: list[str], modes: list[str], strategy: dict[str, Any],
+                  *, seed: int, reports: Path, timeout: float, database: str | None,
+                  target: bool = True) -> tuple[list[SearchSpec], list[str]]:
+    """The run's searches in a fixed order (the same on every machine, for ``--shard``), and the
+    properties the user's flags leave no cases for."""
+
+    planned, impossible = [], []
+    for name in properties:
+        prop = PROPERTIES[name]
+        kwargs = narrowed(prop, strategy)
+        if kwargs is None:
+            impossible.append(name)
+            continue
+        planned += [(name, candidate_for(prop, candidate), mode, kwargs) for mode in modes]
+    specs = [SearchSpec(index, name, spec, mode, kwargs, seed + index, str(reports), timeout, database, target)
+             for index, (name, spec, mode, kwargs) in enumerate(planned)]
+    return specs, impossible
+
+
+# -- what workers tell the parent ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A case that crashed or hung where the search had not met that before: the parent reduces it."""
+
+    kind: str  # "crash" or "timeout"
+    how: str  # "died (SIGSEGV)", "ran past the 60s limit", ...
+    record: dict[str, Any] | None  # the case as written ahead (None: nothing was written yet)
+    output: str  # what the candidate printed on it
+
+
+@dataclass
+class SliceResult:
+    """A slice's end: what it counted and found, and why it stopped if not of its own accord."""
+
+    counts: Counts
+    generated: int
+    slowest: float
+    findings: list[Finding]
+    fault: Fault | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Counts of a slice still running (about once a second): the progress line, and what a
+    worker that dies had done."""
+
+    worker_id: int
+    counts: Counts
+    generated: int
+
+
+@dataclass(frozen=True)
+class SliceEnded:
+    worker_id: int
+    result: SliceResult
+
+
+@dataclass(frozen=True)
+class ReductionEnded:
+    """A crash or hang reduction's end: its report, or why reducing it failed."""
+
+    worker_id: int
+    finding: Finding | None
+    error: str | None = None
+
+
+Event = Progress | SliceEnded | ReductionEnded
+
+
+# -- parent side -------------------------------------------------------------------------------
+
+
+@dataclass
+class _Worker:
+    process: Any
+    inbox: Any
+    job: Slice | Reduce | None = None
+    started: float = 0.0
+    generated: int = 0  # examples its slice has reported generating so far
+
+
+@dataclass
+class Campaign:
+    """One run: its searches, what they have checked so far, and what they found."""
+
+    specs: list[SearchSpec]
+    max_examples: int
+    workers: int
+    time_budget: float | None = None
+    on_progress: Callable[[Campaign], None] = lambda campaign: None
+    counts: Counts = field(default_factory=Counts)
+    findings: list[Finding] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        quota = max(1, -(-self.max_examples // max(1, len(self.specs))))
+        deadline = None if self.time_budget is None else time.time() + self.time_budget
+        self.scheduler = Scheduler([Search(spec, quota) for spec in self.specs], deadline=deadline,
+                                   reduce_seconds=REDUCE_SECONDS, workers=max(1, min(self.workers, len(self.specs))))
+
+    def run(self) -> None:
+        """Run to the end of the budget (Ctrl-C raises KeyboardInterrupt; the state stays readable)."""
+        started = time.monotonic()
+        context = multiprocessing.get_context("spawn")
+        self._outbox = context.Queue()
+        self._pool: dict[int, _Worker] = {}
+        self._context = context
+        for worker_id in range(max(1, min(self.workers, len(self.specs)))):
+            self._start(worker_id)
+        try:
+            while not self.scheduler.finished(busy=any(w.job for w in self._pool.values())):
+                self._assign()
+                self._receive()
+                self._watch()
+        finally:
+            self.seconds = time.monotonic() - started
+            self._stop()
+            self._orphaned_reductions()
+
+    # one turn of the loop
+
+    def _assign(self) -> None:
+        for worker in self._pool.values():
+            if worker.job is None:
+                job = self.scheduler.next_job()
+                if job is None:
+                    return
+                worker.job, worker.started, worker.generated = job, time.monotonic(), 0
+                worker.inbox.put(job)
+
+    def _receive(self) -> None:
+        with contextlib.suppress(queue_module.Empty):
+            self._handle(self._outbox.get(timeout=0.2))
+
+    def _handle(self, event: Event) -> None:
+        worker = self._pool[event.worker_id]
+        if isinstance(event, Progress):
+            self.counts.update(event.counts)
+            worker.generated += event.generated
+            self.on_progress(self)
+            return
+        job, worker.job = worker.job, None
+        assert job is not None, "a worker reported the end of a job it was not given"
+        elapsed = time.monotonic() - worker.started
+        if isinstance(event, SliceEnded):
+            result = event.result
+            self.counts.update(result.counts)
+            self.findings += result.findings
+            self.scheduler.slice_ended(job.search, examples=worker.generated + result.generated, seconds=elapsed,
+                                       slowest=result.slowest, signatures=[f.signature for f in result.findings],
+                                       error=result.error and "stopped by an error")
+            if result.error:
+                self.errors.append(f"{job.search.name} stopped early: {result.error}")
+            if result.fault is not None:
+                self._fault(job.search, result.fault)
+        else:
+            assert isinstance(job, Reduce)
+            self.scheduler.charge(job.search, elapsed)
+            if event.finding is not None:
+                self.findings.append(event.finding)
+            else:
+                self.errors.append(f"{job.search.name}: reducing a {job.kind} failed: {event.error}")
+                self._write_unreduced(job, "not shrunk: the reduction failed")
+        self.on_progress(self)
+
+    def _fault(self, spec: SearchSpec, fault: Fault) -> None:
+        if fault.record is None:
+            self.errors.append(f"{spec.name}: the worker {fault.how} before its first case was written ahead")
+            return
+        signature = crash_signature(fault.kind, fault.how)
+        new = self.scheduler.fault_in_process(spec, fault.kind, fault.how, signature, fault.record, fault.output)
+        self.counts[(spec.prop, spec.mode, *_dimensions(fault.record), "failed" if new else "known", None)] += 1
+
+    def _watch(self) -> None:
+        """Dead workers, and cases that overran their time limit without the worker noticing."""
+        for worker_id, worker in list(self._pool.items()):
+            job = worker.job
+            if job is None:
+                continue
+            inflight = Path(job.search.reports) / f".inflight-{worker_id}.json"
+            hung = _case_overran(inflight, job.search.timeout + KILL_GRACE)
+            late = self.scheduler.out_of_time() and time.time() > (self.scheduler.deadline or 0) + \
+                min(job.search.timeout, KILL_GRACE) + KILL_GRACE
+            if worker.process.is_alive() and not hung and not late:
+                continue
+            worker.process.kill()
+            worker.process.join()
+            self._drain()
+            if self._pool[worker_id].job is None:  # it finished after all
+                continue
+            worker.job = None
+            in_flight = isinstance(job, Slice)  # the case it died on counts towards its search's quota
+            self.scheduler.slice_ended(job.search, examples=worker.generated + in_flight,
+                                       seconds=time.monotonic() - worker.started)
+            if late and not hung:
+                self.notes.append(f"{job.search.name}: a case in flight when the time budget ran out was stopped")
+                if isinstance(job, Reduce):
+                    self._write_unreduced(job, "shrinking cut short: the time budget ran out")
+            elif isinstance(job, Reduce):
+                self._write_unreduced(job, f"not shrunk: the reducing worker {_how(worker.process.exitcode, hung)}")
+            else:
+                output = read_file(Path(job.search.reports) / f".output-{worker_id}.log")
+                record = last_record(inflight)
+                kind = "timeout" if hung else "crash"
+                how = (f"ran past the {job.search.timeout:g}s limit and was killed by the parent" if hung
+                       else _how(worker.process.exitcode, hung))
+                self._fault(job.search, Fault(kind, how, record, output))
+            with contextlib.suppress(OSError):
+                inflight.unlink()
+            self._start(worker_id)
+
+    def _drain(self) -> None:
+        """Take what a dead worker managed to send before deciding what it was doing."""
+        with contextlib.suppress(queue_module.Empty, EOFError, OSError):
+            while True:
+                self._handle(self._outbox.get(timeout=0.1))
+
+    # workers
+
+    def _start(self, worker_id: int) -> None:
+        inbox = self._context.Queue()
+        process = self._context.Process(target=_worker_main, args=(worker_id, inbox, self._outbox, os.getpid()),
+                                        daemon=True)
+        process.start()
+        self._pool[worker_id] = _Worker(process, inbox)
+
+    def _stop(self) -> None:
+        for worker in self._pool.values():
+            if worker.process.is_alive():
+                worker.process.terminate()
+        reports = Path(self.specs[0].reports) if self.specs else None
+        for worker_id, worker in self._pool.items():
+            worker.process.join(timeout=5)
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join()
+            if reports is not None:
+                for name in (f".inflight-{worker_id}.json", f".output-{worker_id}.log"):
+                    with contextlib.suppress(OSError):
+                        (reports / name).unlink()
+
+    def _orphaned_reductions(self) -> None:
+        """Crashes and hangs whose reduction never started (the budget ran out, or Ctrl-C): still
+        reported, unshrunk, so that nothing found is lost."""
+        while self.scheduler.reductions:
+            job = self.scheduler.reductions.popleft()
+            self._write_unreduced(job, "not shrunk: the run ended before its turn")
+
+    def _write_unreduced(self, job: Reduce, shrink: str) -> None:
+        with contextlib.suppress(Exception):  # a report we cannot write must not hide the others
+            self.findings.append(write_crash_finding(job, job.record, shrink, job.output))
+
+
+def write_crash_finding(job: Reduce, record: dict[str, Any], shrink: str, output: str) -> Finding:
+    """Write the crash or timeout report of ``record`` and describe it as a finding."""
+
+    message = (f"checking this case took longer than the {job.search.timeout:g}s limit" if job.kind == "timeout"
+               else f"the worker process {job.how} while checking this case")
+    folder, new, _ = write_crash(record, message, Path(job.search.reports), kind=job.kind,
+                                 extra={"signature": job.signature, "shrink": shrink}, output=output)
+    case = Case.from_dict(record["case"])
+    cost = case_cost(record["case"]["config"], record["case"]["inputs"])["elements"]
+    return Finding(job.signature, job.search.prop, job.search.mode, str(folder), new,
+                   f"{job.kind}: {message} [{case.describe()}]", shrink, cost)
+
+
+def _case_overran(inflight: Path, limit: float) -> bool:
+    """Whether the case written ahead last has been running for more than ``limit`` seconds."""
+    try:
+        return time.time() - inflight.stat().st_mtime > limit
+    except OSError:
+        return False
+
+
+def _how(exitcode: int | None, hung: bool) -> str:
+    return "stopped answering and was killed" if hung else f"died ({exit_reason(exitcode)})"
+
+
+def _dimensions(record: dict[str, Any]) -> tuple[str, ...]:
+    return case_dimensions(Case.from_dict(record["case"]))
+
+
+def case_dimensions(case: Any) -> tuple[str, ...]:
+    """The dimensions a run counts cases by, besides property and mode (``runrecord.DIMENSIONS``)."""
+    c, i = case.config, case.inputs
+    return (i.dtype, i.form, i.device, "oneDNN on" if i.onednn else "oneDNN off", f"{c.num_layers} layer(s)",
+            "bias" if c.bias else "no bias", "batch_first" if c.batch_first else "time-major",
+            "h0 given" if i.initial_state else "h0 default", "proj" if c.proj_size else "no proj")
+
+
+# -- worker side -------------------------------------------------------------------------------
+
+
+class CaseTimeout(BaseException):
+    """Raised by SIGALRM inside a case that overran its time limit. A BaseException, so that no
+    ``except Exception`` in the code under test (or in :func:`~fuzz_birnn.core.check`) swallows it."""
+
+
+class _Stop(BaseException):
+    """Ends a slice at once: its share, or the run's budget, is spent."""
+
+
+class _InProcessFault(BaseException):
+    """Ends a slice: a case hung (or crashed a forked child) in a way the search has not met."""
+
+    def __init__(self, kind: str, how: str, record: dict[str, Any], output: str) -> None:
+        super().__init__(kind, how)
+        self.fault = Fault(kind, how, record, output)
+
+
+def _worker_main(worker_id: int, inbox: Any, outbox: Any, parent_pid: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    die_with_parent(parent_pid)  # ... and if it cannot (it was killed), its death stops us
+
+
+    warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+    warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
+    torch.set_num_threads(1)  # cases are tiny: intra-op threads only fight the other workers
+
+    capture = None
+    while True:
+        job = inbox.get()
+        if job is None:
+            return
+        reports = Path(job.search.reports)
+        if capture is None:  # a candidate's prints go to a file, never to the run's console
+            capture = OutputCapture(reports / f".output-{worker_id}.log")
+        with WriteAhead(reports / f".inflight-{worker_id}.json") as ahead:
+            if isinstance(job, Slice):
+                result = run_slice(job, capture, ahead,
+                                   lambda counts, generated: outbox.put(Progress(worker_id, counts, generated)))
+                outbox.put(SliceEnded(worker_id, result))
+            else:
+                outbox.put(_reduce_or_say_why(worker_id, job, capture, ahead))
+
+
+_FAULT_TYPES: dict[str, type] = {}
+
+
+def _fault_type(signature: str) -> type:
+    """One CheckFailure subclass per signature: Hypothesis tells bugs apart by exception type,
+    so each new fault in a slice is shrunk on its own."""
+
+    if signature not in _FAULT_TYPES:
+        _FAULT_TYPES[signature] = type("Fault", (CheckFailure,), {"__module__": __name__})
+    return _FAULT_TYPES[signature]
+
+
+@dataclass
+class _SliceClock:
+    """A running slice's tallies between flushes, and the times its stopping rules read."""
+
+    generated: int = 0  # cases generated since the last flush
+    slowest: float = 0.0  # seconds of its slowest passing case
+    flushed: float = field(default_factory=time.monotonic)
+    first_failure: float = 0.0  # when shrinking began
+
+
+def run_slice(job: Slice, capture: Any, ahead: WriteAhead, flush: Callable[[Counts, int], None]) -> SliceResult:
+    """Run one slice of a search; write a report for each new fault (see the module docstring)."""
+    from hypothesis import HealthCheck, Phase, Verbosity, assume, given, seed, settings, target
+    from hypothesis.errors import Unsatisfiable
+
+
+    spec = job.search
+    candidate = load_candidate(spec.candidate)
+    prop = PROPERTIES[spec.prop]
+    counts: Counts = Counts()
+    failing: dict[str, CheckFailure] = {}
+    clock = _SliceClock()
+    started = time.monotonic()
+    database = open_database(spec.database)
+    if database is not None:
+        database = SearchDatabase(database, search_key(spec.prop, spec.mode, spec.candidate, spec.strategy))
+    phases = [p for p in Phase if p is not Phase.explain and (job.reuse or p is not Phase.reuse)]
+
+    def count(case: Any, verdict: str, reason: str | None = None) -> None:
+        counts[(spec.prop, spec.mode, *case_dimensions(case), verdict, reason)] += 1
+        now = time.monotonic()
+        if now - clock.flushed > 1.0:  # the parent's progress line, and what a dead worker had done
+            flush(Counts(counts), clock.generated)
+            counts.clear()
+            clock.generated, clock.flushed = 0, now
+
+    @settings(max_examples=job.max_examples, database=database, phases=phases, deadline=None,
+              verbosity=Verbosity.quiet, suppress_health_check=list(HealthCheck), report_multiple_bugs=True)
+    @seed(job.seed)
+    @given(_strategy(spec))
+    def search(drawn: Any) -> None:
+        if job.deadline is not None and time.time() >= job.deadline:
+            raise _Stop("shrinking cut short: the time budget ran out")
+        if not failing and time.monotonic() - started > job.cap_seconds:
+            raise _Stop
+        if failing and job.shrink_seconds is not None and time.monotonic() - clock.first_failure > \
+                job.shrink_seconds:
+            raise _Stop("shrinking cut short: its search's share of the time budget ran out")
+        case, details = (drawn[0], {"corruption": drawn[1]}) if prop.invalid else (drawn, {})
+        record = {"candidate": spec.candidate, "property": spec.prop, "case": case.to_dict(), "details": details}
+        ahead.record(record)
+        capture.reset()
+        if not failing:
+            clock.generated += 1
+        failure: CheckFailure | None = None
+        outcome: tuple[str | None, float | None] | None = None
+        began = time.monotonic()
+        if job.isolate:
+            limit = job.hang_limit if "timeout" in job.known else spec.timeout
+            forked = run_forked(lambda: _essentials(prop.run(candidate, case, spec.candidate, details)), limit)
+            if forked.kind == "crashed":
+                if crash_signature("crash", f"died ({forked.detail})") in job.known:
+                    return count(case, "known")
+                raise _InProcessFault("crash", f"died ({forked.detail})", record, capture.read())
+            if forked.kind == "hung":
+                if "timeout" in job.known:
+                    return count(case, "skipped", "ran past the adaptive limit after this search's known hang")
+                raise _InProcessFault("timeout", f"ran past the {spec.timeout:g}s limit", record, capture.read())
+            if forked.kind == "passed":
+                outcome = forked.value
+        if outcome is None:  # in-process (or again in-process, to get a forked child's failure itself)
+            try:
+                with time_limit(spec.timeout):
+                    outcome = _essentials(prop.run(candidate, case, spec.candidate, details))
+            except CheckFailure as raised:
+                failure = raised
+            except CaseTimeout:
+                raise _InProcessFault("timeout", f"ran past the {spec.timeout:g}s limit", record,
+                                      capture.read()) from None
+        if failure is not None:
+            signature = signature_of(failure, lambda twin: _twin_mismatch(prop, candidate, spec, twin, details))
+            if signature in job.known:
+                return count(case, "known")
+            count(case, "failed")
+            fault = _fault_type(signature)(failure.mismatch, failure.case, failure.candidate, failure.prop,
+                                           failure.details, failure.actual, failure.allowed)
+            fault.signature, fault.output = signature, capture.read()
+            if not failing:
+                clock.first_failure = time.monotonic()
+            failing[signature] = fault
+            raise fault
+        assert outcome is not None
+        skipped, score = outcome
+        verdict = "passed" if not skipped else "unsupported" if skipped.startswith("unsupported:") else "skipped"
+        count(case, verdict, _reason(skipped))
+        clock.slowest = max(clock.slowest, time.monotonic() - began)
+        assume(skipped is None)
+        if spec.target and score is not None:
+            target(score, label="error / allowance")
+
+    result = SliceResult(counts, 0, 0.0, [])
+    try:
+        search()
+    except _Stop as stop:
+        why = stop.args[0] if stop.args else "shrinking cut short: the time budget ran out"
+        _write_all(result, list(failing.values()), spec, why)
+    except _InProcessFault as fault:
+        result.fault = fault.fault
+    except Unsatisfiable:
+        pass  # every case was skipped: the counts say why
+    except Exception as raised:
+
+        found, others = check_failures(raised)
+        _write_all(result, found, spec, "complete")
+        if others:
+            result.error = "".join(traceback.format_exception(others[0])).rstrip()
+    result.generated, result.slowest = clock.generated, clock.slowest
+    return result
+
+
+def _write_all(result: SliceResult, failures: list[Any], spec: SearchSpec, shrink: str) -> None:
+    """Write each failure's report into the result; one that cannot be written is the slice's
+    error (said in the run's summary), not the death of its worker."""
+    for failure in failures:
+        try:
+            result.findings.append(_write(failure, spec, shrink))
+        except Exception as error:
+            result.error = f"writing the report of a failure failed: {type(error).__name__}: {error}"
+
+
+def _twin_mismatch(prop: Any, candidate: Any, spec: SearchSpec, twin: Any, details: dict[str, Any]) -> Any:
+    """Check a failing case's float64 twin the same way, for its signature (in-process, under
+    the time limit: a twin that overruns counts as one that does not show the fault)."""
+
+    try:
+        with time_limit(spec.timeout):
+            prop.run(candidate, twin, spec.candidate, details)
+    except CheckFailure as failure:
+        return failure.mismatch
+    except (Exception, CaseTimeout):
+        return None
+    return None
+
+
+def _essentials(outcome: Any) -> tuple[str | None, float | None]:
+    """What a slice needs of an Outcome (small enough to come back from a forked child): why it
+    was not compared, and its worst error relative to its allowance."""
+    ratios = [outcome.errors[k] / outcome.allowed[k] for k in outcome.errors
+              if outcome.allowed.get(k)]
+    return outcome.skipped, (min(max(ratios), 1e6) if ratios else None)
+
+
+def _write(failure: Any, spec: SearchSpec, shrink: str) -> Finding:
+    signature = getattr(failure, "signature", None)
+    if signature is None:
+        signature = fault_signature(failure.mismatch)
+    folder, new = write_report(failure, Path(spec.reports), origin="fuzz-birnn run",
+                               extra={"signature": signature, "shrink": shrink},
+                               output=getattr(failure, "output", ""))
+    case = failure.case.to_dict()
+    try:
+        diagnosis = read_json(folder / "case.json").get("diagnosis")
+    except ReportRefused:  # a report from elsewhere in the folder: its finding stands without one
+        diagnosis = None
+    return Finding(signature, spec.prop, spec.mode, str(folder), new, str(failure).splitlines()[0], shrink,
+                   case_cost(case["config"], case["inputs"])["elements"], diagnosis)
+
+
+def _reduce_or_say_why(worker_id: int, job: Reduce, capture: Any, ahead: WriteAhead) -> ReductionEnded:
+    try:
+        return ReductionEnded(worker_id, run_reduction(job, capture, ahead))
+    except Exception as error:
+        return ReductionEnded(worker_id, None, f"{type(error).__name__}: {error}")
+
+
+def run_reduction(job: Reduce, capture: Any, ahead: WriteAhead) -> Finding:
+    """Shrink a crashing or hanging case in forked children (:mod:`fuzz_birnn.campaign.reducer`), then
+    write its report with the smallest case that still fails the same way."""
+
+    spec = job.search
+    prop = PROPERTIES[spec.prop]
+    original = Case.from_dict(job.record["case"])
+    details = job.record.get("details", {})
+    if not can_fork():
+        return write_crash_finding(job, job.record, "not shrunk: needs os.fork", job.output)
+    candidate = load_candidate(spec.candidate)
+    outputs: dict[Case, str] = {original: job.output}
+
+    def reproduces(case: Case) -> bool:
+        ahead.record({**job.record, "case": case.to_dict(), "reducing": True})
+        capture.reset()
+        verdict = run_forked(lambda: _essentials(prop.run(candidate, case, spec.candidate, details)), spec.timeout)
+        same = verdict.kind == "hung" if job.kind == "timeout" else (
+            verdict.kind == "crashed" and f"died ({verdict.detail})" == job.how)
+        if same:
+            outputs[case] = capture.read()
+        return same
+
+    budget_end = time.monotonic() + job.budget_seconds
+    if job.deadline is not None:
+        budget_end = min(budget_end, time.monotonic() + max(0.0, job.deadline - time.time()))
+    reduction = reduce_case(original, reproduces, within=within_strategy(spec.strategy), deadline=budget_end)
+    how = "complete" if reduction.complete else "shrinking cut short: its budget ran out"
+    shrink = f"{how} ({reduction.attempts} attempts in forked children, {reduction.seconds:.1f}s)"
+    record = {**job.record, "case": reduction.case.to_dict()}
+    return write_crash_finding(job, record, shrink, outputs[reduction.case])
+
+
+def _strategy(spec: SearchSpec) -> Any:
+    return (invalid_calls if PROPERTIES[spec.prop].invalid else cases)(modes=[spec.mode], **spec.strategy)
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Raise :class:`CaseTimeout` in this (main) thread if the block runs longer than ``seconds``."""
+    def overran(signum: int, frame: Any) -> None:
+        raise CaseTimeout
+
+    previous = signal.signal(signal.SIGALRM, overran)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _reason(skipped: str | None) -> str | None:
+    """A skip reason without case-specific numbers, so that reasons can be counted."""
+    if skipped is None:
+        return None
+    return "values beyond the dtype's range" if "range" in skipped else skipped

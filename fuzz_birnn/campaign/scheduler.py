@@ -1,0 +1,197 @@
+"""Which search runs next: fair shares of a run's time, in short slices.
+
+A run is one search per (property, mode). Run one after another, a run cut short (Ctrl-C, a CI
+time limit, ``--time-budget``) would have covered only the first ones; so each search runs in
+*slices* (a Hypothesis run of :data:`SLICE_EXAMPLES` examples, a second or so, each slice with its
+own seed), and the next slice always goes to the search that has had the least worker time so
+far. At any moment, every search has had its fair share of the time, give or take one slice; a
+slow search (gradients, a slow candidate) gets fewer examples in the same time, and a search
+whose cases crash or hang is charged for the time they cost.
+
+Slice sizes and seeds depend only on the run's seed and the slice's number within its search,
+never on timing, so ``--seed`` repeats a run's cases exactly, whatever the machine's load, unless
+a slice runs past :data:`SLICE_CAP_SECONDS` (a slow candidate) or the time budget ends it.
+
+Crash and hang reductions (:mod:`fuzz_birnn.campaign.reducer`) go before any slice: a fault found is worth
+more than the next slice. ``--max-examples`` is split evenly into per-search quotas; a search
+ends when its quota is used, and the run when every search has ended or the budget is spent.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["FIRST_SLICE", "SLICE_CAP_SECONDS", "SLICE_EXAMPLES", "Reduce", "Scheduler", "Search", "SearchSpec",
+           "Slice",
+           "shard_of"]
+
+#: Examples in a search's first slice (small, so that every search starts early) and in the others.
+FIRST_SLICE = 20
+SLICE_EXAMPLES = 200
+#: A slice still running after this long stops at its next case (a slow candidate). Under a time
+#: budget the cap is a quarter of each search's share of it (at least MIN_CAP_SECONDS), so that a
+#: candidate taking seconds a case still reaches every search early in the run.
+SLICE_CAP_SECONDS = 8.0
+MIN_CAP_SECONDS = 0.5
+#: A search that met a hang counts a later case as that hang again once it runs this many times
+#: longer than the slowest case of the search so far (and at least HANG_FLOOR seconds), instead
+#: of paying the whole --timeout each time (AFL's adaptive hang limit).
+HANG_FACTOR = 10.0
+HANG_FLOOR = 0.5
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """What a worker needs to run slices of one search."""
+
+    index: int
+    prop: str
+    candidate: str
+    mode: str
+    strategy: dict[str, Any]
+    seed: int
+    reports: str
+    timeout: float
+    database: str | None = None
+    target: bool = True
+
+    @property
+    def name(self) -> str:
+        return f"{self.prop} ({self.mode})"
+
+
+@dataclass(frozen=True)
+class Slice:
+    """Run ``max_examples`` examples of a search (fewer if the slice or the run runs out of time)."""
+
+    search: SearchSpec
+    number: int
+    max_examples: int
+    seed: int
+    known: tuple[str, ...]
+    isolate: bool
+    hang_limit: float
+    deadline: float | None  # time.time() at which the run's budget ends
+    cap_seconds: float
+    reuse: bool  # replay the database first (only a search's first slice: see engine)
+    #: how long shrinking may go on in this slice (``None``: to its end); under a time budget, so
+    #: that one slow shrink cannot take every other search's share
+    shrink_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class Reduce:
+    """Shrink a case that crashed or hung (``kind``), then write its report."""
+
+    search: SearchSpec
+    kind: str
+    how: str
+    record: dict[str, Any]
+    output: str
+    signature: str
+    deadline: float | None
+    budget_seconds: float
+
+
+@dataclass
+class Search:
+    spec: SearchSpec
+    quota: int
+    examples: int = 0
+    seconds: float = 0.0
+    slices: int = 0
+    running: bool = False
+    known: set[str] = field(default_factory=set)
+    isolate: bool = False
+    slowest: float = 0.0
+    ended: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.ended is not None or self.examples >= self.quota
+
+
+class Scheduler:
+    """Owns the searches' state; hands out jobs and takes their results."""
+
+    def __init__(self, searches: list[Search], *, deadline: float | None, reduce_seconds: float,
+                 workers: int = 1) -> None:
+        self.searches = searches
+        self.deadline = deadline
+        self.reduce_seconds = reduce_seconds
+        self.reductions: deque[Reduce] = deque()
+        self.cap_seconds = SLICE_CAP_SECONDS
+        self.shrink_seconds: float | None = None
+        if deadline is not None:  # a slow candidate: every search must get its turn well within the budget
+            budget = max(0.0, deadline - time.time())
+            share = budget * workers / len(searches)
+            self.cap_seconds = max(MIN_CAP_SECONDS, min(SLICE_CAP_SECONDS, share / 4))
+            self.shrink_seconds = max(2 * self.cap_seconds, share / 2)
+
+    def out_of_time(self) -> bool:
+        return self.deadline is not None and time.time() >= self.deadline
+
+    def next_job(self) -> Slice | Reduce | None:
+        if self.out_of_time():
+            return None
+        if self.reductions:
+            return self.reductions.popleft()
+        ready = [s for s in self.searches if not s.running and not s.done]
+        if not ready:
+            return None
+        search = min(ready, key=lambda s: (s.seconds, s.spec.index))
+        planned = FIRST_SLICE if search.slices == 0 else SLICE_EXAMPLES
+        size = max(1, min(planned, search.quota - search.examples))
+        search.running = True
+        search.slices += 1
+        return Slice(search.spec, search.slices, size, _slice_seed(search.spec.seed, search.slices),
+                     tuple(sorted(search.known)), search.isolate, max(HANG_FLOOR, HANG_FACTOR * search.slowest),
+                     self.deadline, self.cap_seconds, reuse=search.slices == 1, shrink_seconds=self.shrink_seconds)
+
+    def slice_ended(self, spec: SearchSpec, *, examples: int, seconds: float, slowest: float = 0.0,
+                    signatures: Iterable[str] = (), error: str | None = None) -> None:
+        search = self.searches[spec.index]
+        search.running = False
+        search.examples += examples
+        search.seconds += seconds
+        search.slowest = max(search.slowest, slowest)
+        search.known.update(signatures)
+        if error is not None:
+            search.ended = error
+
+    def fault_in_process(self, spec: SearchSpec, kind: str, how: str, signature: str, record: dict[str, Any],
+                         output: str) -> bool:
+        """A case crashed its worker or hung: from now on the search isolates its cases. Queues a
+        reduction unless the search has met this fault already; returns whether it is new."""
+        search = self.searches[spec.index]
+        search.isolate = True
+        if signature in search.known:
+            return False
+        search.known.add(signature)
+        self.reductions.append(Reduce(spec, kind, how, record, output, signature, self.deadline,
+                                      self.reduce_seconds))
+        return True
+
+    def charge(self, spec: SearchSpec, seconds: float) -> None:
+        """Time spent for a search outside its slices (a reduction) counts towards its share."""
+        self.searches[spec.index].seconds += seconds
+
+    def finished(self, busy: bool) -> bool:
+        if busy:
+            return False
+        if self.out_of_time():
+            return True
+        return not self.reductions and all(s.done for s in self.searches)
+
+
+def shard_of(index: int, shards: int) -> int:
+    """The shard (1..N) that runs search ``index`` of the run's deterministic list."""
+    return index % shards + 1
+
+
+def _slice_seed(seed: int, number: int) -> int:
+    return (seed * 1_000_003 + number) % 2**63

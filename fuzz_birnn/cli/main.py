@@ -1,0 +1,372 @@
+"""``fuzz-birnn run`` and ``fuzz-birnn replay`` (``baseline``, ``show`` and ``explain`` are added by
+:mod:`~fuzz_birnn.cli.baseline` and :mod:`~fuzz_birnn.cli.pages`).
+
+Exit status: 0 when nothing failed, 1 when a failure was found (run) or still fails (replay),
+2 for a usage or configuration error (one line on stderr, no traceback), 130 on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any, NoReturn
+
+import torch
+
+from fuzz_birnn.campaign.database import DatabaseError, check_database, describe_database
+from fuzz_birnn.campaign.engine import Campaign, CaseTimeout, plan_searches, time_limit
+from fuzz_birnn.campaign.scheduler import shard_of
+from fuzz_birnn.cli import baseline, pages
+from fuzz_birnn.cli.arguments import choices, non_negative, positive, seconds, shard
+from fuzz_birnn.cli.pages import write_run_pages
+from fuzz_birnn.core.candidates import BUILTIN
+from fuzz_birnn.core.case import DTYPES, MODES
+from fuzz_birnn.core.devices import DEVICE_TYPES, available_devices, device_available, environment_summary
+from fuzz_birnn.core.outcomes import CheckFailure
+from fuzz_birnn.output.junit import write_junit
+from fuzz_birnn.output.reports import ReportError, load_report
+from fuzz_birnn.output.run_record import build_record, print_summary, write_record
+from fuzz_birnn.portable.report_files import ReportRefused, candidate_origin
+from fuzz_birnn.processes.forked import exit_reason
+from fuzz_birnn.properties import PROPERTIES, default_properties
+from fuzz_birnn.targets import TARGETS
+from fuzz_birnn.targets.naming import CandidateError, load_candidate, validate_spec
+
+__all__ = ["main"]
+
+#: ``--modes`` names, lower case, as torch's ``mode`` strings read.
+_MODES = {mode.lower(): mode for mode in MODES}
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def main(argv: list[str] | None = None) -> int:
+    # torch without NumPy says so, on import or lazily later; this process reports to a person.
+    warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
+    try:
+        args = _parser().parse_args(argv)
+        return args.command(args)
+    except UsageError as error:
+        print(f"fuzz-birnn: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nfuzz-birnn: interrupted", file=sys.stderr)
+        return 130
+
+
+# -- run -------------------------------------------------------------------------------------
+
+
+def _run(args: argparse.Namespace) -> int:
+    # A shell that starts a command in the background without job control hands it SIGINT
+    # ignored; Ctrl-C (or kill -INT) must stop a run however it was started.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    reports = Path(args.reports)
+    _writable(reports)
+    if args.candidate is not None:
+        try:
+            load_candidate(validate_spec(args.candidate))  # fail here, not in every worker
+        except CandidateError as error:
+            raise UsageError(str(error)) from None
+    missing = [d for d in args.devices if d not in available_devices()]
+    if missing:
+        raise UsageError(f"--devices {','.join(missing)}: not available here (available: "
+                         f"{','.join(available_devices())})")
+    properties = args.properties or default_properties(args.candidate, args.grad)
+    unknown = [p for p in properties if p not in PROPERTIES]
+    if unknown:
+        raise UsageError(f"--properties {','.join(unknown)}: choose from {','.join(PROPERTIES)}")
+    if args.timeout is None:
+        args.timeout = TARGETS[args.candidate].timeout if args.candidate in TARGETS else 60
+    database = args.database if args.database is not None else str(reports / ".hypothesis")
+    try:
+        check_database(database)  # an unreachable Redis is said now, not by every worker
+    except DatabaseError as error:
+        raise UsageError(str(error)) from None
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
+    specs, impossible = plan_searches(args.candidate, properties, args.modes, _strategy(args), seed=seed,
+                                      reports=reports, timeout=args.timeout,
+                                      database=None if database == "none" else database)
+    if not specs:
+        raise UsageError(f"the flags leave no cases for {','.join(impossible)}")
+    shard = ""
+    if args.shard is not None:
+        number, shards = args.shard
+        everything = len(specs)
+        specs = [dataclasses.replace(s, index=i) for i, s in
+                 enumerate(s for s in specs if shard_of(s.index, shards) == number)]
+        shard = f"; shard {number}/{shards}: {len(specs)} of {everything} searches"
+        if not specs:
+            raise UsageError(f"--shard {number}/{shards}: this shard has no searches (the run has {everything})")
+    workers = max(1, min(args.workers or os.cpu_count() or 1, len(specs)))
+
+    print(f"fuzz-birnn run: {environment_summary()}")
+    what = f"candidate {args.candidate} against torch's fused modules" if args.candidate else \
+        "torch's own recurrent modules"
+    budget = f"{args.max_examples} examples" + (f" or {args.time_budget:g}s, whichever ends first"
+                                                if args.time_budget else "")
+    print(f"checking {what}; {budget} over {len(specs)} searches on {workers} worker(s){shard}; "
+          f"seed {seed} (repeat with --seed {seed}); example database: {describe_database(database)}")
+    print(f"properties: {', '.join(p for p in properties if p not in impossible)}")
+    if impossible:
+        print(f"not run (the flags leave no cases for them): {', '.join(impossible)}")
+    progress = _Progress()
+    campaign = Campaign(specs, args.max_examples, workers, args.time_budget, on_progress=progress.update)
+    options = {"candidate": args.candidate, "properties": [p for p in properties if p not in impossible],
+               "modes": args.modes, "seed": seed, "max_examples": args.max_examples, "time_budget": args.time_budget,
+               "timeout": args.timeout, "workers": workers, "database": describe_database(database),
+               "shard": None if args.shard is None else f"{args.shard[0]}/{args.shard[1]}", "reports": str(reports)}
+    started = datetime.datetime.now(datetime.UTC)
+    interrupted = False
+    try:
+        campaign.run()
+    except KeyboardInterrupt:
+        interrupted = True
+    progress.done()
+    if interrupted:
+        print("interrupted: the summary covers what ran; every report written is whole")
+    record = build_record(campaign, options=options, started=started, interrupted=interrupted)
+    write_record(reports, record)
+    if args.junit_xml:
+        write_junit(Path(args.junit_xml), record, reports)
+    print_summary(record, reports)
+    if args.html:
+        print(f"run page: {write_run_pages(record, reports)}")
+    return record["exit_code"]
+
+
+def _strategy(args: argparse.Namespace) -> dict[str, Any]:
+    forms = ["padded"]
+    if args.unbatched:
+        forms.append("unbatched")
+    if args.packed:
+        forms += ["packed_sorted", "packed_unsorted"]
+    return {"dtypes": args.dtypes, "devices": args.devices, "forms": forms,
+            "max_layers": args.max_layers, "max_input_size": args.max_size, "max_hidden_size": args.max_size,
+            "max_seq_len": args.max_seq_len, "max_batch": args.max_batch,
+            "proj": None if args.proj else False,
+            "bidirectional": {"yes": True, "no": False, "both": None}[args.bidirectional],
+            "batch_first": None if args.batch_first else False,
+            "initial_state": None if args.initial_state else False,
+            "onednn": None if args.onednn_off else True}
+
+
+class _Progress:
+    """Keeps one status line up to date while a run goes on."""
+
+    def __init__(self) -> None:
+        self._last = 0.0
+        self._tty = sys.stdout.isatty()
+
+    def update(self, campaign: Any) -> None:
+        now = time.monotonic()
+        if now - self._last < (0.2 if self._tty else 10.0):
+            return
+        self._last = now
+        checked = sum(campaign.counts.values())
+        faults = len({f.signature for f in campaign.findings})
+        line = f"  {checked} cases checked, {faults} distinct fault(s) so far"
+        print(f"\r{line}" if self._tty else line, end="" if self._tty else "\n", flush=True)
+
+    def done(self) -> None:
+        if self._tty:
+            print()
+
+
+def _writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise UsageError(f"--reports {folder}: cannot write there ({error.strerror or error})") from None
+
+
+# -- replay ----------------------------------------------------------------------------------
+
+
+def _replay(args: argparse.Namespace) -> int:
+    """Check every named report first (readable, within limits, a device this machine has, a
+    candidate the user trusts), then run them; nothing runs if any is refused."""
+
+    planned = []  # (folder, whether the user named this report itself)
+    for path in map(Path, args.paths):
+        if path.is_dir() and not (path / "case.json").exists():
+            # Hidden folders are reports still being written (or whose writer was killed).
+            found = sorted(p.parent for p in path.glob("*/case.json") if not p.parent.name.startswith("."))
+            if not found:
+                print(f"{path}: no reports here: nothing to replay")
+            planned += [(folder, False) for folder in found]
+        elif path.exists():
+            planned.append((path, True))
+        else:
+            raise UsageError(f"{path}: no such report or folder")
+    try:
+        override = validate_spec(args.candidate) if args.candidate else None
+    except CandidateError as error:
+        raise UsageError(str(error)) from None
+    runnable, elsewhere = [], 0
+    for folder, named in planned:
+        try:
+            report = load_report(folder, allow_large=args.allow_large)
+            spec = override or report.candidate
+            if spec not in BUILTIN:
+                where = candidate_origin(spec, Path.cwd(), named_by_user=override is not None)
+                print(f"{folder}: candidate {spec} from {where}")
+        except (ReportError, ReportRefused) as error:
+            raise UsageError(str(error)) from None
+        device = report.case.inputs.device
+        if not device_available(device):
+            if named:
+                raise UsageError(f"{folder}: the case runs on {device}, which this machine does not have "
+                                 f"(it has {', '.join(available_devices())})")
+            print(f"NOT HERE     {folder}: the case runs on {device}, which this machine does not have")
+            elsewhere += 1
+            continue
+        runnable.append((folder, report, spec))
+    still_failing = 0
+    for folder, report, spec in runnable:
+        try:
+            candidate = load_candidate(spec)
+        except CandidateError as error:
+            raise UsageError(str(error)) from None
+        if report.kind in ("crash", "timeout") and not args.in_process:
+            verdict = _replay_isolated(folder, args)
+            still_failing += verdict is not None
+            print(f"STILL FAILS  {folder}: {verdict}" if verdict else f"FIXED        {folder}")
+            continue
+        prop = PROPERTIES[report.prop]
+        try:
+            with time_limit(args.timeout):
+                outcome = prop.run(candidate, report.case, spec, report.details)
+        except CheckFailure as failure:
+            still_failing += 1
+            print(f"STILL FAILS  {folder}: {str(failure).splitlines()[0]}")
+        except CaseTimeout:
+            still_failing += 1
+            print(f"STILL FAILS  {folder}: still runs past the {args.timeout}s limit")
+        else:
+            print(f"FIXED        {folder}" + (f" ({outcome.skipped})" if outcome.skipped else ""))
+
+    print(f"{len(runnable)} report(s) replayed on torch {torch.__version__}: {still_failing} still failing, "
+          f"{len(runnable) - still_failing} fixed" + (f"; {elsewhere} need a device this machine lacks"
+                                                      if elsewhere else ""))
+    return 1 if still_failing else 0
+
+
+def _replay_isolated(folder: Path, args: argparse.Namespace) -> str | None:
+    """Replay a report that crashed or hung its worker in a child process; ``None`` once fixed."""
+
+    flags = ["--candidate", args.candidate] if args.candidate else []
+    flags += ["--allow-large"] if args.allow_large else []
+    command = [sys.executable, "-m", "fuzz_birnn", "replay", "--in-process", *flags, str(folder)]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+        return f"still runs past the {args.timeout}s limit"
+    if done.returncode == 0:
+        return None
+    if done.returncode == 1:
+        line = next((ln for ln in done.stdout.splitlines() if ln.startswith("STILL FAILS")), "STILL FAILS")
+        return line.split(": ", 1)[-1]
+    return f"the replaying process died ({exit_reason(done.returncode)})"
+
+
+# -- arguments -------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="fuzz-birnn", description="Property-based fuzzing of torch's recurrent layers.")
+    commands = parser.add_subparsers(dest="name", required=True, parser_class=_Parser)
+
+    run = commands.add_parser("run", help="search for cases where a candidate (or torch) is wrong")
+    run.set_defaults(command=_run)
+    run.add_argument("--candidate", metavar="MODULE:ATTR",
+                     help="callable candidate(module, input, hx=None) to check against torch's fused module; "
+                          f"built-ins: {', '.join(b for b in BUILTIN if b != 'fused')}; targets: "
+                          + "; ".join(f"{name} ({target.about}" + (f"; pip install 'fuzz-birnn[{target.extra}]'"
+                                                                   if target.extra else "") + ")"
+                                      for name, target in TARGETS.items())
+                          + ". Default: check torch itself")
+    run.add_argument("--max-examples", type=positive, default=25000, metavar="N",
+                     help="cases to generate in all, split over the searches (default 25000)")
+    run.add_argument("--time-budget", type=seconds, metavar="SECONDS",
+                     help="stop after this long, shrinking included (with --max-examples, whichever ends "
+                          "first); every search gets a fair share of the time")
+    run.add_argument("--database", metavar="DIR|redis://HOST:PORT|none",
+                     help="Hypothesis example database: a rerun first replays what failed before "
+                          "(default REPORTS/.hypothesis; a Redis URL shares it between machines)")
+    run.add_argument("--html", action="store_true",
+                     help="also write REPORTS/index.html (what the run covered, every finding) and a page per report")
+    run.add_argument("--junit-xml", metavar="PATH",
+                     help="also write the run as JUnit XML: a test case per search, a failure per fault")
+    run.add_argument("--shard", type=shard, metavar="K/N",
+                     help="run only the K-th of N deterministic shares of the searches (one per machine)")
+    run.add_argument("--seed", type=non_negative, metavar="N", help="make the run repeatable")
+    run.add_argument("--properties", type=lambda text: [t.strip() for t in text.split(",") if t.strip()],
+                     metavar="LIST", help=f"comma-separated subset of: {', '.join(PROPERTIES)} "
+                                          "(default: all that apply)")
+    run.add_argument("--timeout", type=positive, metavar="SECONDS",
+                     help="time limit for checking one case (default 60, or the built-in target's: "
+                          + ", ".join(f"{target.timeout:g} for {name}" for name, target in TARGETS.items())
+                          + "); an overrun is a timeout report")
+    run.add_argument("--grad", action="store_true",
+                     help="also check gradients through the candidate (it must be differentiable)")
+    run.add_argument("--reports", default="reports", metavar="DIR", help="where failures go (default ./reports)")
+    run.add_argument("--workers", type=positive, metavar="N", help="processes (default: one per CPU)")
+    run.add_argument("--modes", type=choices(_MODES), default=list(MODES),
+                     metavar="LIST", help=f"comma-separated: {','.join(_MODES)}")
+    run.add_argument("--dtypes", type=choices({d: d for d in DTYPES}), default=list(DTYPES),
+                     metavar="LIST", help=f"comma-separated: {','.join(DTYPES)}")
+    run.add_argument("--devices", type=choices({d: d for d in DEVICE_TYPES}), default=["cpu"],
+                     metavar="LIST", help=f"comma-separated: {','.join(DEVICE_TYPES)} (default cpu)")
+    run.add_argument("--max-layers", type=positive, default=4, metavar="N")
+    run.add_argument("--max-size", type=positive, default=8, metavar="N", help="input_size/hidden_size bound")
+    run.add_argument("--max-seq-len", type=positive, default=8, metavar="N")
+    run.add_argument("--max-batch", type=positive, default=8, metavar="N")
+    run.add_argument("--bidirectional", choices=("yes", "no", "both"), default="yes")
+    for flag, what in (("packed", "PackedSequence input"), ("unbatched", "unbatched 2-D input"),
+                       ("proj", "LSTM proj_size > 0"), ("batch-first", "batch_first=True"),
+                       ("initial-state", "given h0/c0")):
+        run.add_argument(f"--no-{flag}", dest=flag.replace("-", "_"), action="store_false", help=f"never use {what}")
+    run.add_argument("--no-onednn-off", dest="onednn_off", action="store_false",
+                     help="keep oneDNN at torch's default instead of also running with it disabled")
+
+    replay = commands.add_parser("replay", help="re-run reports on the torch installed now")
+    replay.set_defaults(command=_replay)
+    replay.add_argument("paths", nargs="+", metavar="PATH",
+                        help="a report folder, its case.json, or a folder of reports")
+    replay.add_argument("--timeout", type=positive, default=60, metavar="SECONDS",
+                        help="time limit for replaying a crash or timeout report (default 60)")
+    replay.add_argument("--candidate", metavar="MODULE:ATTR",
+                        help="replay against this candidate instead of the one each report names (your fix, or a "
+                             "candidate from outside this project that you trust)")
+    replay.add_argument("--allow-large", action="store_true",
+                        help="lift the size limits on a report's case (sizes, steps, batch, layers, total cost)")
+    replay.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
+
+
+    baseline.add_parsers(commands, UsageError)
+    pages.add_parsers(commands, UsageError)
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""Which devices and CPU backends this machine offers."""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from fuzz_birnn.portable.report_files import device_available
+
+__all__ = ["DEVICE_TYPES", "available_devices", "cuda_without_gpu", "device_available", "environment_summary"]
+
+
+#: The device types a case may name (``cuda:N`` is a ``cuda`` device).
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+
+
+@functools.cache
+def available_devices() -> tuple[str, ...]:
+    """``cpu`` always, then ``cuda`` and ``mps`` where torch reports them available.
+
+    Asked once per process: the answer does not change while it runs, and asking costs a driver
+    call on CUDA builds.
+    """
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices.append("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        devices.append("mps")
+    return tuple(devices)
+
+
+def environment_summary() -> str:
+    """One line for logs and pytest headers: torch version, devices, oneDNN state."""
+    onednn = "available" if torch.backends.mkldnn.is_available() else "unavailable"
+    if torch.backends.mkldnn.is_available():
+        onednn += ", enabled" if torch.backends.mkldnn.enabled else ", disabled"
+    summary = f"torch {torch.__version__}; devices: {', '.join(available_devices())}; oneDNN: {onednn}"
+    note = cuda_without_gpu()
+    return f"{summary}; {note}" if note else summary
+
+
+def cuda_without_gpu() -> str | None:
+    """Says so when torch was built with CUDA but sees no GPU (only the CPU gets checked)."""
+    if torch.version.cuda and "cuda" not in available_devices():
+        return f"a CUDA {torch.version.cuda} build of torch with no GPU visible: only the CPU is checked"
+    return None

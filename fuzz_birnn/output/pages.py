@@ -1,0 +1,309 @@
+"""Self-contained HTML pages: a report's (``show``), a configuration's (``explain``), a run's (``run --html``).
+
+Each page is one file with its pictures inline (:mod:`fuzz_birnn.output.pictures`) and its style in a
+``<style>`` element: nothing is fetched and nothing runs, so a page opens from a bug tracker or
+a CI artifact as it is.
+
+A report's heat maps come from the tensors it stores (``expected/*``, the float64 reference, and
+``actual/*``, the candidate's result, both per direction); a report written before results were
+stored is rerun when the user names the candidate (or it is a built-in), else the page says how.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+
+from fuzz_birnn.core.case import Case
+from fuzz_birnn.diagnosis.diagnose import diagnose
+from fuzz_birnn.output.pictures import FaultyCell, heatmap_svg, stack_svg
+from fuzz_birnn.output.reports import Report
+from fuzz_birnn.output.run_record import same_mistake
+
+__all__ = ["explain_page", "report_page", "run_page"]
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 76rem; color: #222; padding: 0 1rem; }
+h1 { font-size: 1.45rem; } h2 { font-size: 1.15rem; margin-top: 2rem; border-bottom: 1px solid #ddd; }
+code, pre { font-family: ui-monospace, monospace; font-size: 0.9em; }
+pre { background: #f5f5f5; padding: 0.6rem; overflow-x: auto; }
+table { border-collapse: collapse; } td, th { padding: 0.2rem 0.8rem 0.2rem 0; text-align: left; vertical-align: top; }
+.diagnosis { background: #fff6e0; border-left: 4px solid #d08a00; padding: 0.6rem 0.9rem; }
+.none { background: #f0f0f0; border-left-color: #999; }
+.figure { overflow-x: auto; margin: 0.6rem 0; }
+.bar { background: #5b7bb4; height: 0.9rem; display: inline-block; vertical-align: middle; }
+.muted { color: #666; }
+"""
+
+
+def _page(title: str, body: str) -> str:
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<style>{_STYLE}</style></head>\n<body>\n{body}\n</body></html>\n")
+
+
+# -- a configuration -------------------------------------------------------------------------------
+
+
+def explain_page(case: Case) -> str:
+    """The drawing of ``case``'s stack, with the shapes a decomposition has to get right."""
+    c, i = case.config, case.inputs
+    directions = c.num_directions
+    rows = c.num_layers * directions
+    out = c.output_size
+    batch = "" if i.unbatched else ", B"
+    shapes = [("input", "(T, B, input_size)" if not c.batch_first or i.unbatched else "(B, T, input_size)"),
+              ("h0, h_n", f"({rows}{batch}, {out}): row layer * {directions} + direction"),
+              ("output", f"(T{batch}, {directions * out})" + (": [forward, reverse] features" if directions == 2
+                                                               else ""))]
+    if c.mode == "LSTM":
+        shapes.insert(2, ("c0, c_n", f"({rows}{batch}, {c.hidden_size})"))
+    if i.unbatched:
+        shapes = [(name, shape.replace("(T, B, ", "(T, ").replace(", B,", ",")) for name, shape in shapes]
+    if i.packed:
+        shapes[0] = ("input", "a PackedSequence of B sequences of input_size features; output a PackedSequence too")
+    table = "".join(f"<tr><th>{html.escape(n)}</th><td><code>{html.escape(s)}</code></td></tr>" for n, s in shapes)
+    body = (f"<h1>{html.escape(c.describe())}</h1>"
+            f"<p class=muted>{html.escape(case.describe())}</p>"
+            "<h2>The stack</h2>"
+            f'<div class="figure">{_stack(case, None)}</div>'
+            "<h2>Shapes</h2>"
+            f"<table>{table}</table>"
+            "<h2>What a decomposition must do</h2><ul>"
+            "<li>Layer <i>l</i>, direction <i>d</i> starts from row <code>l * num_directions + d</code> of "
+            "<code>h0</code> (and <code>c0</code>) and writes its final state to the same row of "
+            "<code>h_n</code> (and <code>c_n</code>).</li>"
+            "<li>The reverse direction reads the sequence from its last step to its first (for a packed batch, "
+            "from each sequence's own last step) and its output at step <i>t</i> belongs at time <i>t</i>: put "
+            "it back in forward time order before anything else reads it.</li>"
+            "<li>Layer <i>l</i> + 1 reads <code>[forward, reverse]</code> outputs of layer <i>l</i>, "
+            "concatenated feature-wise at each time step.</li></ul>")
+    return _page(f"fuzz-birnn explain: {c.describe()}", body)
+
+
+#: Mistakes that sit in a join between layers: which joins (``inner``: those feeding a next layer;
+#: ``last``: the output's), and what to say there.
+_JOINS = {
+    "seed-missing-re-reversal": ("inner", "the reverse half must be back in forward time order here"),
+    "next-layer-halves-swapped": ("inner", "the next layer must get [forward, reverse] here"),
+    "next-layer-forward-only": ("inner", "the next layer must get both directions here"),
+    "output-halves-swapped": ("last", "the output must be [forward, reverse]"),
+}
+
+
+def _stack(case: Case, fault: FaultyCell | None, mistakes: Sequence[str] = ()) -> str:
+    c, i = case.config, case.inputs
+    joins: list[int] = []
+    said = []
+    for name in mistakes:
+        if name in _JOINS:
+            which, words = _JOINS[name]
+            joins += list(range(c.num_layers - 1)) if which == "inner" else [c.num_layers - 1]
+            said.append(words)
+    return stack_svg(mode=c.mode, num_layers=c.num_layers, bidirectional=c.bidirectional,
+                     input_size=c.input_size, hidden_size=c.hidden_size, proj_size=c.proj_size, bias=c.bias,
+                     seq_len=i.seq_len, form="packed" if i.packed else i.form, fault=fault,
+                     suspect_joins=joins, suspect="; ".join(said))
+
+
+# -- a report ----------------------------------------------------------------------------------------
+
+
+def report_page(report: Report, tensors: Mapping[str, torch.Tensor],
+                rerun: Callable[[], dict[str, torch.Tensor]] | None = None) -> str:
+    """A report's page: the case in words, its diagnosis, its stack with the first faulty cell
+    marked, and heat maps of ``|error| / tolerance``. ``tensors`` are the report's stored tensors;
+    ``rerun`` gives the candidate's per-direction result where the report stores none."""
+    case, mismatch = report.case, report.mismatch
+    expected = _under(tensors, "expected")
+    actual = _under(tensors, "actual")
+    note = ""
+    if expected and not actual and report.kind == "check":
+        if rerun is not None:
+            actual = rerun()
+        else:
+            note = ("<p class=muted>This report stores no result of its candidate (it was written before "
+                    "reports did): <code>fuzz-birnn show --candidate MODULE:ATTR</code> reruns it for the heat "
+                    "maps.</p>")
+    fault = None
+    if mismatch.get("layer") is not None and mismatch.get("direction") is not None:
+        fault = FaultyCell(mismatch["layer"], 1 if mismatch["direction"] == "reverse" else 0, mismatch.get("time_step"))
+    diagnosis = report.diagnosis
+    if diagnosis is None and actual and expected and report.kind == "check":
+        diagnosis = diagnose(case, actual, report.tolerances).to_dict()
+    parts = [f"<h1>fuzz-birnn report <code>{html.escape(report.id)}</code></h1>",
+             f"<p>{html.escape(_what_failed(report))}</p>",
+             "<h2>The case</h2>", _case_table(report)]
+    if diagnosis:
+        named = bool(diagnosis.get("names"))
+        parts += ["<h2>Diagnosis</h2>",
+                  f'<p class="diagnosis{"" if named else " none"}">{html.escape(diagnosis["summary"])}</p>']
+    mistakes = (diagnosis or {}).get("names", [])
+    parts += ["<h2>The stack</h2>", f'<div class="figure">{_stack(case, fault, mistakes)}</div>']
+    if actual and expected:
+        parts += ["<h2>Where it is wrong</h2>",
+                  "<p class=muted>|candidate - reference| / tolerance, the worst feature of each cell; the "
+                  "reference is the float64 cell equations on the case's own weights and inputs.</p>"]
+        parts += [f'<div class="figure">{svg}</div>' for svg in _heatmaps(case, expected, actual, report.tolerances)]
+    parts.append(note)
+    document = report.document
+    parts += ["<h2>Reproduce</h2>",
+              f"<pre>python {html.escape(str(report.folder / 'repro.py'))}\n"
+              f"fuzz-birnn replay {html.escape(str(report.folder))}</pre>",
+              f"<p class=muted>Found with torch {html.escape(str((document.get('environment') or {}).get('torch')))}, "
+              f"{html.escape(str(document.get('created', '')))}; {html.escape(str(document.get('origin') or ''))}.</p>"]
+    return _page(f"fuzz-birnn report {report.id}", "\n".join(parts))
+
+
+def _what_failed(report: Report) -> str:
+    kind = "" if report.kind == "check" else f"{report.kind}: "
+    return f"{report.candidate} ({report.prop}): {kind}{report.mismatch.get('message', '')}"
+
+
+def _case_table(report: Report) -> str:
+    case = report.case
+    rows = [("in words", case.describe()), ("candidate", report.candidate), ("property", report.prop)]
+    for key, label in (("signature", "fault signature"), ("shrink", "shrinking")):
+        if report.document.get(key):
+            rows.append((label, str(report.document[key])))
+    config = ", ".join(f"{k}={v}" for k, v in case.to_dict()["config"].items())
+    inputs = ", ".join(f"{k}={v}" for k, v in case.to_dict()["inputs"].items())
+    rows += [("config", config), ("inputs", inputs)]
+    return "<table>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+                               for k, v in rows) + "</table>"
+
+
+def _under(tensors: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {key.split("/", 1)[1]: value.to(torch.float64) for key, value in tensors.items()
+            if key.startswith(prefix + "/")}
+
+
+#: Larger grids are drawn in blocks (the worst cell of each), so a replayed 100,000-step case
+#: still makes a page of ordinary size.
+_MAX_COLUMNS, _MAX_ROWS = 96, 32
+
+
+def _heatmaps(case: Case, expected: dict[str, torch.Tensor], actual: dict[str, torch.Tensor],
+              tolerances: Mapping[str, float]) -> list[str]:
+    maps = []
+    c, i = case.config, case.inputs
+    names = ["fwd", "rev"][: c.num_directions]
+    if "output" in expected and "output" in actual and actual["output"].shape == expected["output"].shape:
+        ratio = _ratio(actual["output"], expected["output"], tolerances.get("output", 0.0))  # (T, B, D)
+        steps, batch, directions = ratio.shape
+        valid = torch.ones(steps, batch, dtype=torch.bool)
+        if i.packed and i.lengths:
+            valid = torch.arange(steps).unsqueeze(1) < torch.tensor(i.lengths).unsqueeze(0)
+        rows: list[str] = []
+        grid: list[list[float | None]] = []
+        for d in range(directions):
+            values, batches, times = _blocks(ratio[:, :, d].T, valid.T, max(1, _MAX_ROWS // directions))
+            rows += [f"L{c.num_layers - 1} {names[d]}" + (f" b{_span(b)}" if batch > 1 else "") for b in batches]
+            grid += values
+        maps.append(heatmap_svg("output: the last layer, by time step", grid, rows, [_span(t) for t in times],
+                                column_title="time step"))
+    for name in ("h_n", "c_n"):
+        if name in expected and name in actual and actual[name].shape == expected[name].shape:
+            ratio = _ratio(actual[name], expected[name], tolerances.get(name, 0.0))  # (L, D, B)
+            directions = ratio.shape[1]
+            flat = ratio.flatten(0, 1)  # rows layer * D + direction
+            values, row_spans, batches = _blocks(flat, torch.ones_like(flat, dtype=torch.bool), _MAX_ROWS)
+            labels = [f"L{lo // directions} {names[lo % directions]}" if lo == hi else f"rows {lo}-{hi}"
+                      for lo, hi in row_spans]
+            maps.append(heatmap_svg(f"{name}: every layer and direction, by sequence in the batch", values, labels,
+                                    [_span(b) for b in batches], column_title="batch index"))
+    return maps
+
+
+def _blocks(matrix: torch.Tensor, valid: torch.Tensor, max_rows: int,
+            ) -> tuple[list[list[float | None]], list[tuple[int, int]], list[tuple[int, int]]]:
+    """``matrix`` (rows x columns) in at most ``max_rows`` x :data:`_MAX_COLUMNS` blocks, each its
+    worst valid cell (``None``: nothing valid in it, i.e. padding); with each block's row and
+    column span."""
+    rows, columns = matrix.shape
+    row_step, column_step = math.ceil(rows / max_rows), math.ceil(columns / _MAX_COLUMNS)
+    row_spans = [(r, min(r + row_step, rows) - 1) for r in range(0, rows, row_step)]
+    column_spans = [(k, min(k + column_step, columns) - 1) for k in range(0, columns, column_step)]
+    masked = torch.where(valid, matrix, torch.full_like(matrix, -math.inf))
+    grid: list[list[float | None]] = []
+    for r0, r1 in row_spans:
+        line: list[float | None] = []
+        for c0, c1 in column_spans:
+            block = masked[r0:r1 + 1, c0:c1 + 1]
+            worst = float(block.max())  # NaN if any cell is NaN; -inf if every cell is padding
+            line.append(None if worst == -math.inf else worst)
+        grid.append(line)
+    return grid, row_spans, column_spans
+
+
+def _span(span: tuple[int, int]) -> str:
+    low, high = span
+    return str(low) if low == high else f"{low}-{high}"
+
+
+def _ratio(actual: torch.Tensor, expected: torch.Tensor, tolerance: float) -> torch.Tensor:
+    """``|actual - expected| / tolerance``, the worst feature of each cell (NaN stays NaN)."""
+    error = (actual - expected).abs()
+    worst = error.amax(dim=-1)
+    worst = torch.where(error.isnan().any(dim=-1), torch.full_like(worst, math.nan), worst)
+    return worst / tolerance if tolerance > 0 else torch.where(worst > 0, math.inf, 0.0)
+
+
+# -- a run -------------------------------------------------------------------------------------------
+
+
+def run_page(record: Mapping[str, Any]) -> str:
+    """What a run covered (cases per property, mode, dtype, form and backend), what it did not compare
+    and why, and every finding with a link to its report's page (``ID/report.html``)."""
+    cases = record["cases"]
+    options = record["options"]
+    what = f"candidate {options['candidate']}" if options.get("candidate") else "torch's own recurrent modules"
+    parts = [f"<h1>fuzz-birnn run: {html.escape(what)}</h1>",
+             f"<p>{cases['total']} cases in {record['seconds']:.0f} s, seed {options.get('seed')}; torch "
+             f"{html.escape(str(record['environment'].get('torch')))}; exit status {record['exit_code']}.</p>"]
+    findings = record["findings"]
+    parts.append(f"<h2>Findings ({len(findings)})</h2>")
+    if not findings:
+        parts.append("<p>No failures.</p>")
+    for number, finding in enumerate(findings, 1):
+        smallest = finding["smallest"]
+        link = f"{smallest['report']}/report.html"
+        parts.append(f"<h3>{number}. {html.escape(finding['signature'])}</h3>"
+                     f"<p><a href=\"{html.escape(link)}\">{html.escape(smallest['report'])}</a>: "
+                     f"{html.escape(smallest['summary'])}</p>")
+        if smallest.get("diagnosis"):
+            parts.append(f'<p class="diagnosis">{html.escape(smallest["diagnosis"])}</p>')
+        others = [r for r in finding["reports"] if r != smallest["report"]]
+        if others:
+            parts.append("<p class=muted>Also: " + ", ".join(
+                f'<a href="{html.escape(r)}/report.html">{html.escape(r)}</a>' for r in others) + "</p>")
+
+    parts += [f'<p class="diagnosis">{html.escape(line)}</p>' for line in same_mistake(list(findings))]
+    parts.append("<h2>What was covered</h2>")
+    for dimension in ("property", "mode", "dtype", "form", "backend"):
+        counts = cases["by_dimension"].get(dimension, {})
+        parts.append(f"<h3>{dimension}</h3>" + _bars(counts))
+    not_compared = record["not_compared"]
+    parts.append(f"<h2>Not compared ({sum(not_compared.values())})</h2>")
+    if not_compared:
+        parts.append("<table>" + "".join(f"<tr><td>{n}</td><td>{html.escape(reason)}</td></tr>"
+                                         for reason, n in not_compared.items()) + "</table>")
+    else:
+        parts.append("<p>Every case drawn was compared.</p>")
+    for title, lines in (("Errors", record["errors"]), ("Notes", record["notes"])):
+        if lines:
+            parts.append(f"<h2>{title}</h2><pre>" + html.escape("\n".join(lines)) + "</pre>")
+    return _page(f"fuzz-birnn run: {what}", "\n".join(parts))
+
+
+def _bars(counts: Mapping[str, int]) -> str:
+    if not counts:
+        return "<p class=muted>none</p>"
+    most = max(counts.values()) or 1
+    return "<table>" + "".join(
+        f'<tr><td>{html.escape(value)}</td><td><span class="bar" style="width:{max(1, round(24 * n / most))}rem" '
+        f'title="{n} cases"></span> {n}</td></tr>' for value, n in counts.items()) + "</table>"

@@ -1,0 +1,123 @@
+"""Running one case in a forked child, so that a crash or a hang costs the child, not the worker.
+
+This is the fork server of crash fuzzers (AFL's, for one): the worker has paid for importing
+torch and the candidate once; each child starts from that state in about a millisecond, runs one
+case, and reports through its exit status (and a pipe for a small return value). The parent
+waits at most ``limit`` seconds, then kills it; the time limit is enforced from outside, so no
+``except`` or destructor inside the candidate can swallow it.
+
+A search switches to isolated cases once it has met a crash or a hang (its next crash costs a
+child, not a fresh interpreter), and crash and hang reduction (:mod:`fuzz_birnn.campaign.reducer`) runs
+every attempt this way. Needs ``os.fork`` (Linux, macOS): elsewhere :func:`can_fork` is false and
+callers fall back to a fresh process per case.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import select
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fuzz_birnn.core.outcomes import CheckFailure
+from fuzz_birnn.processes.lifeline import set_parent_death_signal
+
+__all__ = ["Verdict", "can_fork", "exit_reason", "run_forked"]
+
+_PASSED, _FAILED, _RAISED = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How a forked case ended: ``passed`` (``value`` is what it returned), ``failed`` (a
+    :class:`~fuzz_birnn.core.outcomes.CheckFailure`), ``raised`` (anything else; ``detail`` names it),
+    ``crashed`` (``detail``: ``killed by SIGSEGV``, ``exit status 3``) or ``hung``."""
+
+    kind: str
+    detail: str = ""
+    value: Any = None
+    seconds: float = 0.0
+
+
+def can_fork() -> bool:
+    return hasattr(os, "fork")
+
+
+def run_forked(function: Callable[[], Any], limit: float) -> Verdict:
+    """Run ``function()`` in a forked child for at most ``limit`` seconds."""
+
+    read_end, write_end = os.pipe()
+    started = time.monotonic()
+    pid = os.fork()
+    if pid == 0:  # the child: never return into the parent's stack, never run its exit handlers
+        code = _RAISED
+        try:
+            os.close(read_end)
+            _die_with(os.getppid())
+            try:
+                payload, code = pickle.dumps(function()), _PASSED
+            except CheckFailure:
+                payload, code = b"", _FAILED
+            except BaseException as error:
+                payload, code = pickle.dumps(f"{type(error).__name__}: {error}".splitlines()[0]), _RAISED
+            view = memoryview(payload)
+            while view:
+                view = view[os.write(write_end, view):]
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    data, hung = _read_until_exit(read_end, started + limit)
+    if hung:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
+    seconds = time.monotonic() - started
+    if hung:
+        return Verdict("hung", f"ran past the {limit:g}s limit", seconds=seconds)
+    code = os.waitstatus_to_exitcode(status)
+    if code == _PASSED:
+        return Verdict("passed", value=pickle.loads(data) if data else None, seconds=seconds)
+    if code == _FAILED:
+        return Verdict("failed", seconds=seconds)
+    if code == _RAISED and data:
+        return Verdict("raised", pickle.loads(data), seconds=seconds)
+    return Verdict("crashed", exit_reason(code), seconds=seconds)
+
+
+def exit_reason(exitcode: int | None) -> str:
+    """``killed by SIGSEGV`` for a negative exit code (as multiprocessing and subprocess give it)."""
+    if exitcode is not None and exitcode < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-exitcode).name}"
+    return f"exit status {exitcode}"
+
+
+def _read_until_exit(fd: int, deadline: float) -> tuple[bytes, bool]:
+    """Everything the child writes, until it closes the pipe (exits); ``hung`` past ``deadline``."""
+    chunks: list[bytes] = []
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return b"".join(chunks), True
+            ready, _, _ = select.select([fd], [], [], left)
+            if ready:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    return b"".join(chunks), False
+                chunks.append(chunk)
+    finally:
+        os.close(fd)
+
+
+def _die_with(parent: int) -> None:
+    """A child outlives neither its worker nor, through it, the run (Linux's parent-death signal)."""
+
+    set_parent_death_signal()
+    if os.getppid() != parent:
+        os._exit(_RAISED)
