@@ -2,6 +2,6 @@
 
 import sys
 
-from fuzz_birnn.cli.main import main
+from fuzz_birnn.cli import main
 
 sys.exit(main())

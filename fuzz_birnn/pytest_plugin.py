@@ -11,7 +11,10 @@ What a project's tests get without a line of set-up:
   with its size far more than a deadline allows), chosen with Hypothesis' own
   ``--hypothesis-profile``, or ``FUZZ_BIRNN_PROFILE=dev|ci|nightly``. Nothing is loaded unless asked:
   the plugin never changes the settings of a project's other tests.
-* **The header** line: torch's version, the devices and the oneDNN state, and the profile.
+* **The header** line: torch's version, the devices and the oneDNN state, and the profile, as far
+  as they are loaded when pytest starts (the header never loads torch or Hypothesis itself).
+* **Nothing heavy on import**: pytest loads this plugin in every project that has fuzz-birnn
+  installed, so importing it imports neither torch nor Hypothesis; they load when a test uses them.
 * **The** ``fuzz_birnn_candidate`` **fixture**: the candidate named by ``--fuzz-birnn-candidate``
   (``MODULE:ATTR``, a built-in such as ``decomposed``, or a target such as ``torch-export``), so one
   test file checks whichever implementation the command line names. A test that asks for it is
@@ -22,27 +25,18 @@ Turn the plugin off with ``-p no:fuzz_birnn``.
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
+import sys
 from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
+
+from fuzz_birnn.profiles import PROFILES, register
 
 __all__ = ["PROFILES", "profile_name"]
-
-_COMMON: dict[str, Any] = {"deadline": None,
-                           "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}
-#: The profiles, by their short name (``FUZZ_BIRNN_PROFILE``); registered as ``fuzz-birnn-NAME``.
-PROFILES: dict[str, dict[str, Any]] = {
-    "dev": {"max_examples": 50, **_COMMON},
-    "ci": {"max_examples": 200, "derandomize": True, "print_blob": True, **_COMMON},
-    "nightly": {"max_examples": 5000, "print_blob": True, **_COMMON},
-}
-for _name, _values in PROFILES.items():
-    settings.register_profile(f"fuzz-birnn-{_name}", **_values)
-
 
 _CANDIDATE = pytest.StashKey[Callable[..., Any]]()
 
@@ -64,11 +58,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "or a built-in or target name (see fuzz-birnn run --help)")
 
 
+@pytest.hookimpl(tryfirst=True)  # before Hypothesis' plugin loads --hypothesis-profile
 def pytest_configure(config: pytest.Config) -> None:
     # --hypothesis-profile wins: Hypothesis' own plugin loads it. The environment variable is the
-    # fallback, so "FUZZ_BIRNN_PROFILE=ci pytest" keeps working.
+    # fallback, so "FUZZ_BIRNN_PROFILE=ci pytest" keeps working. Hypothesis itself is imported only
+    # when a session asks for one of these profiles, or has imported it already (a conftest that
+    # loads one by name in its own pytest_configure, which runs after this one).
     short = os.environ.get("FUZZ_BIRNN_PROFILE")
-    if short and not config.getoption("hypothesis_profile", None):
+    chosen = config.getoption("hypothesis_profile", None)
+    if short or str(chosen).startswith("fuzz-birnn-") or "hypothesis" in sys.modules:
+        register()
+    if short and not chosen:
+        from hypothesis import settings
+
         settings.load_profile(profile_name(short))
     spec = config.getoption("fuzz_birnn_candidate")
     if spec:  # imported now, so that a wrong name stops the session with one line, not every test
@@ -81,14 +83,24 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    from fuzz_birnn.core.devices import environment_summary
+    """torch and its devices, and the Hypothesis profile, as far as they are loaded: the header
+    never imports torch or Hypothesis for a session that does not use them."""
+    if "torch" in sys.modules:
+        from fuzz_birnn.core.devices import environment_summary
 
-    return [f"fuzz-birnn: {environment_summary()}; Hypothesis profile: {current_profile()}"]
+        line = f"fuzz-birnn: {environment_summary()}"
+    else:
+        line = f"fuzz-birnn: torch {importlib.metadata.version('torch')} (not loaded yet)"
+    if "hypothesis" in sys.modules:
+        line += f"; Hypothesis profile: {current_profile()}"
+    return [line]
 
 
 def current_profile() -> str:
     """The name of the Hypothesis profile in force (``get_current_profile_name`` where this
     Hypothesis has it, else the attribute it reads)."""
+    from hypothesis import settings
+
     named = getattr(settings, "get_current_profile_name", None)
     return str(named() if named else settings._current_profile)
 

@@ -9,31 +9,45 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from hypothesis import reject
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
-from fuzz_birnn.core.case import DTYPES, MODES, Case, Config, Inputs
+from fuzz_birnn import profiles
+from fuzz_birnn.core.case import DTYPES, FORMS, MODES, SCALES, Case, Config, Inputs
 from fuzz_birnn.core.devices import DEVICE_TYPES, available_devices
 from fuzz_birnn.properties.invalid import applicable_corruptions
 
 __all__ = ["FORMS", "SCALES", "Choices", "cases", "invalid_calls"]
 
+profiles.register()  # settings.load_profile("fuzz-birnn-ci") works wherever the strategies are used
+
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _defines_strategy(function: F) -> F:
+    """A strategy function whose strategies are built on first use (so arguments are validated
+    when drawing, not when the test module is imported) and show how they were made:
+    ``cases(modes=['LSTM'])``, as Hypothesis' own strategies do (its own decorator for them)."""
+    try:
+        from hypothesis.strategies._internal.utils import defines_strategy
+    except ImportError:  # a Hypothesis that moved it: the same laziness, without the repr
+        @functools.wraps(function)
+        def deferred(*args: Any, **kwargs: Any) -> Any:
+            return st.deferred(lambda: function(*args, **kwargs))
+        return deferred  # type: ignore[return-value]
+    return defines_strategy()(function)
 #: A choice of values, simplest first, or a strategy that draws one.
 Choices = Sequence[T] | st.SearchStrategy[T]
 
-#: Input forms, simplest first.
-FORMS = ("padded", "unbatched", "packed_sorted", "packed_unsorted")
-#: Value scales (multiplying the default weight bound and the input range), simplest first:
-#: 0.25 keeps every nonlinearity near linear, 4.0 saturates tanh/sigmoid and lets relu grow.
-SCALES = (1.0, 0.25, 4.0)
 _DROPOUTS = (0.5, 0.1, 0.9)
 
 
+@_defines_strategy
 def cases(
     *,
     modes: Choices[str] = MODES,
@@ -101,22 +115,19 @@ min_seq_len, max_seq_len, min_batch, max_batch
     ... def test_my_lstm(case): ...
     """
 
-    def define() -> st.SearchStrategy[Case]:
-        chosen_devices = available_devices() if devices is None else devices
-        bounds = {"layers": (min_layers, max_layers), "input_size": (min_input_size, max_input_size),
-                  "hidden_size": (min_hidden_size, max_hidden_size), "seq_len": (min_seq_len, max_seq_len),
-                  "batch": (min_batch, max_batch)}
-        _validate(modes=modes, forms=forms, dtypes=dtypes, devices=chosen_devices, scales=scales, bounds=bounds,
-                  proj=proj, flags={"bidirectional": bidirectional, "bias": bias, "batch_first": batch_first,
-                                    "proj": proj, "initial_state": initial_state, "dropout": dropout,
-                                    "onednn": onednn, "contiguous": contiguous})
-        return _cases(modes=_strategy_of(modes, MODES, "modes"), bidirectional=bidirectional, bounds=bounds,
-                      bias=bias, batch_first=batch_first, proj=proj, forms=_strategy_of(forms, FORMS, "forms"),
-                      initial_state=initial_state, dropout=dropout, dtypes=_strategy_of(dtypes, DTYPES, "dtypes"),
-                      devices=_strategy_of(chosen_devices, None, "devices"), onednn=onednn, contiguous=contiguous,
-                      scales=_strategy_of(scales, None, "scales"))
-
-    return st.deferred(define)
+    chosen_devices = available_devices() if devices is None else devices
+    bounds = {"layers": (min_layers, max_layers), "input_size": (min_input_size, max_input_size),
+              "hidden_size": (min_hidden_size, max_hidden_size), "seq_len": (min_seq_len, max_seq_len),
+              "batch": (min_batch, max_batch)}
+    _validate(modes=modes, forms=forms, dtypes=dtypes, devices=chosen_devices, scales=scales, bounds=bounds,
+              proj=proj, flags={"bidirectional": bidirectional, "bias": bias, "batch_first": batch_first,
+                                "proj": proj, "initial_state": initial_state, "dropout": dropout,
+                                "onednn": onednn, "contiguous": contiguous})
+    return _cases(modes=_strategy_of(modes, MODES, "modes"), bidirectional=bidirectional, bounds=bounds,
+                  bias=bias, batch_first=batch_first, proj=proj, forms=_strategy_of(forms, FORMS, "forms"),
+                  initial_state=initial_state, dropout=dropout, dtypes=_strategy_of(dtypes, DTYPES, "dtypes"),
+                  devices=_strategy_of(chosen_devices, None, "devices"), onednn=onednn, contiguous=contiguous,
+                  scales=_strategy_of(scales, None, "scales"))
 
 
 @st.composite
@@ -243,6 +254,7 @@ def _validate(*, modes: Choices[str], forms: Choices[str], dtypes: Choices[str],
         raise InvalidArgument(f"proj=True applies to LSTM only, but modes={list(modes)}")
 
 
+@_defines_strategy
 def invalid_calls(**case_kwargs: Any) -> st.SearchStrategy[tuple[Case, str]]:
     """A valid case and the name of a corruption that makes an invalid call of it
     (see :mod:`fuzz_birnn.properties.invalid`); ``case_kwargs`` go to :func:`cases`. Shrinks towards the

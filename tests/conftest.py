@@ -7,7 +7,9 @@ The profile is ``fuzz-birnn-dev`` unless one is chosen (``--hypothesis-profile f
 
 from __future__ import annotations
 
+import multiprocessing.process
 import os
+import subprocess
 
 import pytest
 import torch
@@ -34,3 +36,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _processes_only_in_e2e_tests(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``pytest -m "not e2e"`` is the inner loop: a test that starts a process (a subprocess, a
+    campaign's spawned workers) must say so with ``@pytest.mark.e2e``. Forked children (the
+    isolation of one case) cost milliseconds and are allowed."""
+    if request.node.get_closest_marker("e2e"):
+        return
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        pytest.fail(f"{request.node.nodeid} starts a process: mark it @pytest.mark.e2e", pytrace=False)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
+    monkeypatch.setattr(multiprocessing.process.BaseProcess, "start", refuse)

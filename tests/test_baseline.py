@@ -58,6 +58,7 @@ LSTM_ONE_ULP = """
 """
 
 
+@pytest.mark.e2e
 def test_record_then_check_on_the_same_torch_is_all_identical(baseline, tmp_path):
     done = fuzz("baseline", "check", baseline, "--reports", tmp_path / "drift")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -69,6 +70,7 @@ def test_record_then_check_on_the_same_torch_is_all_identical(baseline, tmp_path
     assert any(f"{e['id']}/grad/weight_ih_l0" for e in manifest["entries"])
 
 
+@pytest.mark.e2e
 def test_a_layout_regression_in_torch_is_drift_beyond_tolerance_with_its_case_and_tensor(baseline, tmp_path):
     done = fuzz("baseline", "check", baseline, "--reports", tmp_path / "drift", patch=GRU_H_N_DIRECTION_MAJOR)
     assert done.returncode == 1, done.stdout + done.stderr
@@ -85,6 +87,7 @@ def test_a_layout_regression_in_torch_is_drift_beyond_tolerance_with_its_case_an
     assert replay.returncode == 0 and "FIXED" in replay.stdout, replay.stdout + replay.stderr  # torch unpatched
 
 
+@pytest.mark.e2e
 def test_drift_within_tolerance_is_shown_in_ulps_and_fails_only_when_strict(baseline, tmp_path):
     done = fuzz("baseline", "check", baseline, "--reports", tmp_path / "drift", patch=LSTM_ONE_ULP)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -123,6 +126,7 @@ def _edit(folder, change):
     path.write_text(json.dumps(manifest))
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(("damage", "says"), [
     (lambda f: (f / "results.safetensors").write_bytes((f / "results.safetensors").read_bytes()[:-1] + b"\0"),
      "damaged (its SHA-256"),
@@ -145,6 +149,7 @@ def test_a_damaged_or_foreign_baseline_is_refused_in_one_line(baseline, tmp_path
     assert says in done.stderr and len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
 
 
+@pytest.mark.e2e
 def test_two_interpreters_compare_in_one_command(tmp_path):
     done = fuzz("baseline", "compare", "--python", sys.executable, "--python", sys.executable, "--size", 8,
                 "--reports", tmp_path / "drift")

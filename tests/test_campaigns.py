@@ -17,6 +17,7 @@ import pytest
 
 from fuzz_birnn.campaign.engine import plan_searches
 from fuzz_birnn.campaign.scheduler import shard_of
+from fuzz_birnn.core.space import CaseSpace
 from fuzz_birnn.output.reports import OUTPUT_FILE
 from fuzz_birnn.properties import PROPERTIES
 
@@ -37,6 +38,7 @@ def documents(folder):
     return [json.loads(p.read_text()) for p in sorted(Path(folder).glob("*/case.json"))]
 
 
+@pytest.mark.e2e
 def test_a_time_budget_covers_every_property_and_mode_even_when_every_case_fails(tmp_path):
     started = time.monotonic()
     done = fuzz("run", "--candidate", "tests.contract_bugs:returns_nan", "--time-budget", 20, "--workers", 2,
@@ -57,6 +59,7 @@ def test_a_time_budget_covers_every_property_and_mode_even_when_every_case_fails
     assert len(nan["reports"]) == len(nan["seen_in"])
 
 
+@pytest.mark.e2e
 def test_a_slow_candidate_under_a_short_budget_still_reaches_every_search(tmp_path):
     done = fuzz("run", "--candidate", "tests.contract_bugs:slow_and_swapped", "--properties",
                 "agreement,relation:layout,relation:zero_state,relation:unbatched", "--modes", "gru,lstm",
@@ -66,6 +69,7 @@ def test_a_slow_candidate_under_a_short_budget_still_reaches_every_search(tmp_pa
     assert len(searches) == 8 and all(s["cases"] > 0 for s in searches), searches
 
 
+@pytest.mark.e2e
 def test_two_independent_faults_in_one_mode_are_two_findings_each_reported_once(tmp_path):
     done = fuzz("run", "--candidate", "tests.contract_bugs:two_faults", "--properties", "agreement",
                 "--modes", "gru", "--max-examples", 600, "--seed", 3, "--reports", tmp_path)
@@ -81,6 +85,7 @@ def test_two_independent_faults_in_one_mode_are_two_findings_each_reported_once(
         assert finding["signature"] in done.stdout and finding["smallest"]["report"] in done.stdout
 
 
+@pytest.mark.e2e
 def test_a_crash_on_larger_cases_is_reported_with_a_shrunk_case(tmp_path):
     done = fuzz("run", "--candidate", "tests.contract_bugs:segfaults_when_large", "--properties", "agreement",
                 "--modes", "lstm", "--max-examples", 300, "--seed", 1, "--reports", tmp_path)
@@ -97,6 +102,7 @@ def test_a_crash_on_larger_cases_is_reported_with_a_shrunk_case(tmp_path):
     assert replay.returncode == 1 and "killed by SIGSEGV" in replay.stdout
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("candidate", ["hangs_on_gru", "swallows_the_time_limit_on_gru"])
 def test_a_hang_is_shrunk_and_does_not_end_its_search(tmp_path, candidate):
     started = time.monotonic()
@@ -113,6 +119,7 @@ def test_a_hang_is_shrunk_and_does_not_end_its_search(tmp_path, candidate):
     assert searches["GRU"]["cases"] == 30 and searches["RNN_TANH"]["cases"] == 30  # both ran their share
 
 
+@pytest.mark.e2e
 def test_a_seed_repeats_a_run_whatever_the_load(tmp_path):
     def once(folder, workers):
         done = fuzz("run", "--candidate", "tests.contract_bugs:two_faults", "--properties", "agreement,relation:layout",
@@ -126,6 +133,7 @@ def test_a_seed_repeats_a_run_whatever_the_load(tmp_path):
     assert once("first", 2) == once("second", 1)
 
 
+@pytest.mark.e2e
 def test_a_candidates_output_stays_off_the_console_and_goes_with_its_report(tmp_path):
     done = fuzz("run", "--candidate", "tests.contract_bugs:chatty_and_swapped", "--properties", "agreement",
                 "--modes", "gru", "--max-examples", 50, "--seed", 0, "--reports", tmp_path)
@@ -136,6 +144,7 @@ def test_a_candidates_output_stays_off_the_console_and_goes_with_its_report(tmp_
     assert "Candidate output" in (folder / "summary.md").read_text()
 
 
+@pytest.mark.e2e
 def test_junit_xml_has_a_test_case_per_search_and_a_failure_per_fault(tmp_path):
     import xml.etree.ElementTree as ElementTree
 
@@ -157,6 +166,7 @@ def test_junit_xml_has_a_test_case_per_search_and_a_failure_per_fault(tmp_path):
     assert ElementTree.parse(tmp_path / "clean.xml").getroot().get("failures") == "0"
 
 
+@pytest.mark.e2e
 def test_a_rerun_first_replays_what_the_database_remembers(tmp_path):
     database = tmp_path / "db"
     common = ["--candidate", "tests.contract_bugs:two_faults", "--properties", "agreement", "--modes", "gru",
@@ -175,13 +185,15 @@ def test_a_rerun_first_replays_what_the_database_remembers(tmp_path):
 
 def test_shards_split_the_searches_deterministically_and_completely():
     properties = list(PROPERTIES)
-    specs, _ = plan_searches(None, properties, list(MODES), {}, seed=0, reports=Path("r"), timeout=1, database=None)
+    specs, _ = plan_searches(None, properties, list(MODES), CaseSpace(), seed=0, reports=Path("r"), timeout=1,
+                             database=None)
     for shards in (1, 2, 3, 7):
         owned = [[s.name for s in specs if shard_of(s.index, shards) == k] for k in range(1, shards + 1)]
         assert sorted(itertools.chain(*owned)) == sorted(s.name for s in specs)  # every search, exactly once
         assert max(map(len, owned)) - min(map(len, owned)) <= 1
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(("flags", "says"), [
     (["--shard", "3/2"], "is not K/N with 1 <= K <= N"),
     (["--shard", "1-2"], "is not K/N"),
@@ -202,6 +214,7 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+@pytest.mark.e2e
 def test_an_unreachable_redis_is_named_before_any_search_starts(tmp_path):
     pytest.importorskip("redis", reason="the redis extra is not installed")
     port = _free_port()
@@ -211,8 +224,9 @@ def test_an_unreachable_redis_is_named_before_any_search_starts(tmp_path):
     assert "checking" not in done.stdout
 
 
+@pytest.mark.e2e
 def test_a_missing_redis_package_is_one_line_naming_the_install_command(tmp_path):
-    script = ("import sys\nsys.modules['redis'] = None  # as if not installed\nfrom fuzz_birnn.cli.main import main\n"
+    script = ("import sys\nsys.modules['redis'] = None  # as if not installed\nfrom fuzz_birnn.cli import main\n"
               "sys.exit(main(['run', '--database', 'redis://127.0.0.1:6379', '--reports', sys.argv[1]]))\n")
     done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
                           timeout=300)
@@ -246,6 +260,7 @@ def redis_url(tmp_path):
         process.wait(timeout=10)
 
 
+@pytest.mark.e2e
 def test_two_shards_with_one_redis_database_are_one_campaign(tmp_path, redis_url):
     common = ["--candidate", "tests.contract_bugs:two_faults", "--properties", "agreement,relation:layout",
               "--modes", "gru,lstm", "--database", redis_url, "--workers", 1]
@@ -281,7 +296,7 @@ def test_a_failure_whose_shrinking_the_budget_cuts_short_is_still_written(tmp_pa
     from fuzz_birnn.campaign.scheduler import Slice
     from fuzz_birnn.campaign.writeahead import WriteAhead
 
-    [spec] = plan_searches("tests.contract_bugs:slow_and_swapped", ["agreement"], ["GRU"], {}, seed=0,
+    [spec] = plan_searches("tests.contract_bugs:slow_and_swapped", ["agreement"], ["GRU"], CaseSpace(), seed=0,
                            reports=tmp_path, timeout=60, database=None)[0]
     job = Slice(spec, 2, 200, 123, (), False, 1.0, time.time() + 2.0, 60.0, reuse=False)
     with WriteAhead(tmp_path / ".inflight-0.json") as ahead:

@@ -11,13 +11,15 @@ import pytest
 
 from fuzz_birnn.properties.relations import RELATIONS
 
+pytestmark = pytest.mark.e2e  # every test here starts processes
+
 ROOT = Path(__file__).resolve().parent.parent
 SEED = "examples.seed_decomposition"
 RNN_ONLY = ["--modes", "rnn_tanh", "--no-packed", "--no-unbatched", "--properties", "agreement"]
 
 
 def fuzz(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "fuzz_birnn.cli.main", *map(str, args)], cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "fuzz_birnn", *map(str, args)], cwd=cwd,
                           capture_output=True, text=True, timeout=600)
 
 

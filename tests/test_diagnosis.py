@@ -107,10 +107,10 @@ def test_every_mistake_changes_some_case():
 
 
 def test_findings_with_one_diagnosis_are_said_to_be_likely_one_bug():
-    from fuzz_birnn.output.run_record import same_mistake
+    from fuzz_birnn.output.run_record import FindingGroup, Smallest, same_mistake
 
     def finding(*names):
-        return {"smallest": {"mistakes": list(names)}}
+        return FindingGroup("a signature", Smallest("report", "summary", "complete", None, list(names)), [], [])
 
     assert same_mistake([finding("seed-missing-re-reversal")] * 3) == [
         "all 3 findings behave like the same catalogued mistake (seed-missing-re-reversal): likely one bug"]

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fuzz_birnn import Case, CheckFailure, Config, Inputs, check
-from fuzz_birnn.cli.main import main
+from fuzz_birnn.cli import main
 from fuzz_birnn.output.reports import write_report
 from fuzz_birnn.portable.report_files import LIMITS, case_cost, load_tensors, save_tensors
 
@@ -102,6 +102,7 @@ def test_a_hostile_report_is_refused_in_one_line(report, tmp_path, capsys, monke
     assert "STILL FAILS" not in out and "FIXED" not in out  # nothing ran
 
 
+@pytest.mark.e2e
 def test_allow_large_lifts_the_size_limits(report, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(ROOT)
     # Beyond the per-field limit, small in total: refused, then replayed with --allow-large.
@@ -136,6 +137,7 @@ def test_a_clean_run_replays_as_nothing_to_do(tmp_path, capsys):
     assert code == 0 and "no reports here" in out
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(("change", "message"), [
     (config_field("hidden_size", 1_000_000_000), "hidden_size=1000000000 is beyond the limit"),
     (lambda d: {**d, "candidate": "os:system"}, "names candidate os:system"),
@@ -153,6 +155,7 @@ def test_the_modules_beside_repro_py_are_the_library_code(report):
         assert (report / f"{name}.py").read_bytes() == library.read_bytes()
 
 
+@pytest.mark.e2e
 def test_repro_py_runs_without_fuzz_birnn(tmp_path):
     """A bare torch install: importing fuzz_birnn (or hypothesis) fails, and repro.py still replays
     (here the seed thread's own decomposition, which needs only torch)."""
@@ -314,6 +317,7 @@ def test_fuzzed_reports_replay_or_are_refused_in_one_line(report, tmp_path_facto
     assert seen["refused"] and seen["replayed"], seen  # both outcomes were exercised
 
 
+@pytest.mark.e2e
 def test_repro_py_holds_the_result_to_its_dtype_not_only_its_values(tmp_path):
     from . import contract_bugs
 

@@ -13,8 +13,9 @@ import time
 import pytest
 
 from fuzz_birnn import Case, CheckFailure, Config, Inputs
-from fuzz_birnn.campaign.reducer import proposals, reduce_case, within_strategy
+from fuzz_birnn.campaign.reducer import proposals, reduce_case, within_space
 from fuzz_birnn.core.compare import Mismatch
+from fuzz_birnn.core.space import CaseSpace
 from fuzz_birnn.processes.capture import KEEP_BYTES, read_file
 from fuzz_birnn.processes.forked import can_fork, run_forked
 
@@ -63,7 +64,7 @@ def test_the_reducer_finds_the_smallest_case_that_still_fails():
     def crashes(case):  # crashes once hidden_size >= 4 and there are 5 steps in float16
         return case.config.hidden_size >= 4 and case.inputs.seq_len >= 5 and case.inputs.dtype == "float16"
 
-    reduction = reduce_case(BIG, crashes, within=within_strategy({}), deadline=time.monotonic() + 30)
+    reduction = reduce_case(BIG, crashes, within=within_space(CaseSpace()), deadline=time.monotonic() + 30)
     assert reduction.complete
     c, i = reduction.case.config, reduction.case.inputs
     assert (c.hidden_size, i.seq_len, i.dtype) == (4, 5, "float16")
@@ -72,13 +73,14 @@ def test_the_reducer_finds_the_smallest_case_that_still_fails():
 
 
 def test_the_reducer_stays_inside_the_search_and_says_when_its_budget_ran_out():
-    packed_only = within_strategy({"forms": ["packed_sorted", "packed_unsorted"], "dtypes": ["float16"]})
+    packed_only = within_space(CaseSpace(forms=("packed_sorted", "packed_unsorted"), dtypes=("float16",)))
     reduction = reduce_case(BIG, lambda case: True, within=packed_only, deadline=time.monotonic() + 30)
     assert reduction.case.inputs.packed and reduction.case.inputs.dtype == "float16"
-    cut = reduce_case(BIG, lambda case: True, within=within_strategy({}), deadline=time.monotonic() - 1)
+    cut = reduce_case(BIG, lambda case: True, within=within_space(CaseSpace()), deadline=time.monotonic() - 1)
     assert (cut.case, cut.complete, cut.attempts) == (BIG, False, 0)
 
 
+@pytest.mark.e2e
 def test_a_candidates_output_is_captured_and_bounded(tmp_path):
     script = (
         "import sys, os\n"

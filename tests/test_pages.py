@@ -18,7 +18,7 @@ from hypothesis import given, settings
 
 from examples.seed_decomposition import seed_decomposition
 from fuzz_birnn import Case, CheckFailure, Config, Inputs, check
-from fuzz_birnn.cli.main import main
+from fuzz_birnn.cli import main
 from fuzz_birnn.cli.pages import find_browser, screenshot
 from fuzz_birnn.output.pages import explain_page, report_page
 from fuzz_birnn.output.reports import Report, write_report
@@ -91,6 +91,7 @@ def test_explain_from_the_command_line(tmp_path, capsys):
     assert "proj_size=2 is only valid for LSTM" in capsys.readouterr().err
 
 
+@pytest.mark.e2e
 def test_run_html_links_every_finding_to_its_page(tmp_path):
     reports = tmp_path / "reports"
     done = subprocess.run([sys.executable, "-m", "fuzz_birnn", "run", "--candidate",
@@ -164,6 +165,7 @@ def console_errors(log: str) -> list[str]:
             or "Failed to load resource" in line]
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(find_browser() is None, reason="no Chromium here: apt-get install chromium")
 def test_the_pages_render_in_a_headless_browser(seed_report, tmp_path):
     main(["show", str(seed_report)])
@@ -175,6 +177,7 @@ def test_the_pages_render_in_a_headless_browser(seed_report, tmp_path):
         assert console_errors(log) == [], console_errors(log)
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(find_browser() is None, reason="no Chromium here: apt-get install chromium")
 def test_the_browser_checks_catch_a_blank_page_and_a_console_error(tmp_path):
     blank = tmp_path / "blank.html"

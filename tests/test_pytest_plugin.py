@@ -13,6 +13,8 @@ import pytest
 
 from fuzz_birnn.output.reports import load_report
 
+pytestmark = pytest.mark.e2e  # every test here starts processes
+
 ROOT = Path(__file__).resolve().parents[1]
 
 #: The seed thread's stack (the backward output is not re-reversed before the next layer), as a
@@ -109,12 +111,33 @@ def test_nothing_is_loaded_unless_asked_and_a_bad_profile_is_one_line(project: P
                           "print(settings.get_current_profile_name())"],
                          env=pytest_environment(), capture_output=True, text=True).stdout.strip()
     assert own in ("default", "ci")
-    done = pytest_in(project, "-k", "command_line")
-    assert f"Hypothesis profile: {own}\n" in done.stdout, done.stdout
+    (project / "test_profile.py").write_text("from hypothesis import settings\n\n"
+                                             "def test_profile():\n"
+                                             "    print('profile in force:', settings.get_current_profile_name())\n")
+    done = pytest_in(project, "-k", "command_line or profile", "-s")
+    assert f"profile in force: {own}\n" in done.stdout, done.stdout
+    header = next(line for line in done.stdout.splitlines() if line.startswith("fuzz-birnn: "))
+    assert "fuzz-birnn-" not in header, header
     done = pytest_in(project, "-k", "command_line", FUZZ_BIRNN_PROFILE="weekly")
     assert done.returncode == 4
     assert "FUZZ_BIRNN_PROFILE='weekly' must be one of dev, ci, nightly" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_plugin_imports_neither_torch_nor_hypothesis() -> None:
+    """pytest loads the plugin in every project that has fuzz-birnn installed: it must cost nothing
+    there until a test uses fuzz-birnn (torch alone takes seconds to import)."""
+    probe = ("import sys, fuzz_birnn.pytest_plugin; "
+             "print(sorted(m for m in ('torch', 'hypothesis', 'numpy') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe], env=pytest_environment(), capture_output=True, text=True)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+def test_the_profiles_load_by_name_wherever_the_strategies_are_imported() -> None:
+    probe = ("import fuzz_birnn.strategies; from hypothesis import settings; "
+             "settings.load_profile('fuzz-birnn-ci'); print(settings.default.max_examples)")
+    done = subprocess.run([sys.executable, "-c", probe], env=pytest_environment(), capture_output=True, text=True)
+    assert done.stdout.strip() == "200", done.stdout + done.stderr
 
 
 def test_the_strategies_install_under_fuzz_birnn_not_as_a_top_level_package(tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ def documents(folder):
     return [json.loads(p.read_text()) for p in sorted(Path(folder).glob("*/case.json"))]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(("candidate", "message"), [
     ("raises", "candidate raised NotImplementedError: bidirectional stacks are not supported yet"),
     ("returns_a_tensor", "result is a tensor of shape"),
@@ -47,6 +48,7 @@ def test_misbehaving_results_are_findings_not_harness_errors(tmp_path, candidate
     load_report(folder)  # strict JSON (a NaN result's infinite error is written as "inf"): replay reads it
 
 
+@pytest.mark.e2e
 def test_a_candidate_that_kills_its_process_is_a_crash_report_and_the_run_goes_on(tmp_path):
     done = fuzz("run", "--candidate", "tests.contract_bugs:segfaults_on_lstm", *AGREEMENT,
                 "--modes", "lstm,gru", "--max-examples", 80, "--reports", tmp_path)
@@ -60,6 +62,7 @@ def test_a_candidate_that_kills_its_process_is_a_crash_report_and_the_run_goes_o
     assert not list(Path(tmp_path).glob(".inflight-*"))
 
 
+@pytest.mark.e2e
 def test_a_candidate_that_hangs_is_a_timeout_report_and_the_run_goes_on(tmp_path):
     started = time.monotonic()
     done = fuzz("run", "--candidate", "tests.contract_bugs:hangs_on_gru", *AGREEMENT, "--modes", "gru,rnn_tanh",
@@ -73,6 +76,7 @@ def test_a_candidate_that_hangs_is_a_timeout_report_and_the_run_goes_on(tmp_path
     assert replay.returncode == 1 and "still runs past the 3s limit" in replay.stdout
 
 
+@pytest.mark.e2e
 def test_ctrl_c_stops_promptly_with_a_summary_and_whole_reports(tmp_path):
     process = subprocess.Popen([sys.executable, "-m", "fuzz_birnn", "run", "--candidate",
                                 "tests.contract_bugs:output_directions_swapped", "--max-examples", "100000",
@@ -108,6 +112,7 @@ def _processes_in_session(session: int) -> list[str]:
     return found
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc to find the run's processes")
 @pytest.mark.parametrize("candidate", ["hangs_on_gru", "spins_on_gru"])
 def test_a_killed_run_takes_its_workers_with_it(tmp_path, candidate):
@@ -139,6 +144,7 @@ def test_a_killed_run_takes_its_workers_with_it(tmp_path, candidate):
         assert folder.name.startswith("."), f"{folder.name} looks like a report, but the run never finished one"
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc to find the processes")
 def test_the_portable_watcher_alone_ends_an_orphan():
     """Without the kernel's parent-death signal: a grandchild that only watches its parent pid."""

@@ -40,6 +40,7 @@ def test_a_report_holds_everything_to_replay_it(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == [folder.name]  # no staging folder left behind
 
 
+@pytest.mark.e2e
 def test_parallel_writers_of_one_failure_leave_one_whole_report(tmp_path):
     with multiprocessing.get_context("spawn").Pool(4) as pool:
         paths = pool.map(_write_in_process, [str(tmp_path)] * 8)
@@ -58,10 +59,11 @@ def test_a_writer_that_dies_midway_leaves_nothing(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.e2e
 def test_a_killed_writer_leaves_only_a_hidden_staging_folder_that_replay_ignores(tmp_path):
     folder, _ = write_report(_failure(), tmp_path)
     shutil.copytree(folder, tmp_path / f".{folder.name}-killed")  # as if killed before the rename
-    done = subprocess.run([sys.executable, "-m", "fuzz_birnn.cli.main", "replay", str(tmp_path)], cwd=ROOT,
+    done = subprocess.run([sys.executable, "-m", "fuzz_birnn", "replay", str(tmp_path)], cwd=ROOT,
                           capture_output=True, text=True)
     assert "1 report(s) replayed" in done.stdout, done.stdout + done.stderr
 
@@ -78,6 +80,7 @@ DAMAGE = [
 ]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(("damage", "message"), DAMAGE, ids=[m for _, m in DAMAGE])
 def test_a_damaged_report_is_refused_with_one_line(tmp_path, damage, message):
     folder, _ = write_report(_failure(), tmp_path)
@@ -85,11 +88,12 @@ def test_a_damaged_report_is_refused_with_one_line(tmp_path, damage, message):
     case_json.write_text(damage(json.loads(case_json.read_text())))
     with pytest.raises(ReportError, match=re.escape(message)):
         load_report(folder)
-    done = subprocess.run([sys.executable, "-m", "fuzz_birnn.cli.main", "replay", str(folder)], cwd=ROOT,
+    done = subprocess.run([sys.executable, "-m", "fuzz_birnn", "replay", str(folder)], cwd=ROOT,
                           capture_output=True, text=True)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
 
 
+@pytest.mark.e2e
 def test_a_missing_tensor_file_is_refused_clearly(tmp_path):
     folder, _ = write_report(_failure(), tmp_path)
     (folder / "tensors.safetensors").unlink()

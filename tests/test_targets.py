@@ -77,6 +77,7 @@ def target(name):
     return load_target(name)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("name", ["torch-export", "onnxruntime", "onnxruntime-torchscript", "onnx-reference"])
 def test_each_target_takes_weights_states_layouts_and_packed_input(name):
     candidate = target(name)
@@ -121,6 +122,7 @@ def test_torch_compile_takes_weights_and_states_and_really_compiles():
     assert counters["stats"]["unique_graphs"] - before >= 2
 
 
+@pytest.mark.e2e
 def test_a_missing_extra_is_one_line_naming_the_install_command(monkeypatch):
     import importlib.util
 
@@ -130,12 +132,13 @@ def test_a_missing_extra_is_one_line_naming_the_install_command(monkeypatch):
         load_target("onnxruntime")
     script = ("import importlib.util, sys\nreal = importlib.util.find_spec\n"
               "importlib.util.find_spec = lambda n, *a: None if n == 'onnxruntime' else real(n, *a)\n"
-              "from fuzz_birnn.cli.main import main\nsys.exit(main(['run', '--candidate', 'onnxruntime']))\n")
+              "from fuzz_birnn.cli import main\nsys.exit(main(['run', '--candidate', 'onnxruntime']))\n")
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "pip install 'fuzz-birnn[onnx]'" in done.stderr
 
 
+@pytest.mark.e2e
 def test_a_users_unsupported_is_counted_and_tabled_not_failed(tmp_path):
     arguments = ["run", "--candidate", "tests.contract_bugs:refuses_float16", "--properties", "agreement",
                  "--modes", "gru", "--max-examples", "200", "--seed", "0", "--reports", str(tmp_path)]

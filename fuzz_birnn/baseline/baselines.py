@@ -47,7 +47,7 @@ import torch
 
 from fuzz_birnn import __version__
 from fuzz_birnn.core.candidates import fused
-from fuzz_birnn.core.case import DTYPES, MODES, Case, Config, Inputs, backend
+from fuzz_birnn.core.case import DTYPES, FORMS, MODES, SCALES, Case, Config, Inputs, backend
 from fuzz_birnn.core.compare import ACTIVATION_ULPS, RATIO
 from fuzz_birnn.core.devices import available_devices
 from fuzz_birnn.core.evaluation import evaluate
@@ -71,8 +71,6 @@ VERDICTS = ("identical", "message changed", "drifted within tolerance", "beyond 
 FAILING = ("beyond tolerance", "now raising", "no longer raising", "refusal type changed")
 STRICT_FAILING = (*FAILING, "message changed", "drifted within tolerance")
 
-_FORMS = ("padded", "unbatched", "packed_sorted", "packed_unsorted")
-_SCALES = (1.0, 0.25, 4.0)
 
 
 class BaselineError(ValueError):
@@ -87,8 +85,8 @@ def corpus(size: int, seed: int = 0, extra: Iterable[dict[str, Any]] = ()) -> li
     corruption, then ``extra`` entries (cases from reports), as JSON-ready entries."""
 
     rng = random.Random(seed)
-    dimensions = {"mode": MODES, "form": _FORMS, "dtype": DTYPES, "bias": (False, True), "batch_first": (False, True),
-                  "initial_state": (False, True), "onednn": (True, False), "scale": _SCALES, "proj": (False, True)}
+    dimensions = {"mode": MODES, "form": FORMS, "dtype": DTYPES, "bias": (False, True), "batch_first": (False, True),
+                  "initial_state": (False, True), "onednn": (True, False), "scale": SCALES, "proj": (False, True)}
     offsets = {name: rng.randrange(len(values)) for name, values in dimensions.items()}
     entries = []
     for index in range(size):

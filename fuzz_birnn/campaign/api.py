@@ -1,1 +1,140 @@
-"""Placeholder replaced in the next commit."""
+"""``fuzz_birnn.run``: a whole campaign from Python, the same as ``fuzz-birnn run`` (which calls it).
+
+::
+
+    import fuzz_birnn
+    from fuzz_birnn.core.space import CaseSpace
+
+    record = fuzz_birnn.run("mypkg.rnn:my_stack", modes=["LSTM"], space=CaseSpace(dtypes=("float32",)),
+                            max_examples=2000, reports="reports")
+    assert record.exit_code == 0, [finding.signature for finding in record.findings]
+
+A bad setting raises :class:`RunError` with a one-line message before any search starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+import random
+import signal
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from fuzz_birnn.campaign.database import DatabaseError, check_database, describe_database
+from fuzz_birnn.campaign.engine import Campaign, plan_searches
+from fuzz_birnn.campaign.scheduler import shard_of
+from fuzz_birnn.core.case import MODES
+from fuzz_birnn.core.devices import available_devices, environment_summary
+from fuzz_birnn.core.space import CaseSpace
+from fuzz_birnn.output.run_record import RunOptions, RunRecord, write_record
+from fuzz_birnn.properties import PROPERTIES, default_properties
+from fuzz_birnn.targets import TARGETS
+from fuzz_birnn.targets.naming import CandidateError, load_candidate, validate_spec
+
+__all__ = ["DEFAULT_MAX_EXAMPLES", "RunError", "run"]
+
+#: Cases generated in all (split over the searches) when nothing else is said.
+DEFAULT_MAX_EXAMPLES = 25_000
+#: Seconds allowed for one case, unless the target says otherwise.
+DEFAULT_TIMEOUT = 60.0
+
+
+class RunError(ValueError):
+    """A setting the run cannot start with; the message says which and what to do, in one line."""
+
+
+def run(candidate: str | None = None, *, properties: Sequence[str] | None = None, modes: Sequence[str] = MODES,
+        space: CaseSpace | None = None, max_examples: int = DEFAULT_MAX_EXAMPLES, time_budget: float | None = None,
+        timeout: float | None = None, workers: int | None = None, seed: int | None = None,
+        database: str | None = None, reports: str | Path = "reports", shard: tuple[int, int] | None = None,
+        grad: bool = False, echo: Callable[[str], None] = lambda line: None,
+        on_progress: Callable[[Campaign], None] = lambda campaign: None) -> RunRecord:
+    """Search every (property, mode) for cases where ``candidate`` (``None``: torch itself) is wrong;
+    write a report per fault and ``run.json`` under ``reports``; return the run's record.
+
+    ``candidate`` is a name the worker processes can import: a built-in (``decomposed``), a target
+    (``onnxruntime``) or ``MODULE:ATTR``. ``properties`` defaults to every one that applies
+    (gradients with ``grad``); ``space`` narrows the cases (:class:`~fuzz_birnn.core.space.CaseSpace`);
+    ``database`` is a directory, a Redis URL or ``"none"`` (default ``REPORTS/.hypothesis``);
+    ``shard=(K, N)`` runs the K-th of N deterministic shares of the searches. ``echo`` gets the
+    header lines a console shows; ``on_progress`` the campaign, about once a second. Ctrl-C
+    (KeyboardInterrupt) ends the run early with a record of what ran.
+    """
+    # A shell that starts a command in the background without job control hands it SIGINT
+    # ignored; Ctrl-C (or kill -INT) must stop a run however it was started.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    space = space or CaseSpace()
+    reports = Path(reports)
+    _writable(reports)
+    if candidate is not None:
+        try:
+            load_candidate(validate_spec(candidate))  # fail here, not in every worker
+        except CandidateError as error:
+            raise RunError(str(error)) from None
+    unknown_modes = [mode for mode in modes if mode not in MODES]
+    if unknown_modes or not modes:
+        raise RunError(f"modes {','.join(unknown_modes) or '(none)'}: choose from {','.join(MODES)}")
+    missing = [d for d in space.devices or () if d not in available_devices()]
+    if missing:
+        raise RunError(f"--devices {','.join(missing)}: not available here (available: "
+                       f"{','.join(available_devices())})")
+    properties = list(properties or default_properties(candidate, grad))
+    unknown = [p for p in properties if p not in PROPERTIES]
+    if unknown:
+        raise RunError(f"--properties {','.join(unknown)}: choose from {','.join(PROPERTIES)}")
+    if timeout is None:
+        timeout = TARGETS[candidate].timeout if candidate in TARGETS else DEFAULT_TIMEOUT
+    database = database if database is not None else str(reports / ".hypothesis")
+    try:
+        check_database(database)  # an unreachable Redis is said now, not by every worker
+    except DatabaseError as error:
+        raise RunError(str(error)) from None
+    seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
+    specs, impossible = plan_searches(candidate, properties, list(modes), space, seed=seed, reports=reports,
+                                      timeout=timeout, database=None if database == "none" else database)
+    if not specs:
+        raise RunError(f"the flags leave no cases for {','.join(impossible)}")
+    shard_note = ""
+    if shard is not None:
+        number, shards = shard
+        everything = len(specs)
+        specs = [dataclasses.replace(s, index=i) for i, s in
+                 enumerate(s for s in specs if shard_of(s.index, shards) == number)]
+        shard_note = f"; shard {number}/{shards}: {len(specs)} of {everything} searches"
+        if not specs:
+            raise RunError(f"--shard {number}/{shards}: this shard has no searches (the run has {everything})")
+    workers = max(1, min(workers or os.cpu_count() or 1, len(specs)))
+
+    echo(f"fuzz-birnn run: {environment_summary()}")
+    what = f"candidate {candidate} against torch's fused modules" if candidate else "torch's own recurrent modules"
+    budget = f"{max_examples} examples" + (f" or {time_budget:g}s, whichever ends first" if time_budget else "")
+    echo(f"checking {what}; {budget} over {len(specs)} searches on {workers} worker(s){shard_note}; "
+         f"seed {seed} (repeat with --seed {seed}); example database: {describe_database(database)}")
+    echo(f"properties: {', '.join(p for p in properties if p not in impossible)}")
+    if impossible:
+        echo(f"not run (the flags leave no cases for them): {', '.join(impossible)}")
+    campaign = Campaign(specs, max_examples, workers, time_budget, on_progress=on_progress)
+    options = RunOptions(candidate, [p for p in properties if p not in impossible], list(modes), seed, max_examples,
+                         time_budget, timeout, workers, describe_database(database),
+                         None if shard is None else f"{shard[0]}/{shard[1]}", str(reports))
+    started = datetime.datetime.now(datetime.UTC)
+    interrupted = False
+    try:
+        campaign.run()
+    except KeyboardInterrupt:
+        interrupted = True
+    record = campaign.record(options, started=started, interrupted=interrupted)
+    write_record(reports, record)
+    return record
+
+
+def _writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise RunError(f"--reports {folder}: cannot write there ({error.strerror or error})") from None

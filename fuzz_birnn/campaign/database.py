@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 
 from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
 
+from fuzz_birnn.core.space import CaseSpace
+
 __all__ = ["DatabaseError", "SearchDatabase", "check_database", "describe_database", "open_database", "search_key"]
 
 _REDIS_TIMEOUT_SECONDS = 5.0
@@ -30,9 +32,9 @@ class DatabaseError(ValueError):
     """A ``--database`` that cannot be used: the message says why and what to do."""
 
 
-def search_key(prop: str, mode: str, candidate: str, strategy: dict[str, Any]) -> bytes:
+def search_key(prop: str, mode: str, candidate: str, space: CaseSpace) -> bytes:
     """The database namespace of one search."""
-    identity = json.dumps([prop, mode, candidate, strategy], sort_keys=True, default=str)
+    identity = json.dumps([prop, mode, candidate, space.arguments()], sort_keys=True, default=str)
     return hashlib.sha256(identity.encode()).hexdigest()[:24].encode()
 
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import datetime
 import multiprocessing
 import os
 import queue as queue_module
@@ -48,53 +49,38 @@ from typing import Any
 import torch
 
 from fuzz_birnn.campaign.database import SearchDatabase, open_database, search_key
-from fuzz_birnn.campaign.reducer import reduce_case, within_strategy
+from fuzz_birnn.campaign.reducer import reduce_case, within_space
 from fuzz_birnn.campaign.scheduler import Reduce, Scheduler, Search, SearchSpec, Slice
 from fuzz_birnn.campaign.signature import crash_signature, fault_signature, signature_of
 from fuzz_birnn.campaign.writeahead import WriteAhead, last_record
 from fuzz_birnn.core.case import Case
 from fuzz_birnn.core.outcomes import CheckFailure
+from fuzz_birnn.core.space import CaseSpace
 from fuzz_birnn.output.reports import check_failures, write_crash, write_report
+from fuzz_birnn.output.run_record import CountKey, Finding, RunOptions, RunRecord, SearchTime, build_record, count_key
 from fuzz_birnn.portable.report_files import ReportRefused, case_cost, read_json
 from fuzz_birnn.processes.capture import OutputCapture, read_file
 from fuzz_birnn.processes.forked import can_fork, exit_reason, run_forked
 from fuzz_birnn.processes.lifeline import die_with_parent
-from fuzz_birnn.properties import PROPERTIES, candidate_for, narrowed
+from fuzz_birnn.properties import PROPERTIES
 from fuzz_birnn.strategies import cases, invalid_calls
 from fuzz_birnn.targets.naming import load_candidate
 
-__all__ = ["Campaign", "CaseTimeout", "Counts", "Event", "Fault", "Finding", "Progress", "ReductionEnded",
+__all__ = ["Campaign", "CaseTimeout", "Counts", "Event", "Fault", "Progress", "ReductionEnded",
            "SliceEnded", "SliceResult", "plan_searches", "time_limit"]
 
 #: Seconds past ``--timeout`` before the parent kills a worker whose case has not returned.
 KILL_GRACE = 5.0
+#: A slice that waits rather than computes is stopped after this many times its CPU-time cap.
+WALL_BACKSTOP = 4.0
 #: Crash and hang reductions each get at most this much time (and never past the budget).
 REDUCE_SECONDS = 120.0
 
-#: ``(property, mode, *case_dimensions(case), verdict, reason)`` -> cases. ``verdict`` is ``passed``,
-#: ``failed`` (a failing call, shrinking included), ``known`` (a fault the search had already
-#: found, seen again), ``unsupported`` (the candidate raised :class:`~fuzz_birnn.Unsupported`; ``reason``
-#: says what) or ``skipped`` (not compared; ``reason`` says why).
-Counts = collections.Counter
+#: Cases by what they are counted under (:class:`~fuzz_birnn.output.run_record.CountKey`).
+Counts = collections.Counter[CountKey]
 
 
-@dataclass(frozen=True)
-class Finding:
-    """A report written for one fault of one search."""
-
-    signature: str
-    prop: str
-    mode: str
-    folder: str
-    new: bool
-    summary: str
-    shrink: str
-    cost: int
-    #: which catalogued mistake the result is (:class:`fuzz_birnn.diagnosis.diagnose.Diagnosis` as a dict)
-    diagnosis: dict[str, Any] | None = None
-
-
-def plan_searches(candidate: str | None, properties: list[str], modes: list[str], strategy: dict[str, Any],
+def plan_searches(candidate: str | None, properties: list[str], modes: list[str], space: CaseSpace,
                   *, seed: int, reports: Path, timeout: float, database: str | None,
                   target: bool = True) -> tuple[list[SearchSpec], list[str]]:
     """The run's searches in a fixed order (the same on every machine, for ``--shard``), and the
@@ -103,13 +89,13 @@ def plan_searches(candidate: str | None, properties: list[str], modes: list[str]
     planned, impossible = [], []
     for name in properties:
         prop = PROPERTIES[name]
-        kwargs = narrowed(prop, strategy)
-        if kwargs is None:
+        narrow = space.narrowed(prop.narrowing)
+        if narrow is None:
             impossible.append(name)
             continue
-        planned += [(name, candidate_for(prop, candidate), mode, kwargs) for mode in modes]
-    specs = [SearchSpec(index, name, spec, mode, kwargs, seed + index, str(reports), timeout, database, target)
-             for index, (name, spec, mode, kwargs) in enumerate(planned)]
+        planned += [(name, prop.candidate(candidate), mode, narrow) for mode in modes]
+    specs = [SearchSpec(index, name, who, mode, narrow, seed + index, str(reports), timeout, database, target)
+             for index, (name, who, mode, narrow) in enumerate(planned)]
     return specs, impossible
 
 
@@ -218,6 +204,14 @@ class Campaign:
             self._stop()
             self._orphaned_reductions()
 
+    def record(self, options: RunOptions, *, started: datetime.datetime, interrupted: bool) -> RunRecord:
+        """What the run covered and found (finished or interrupted): ``run.json``'s content."""
+        searches = [SearchTime(spec.prop, spec.mode, self.scheduler.searches[spec.index].seconds)
+                    for spec in self.specs]
+        return build_record(searches=searches, counts=self.counts, findings=self.findings, errors=self.errors,
+                            notes=self.notes, seconds=self.seconds, options=options, started=started,
+                            interrupted=interrupted)
+
     # one turn of the loop
 
     def _assign(self) -> None:
@@ -270,7 +264,8 @@ class Campaign:
             return
         signature = crash_signature(fault.kind, fault.how)
         new = self.scheduler.fault_in_process(spec, fault.kind, fault.how, signature, fault.record, fault.output)
-        self.counts[(spec.prop, spec.mode, *_dimensions(fault.record), "failed" if new else "known", None)] += 1
+        case = Case.from_dict(fault.record["case"])
+        self.counts[count_key(spec.prop, spec.mode, case, "failed" if new else "known")] += 1
 
     def _watch(self) -> None:
         """Dead workers, and cases that overran their time limit without the worker noticing."""
@@ -377,18 +372,6 @@ def _how(exitcode: int | None, hung: bool) -> str:
     return "stopped answering and was killed" if hung else f"died ({exit_reason(exitcode)})"
 
 
-def _dimensions(record: dict[str, Any]) -> tuple[str, ...]:
-    return case_dimensions(Case.from_dict(record["case"]))
-
-
-def case_dimensions(case: Any) -> tuple[str, ...]:
-    """The dimensions a run counts cases by, besides property and mode (``runrecord.DIMENSIONS``)."""
-    c, i = case.config, case.inputs
-    return (i.dtype, i.form, i.device, "oneDNN on" if i.onednn else "oneDNN off", f"{c.num_layers} layer(s)",
-            "bias" if c.bias else "no bias", "batch_first" if c.batch_first else "time-major",
-            "h0 given" if i.initial_state else "h0 default", "proj" if c.proj_size else "no proj")
-
-
 # -- worker side -------------------------------------------------------------------------------
 
 
@@ -469,14 +452,14 @@ def run_slice(job: Slice, capture: Any, ahead: WriteAhead, flush: Callable[[Coun
     counts: Counts = Counts()
     failing: dict[str, CheckFailure] = {}
     clock = _SliceClock()
-    started = time.monotonic()
+    started, cpu_started = time.monotonic(), _cpu_seconds()
     database = open_database(spec.database)
     if database is not None:
-        database = SearchDatabase(database, search_key(spec.prop, spec.mode, spec.candidate, spec.strategy))
+        database = SearchDatabase(database, search_key(spec.prop, spec.mode, spec.candidate, spec.space))
     phases = [p for p in Phase if p is not Phase.explain and (job.reuse or p is not Phase.reuse)]
 
     def count(case: Any, verdict: str, reason: str | None = None) -> None:
-        counts[(spec.prop, spec.mode, *case_dimensions(case), verdict, reason)] += 1
+        counts[count_key(spec.prop, spec.mode, case, verdict, reason)] += 1
         now = time.monotonic()
         if now - clock.flushed > 1.0:  # the parent's progress line, and what a dead worker had done
             flush(Counts(counts), clock.generated)
@@ -490,7 +473,7 @@ def run_slice(job: Slice, capture: Any, ahead: WriteAhead, flush: Callable[[Coun
     def search(drawn: Any) -> None:
         if job.deadline is not None and time.time() >= job.deadline:
             raise _Stop("shrinking cut short: the time budget ran out")
-        if not failing and time.monotonic() - started > job.cap_seconds:
+        if not failing and _overran(job, started, cpu_started):
             raise _Stop
         if failing and job.shrink_seconds is not None and time.monotonic() - clock.first_failure > \
                 job.shrink_seconds:
@@ -532,7 +515,7 @@ def run_slice(job: Slice, capture: Any, ahead: WriteAhead, flush: Callable[[Coun
                 return count(case, "known")
             count(case, "failed")
             fault = _fault_type(signature)(failure.mismatch, failure.case, failure.candidate, failure.prop,
-                                           failure.details, failure.actual, failure.allowed)
+                                           failure.details, failure.actual, failure.allowed, failure.reference)
             fault.signature, fault.output = signature, capture.read()
             if not failing:
                 clock.first_failure = time.monotonic()
@@ -615,6 +598,22 @@ def _write(failure: Any, spec: SearchSpec, shrink: str) -> Finding:
                    case_cost(case["config"], case["inputs"])["elements"], diagnosis)
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this worker and of the forked children it has waited for."""
+    return sum(os.times()[:4])
+
+
+def _overran(job: Slice, started: float, cpu_started: float) -> bool:
+    """Whether a slice has had its time. Under a time budget, its cap on the wall clock (every
+    search must get its share of the budget). Without one, its cap in CPU time, which load does not
+    change, so ``--seed`` repeats a run on a busy machine, with :data:`WALL_BACKSTOP` times the cap
+    on the wall clock for a candidate that waits rather than computes."""
+    wall = time.monotonic() - started
+    if job.deadline is not None:
+        return wall > job.cap_seconds
+    return _cpu_seconds() - cpu_started > job.cap_seconds or wall > WALL_BACKSTOP * job.cap_seconds
+
+
 def _reduce_or_say_why(worker_id: int, job: Reduce, capture: Any, ahead: WriteAhead) -> ReductionEnded:
     try:
         return ReductionEnded(worker_id, run_reduction(job, capture, ahead))
@@ -648,7 +647,7 @@ def run_reduction(job: Reduce, capture: Any, ahead: WriteAhead) -> Finding:
     budget_end = time.monotonic() + job.budget_seconds
     if job.deadline is not None:
         budget_end = min(budget_end, time.monotonic() + max(0.0, job.deadline - time.time()))
-    reduction = reduce_case(original, reproduces, within=within_strategy(spec.strategy), deadline=budget_end)
+    reduction = reduce_case(original, reproduces, within=within_space(spec.space), deadline=budget_end)
     how = "complete" if reduction.complete else "shrinking cut short: its budget ran out"
     shrink = f"{how} ({reduction.attempts} attempts in forked children, {reduction.seconds:.1f}s)"
     record = {**job.record, "case": reduction.case.to_dict()}
@@ -656,7 +655,7 @@ def run_reduction(job: Reduce, capture: Any, ahead: WriteAhead) -> Finding:
 
 
 def _strategy(spec: SearchSpec) -> Any:
-    return (invalid_calls if PROPERTIES[spec.prop].invalid else cases)(modes=[spec.mode], **spec.strategy)
+    return (invalid_calls if PROPERTIES[spec.prop].invalid else cases)(modes=[spec.mode], **spec.space.arguments())
 
 
 @contextlib.contextmanager

@@ -30,12 +30,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from fuzz_birnn.core.case import DTYPES, Case
+from fuzz_birnn.core.case import DTYPES, SCALES, Case
+from fuzz_birnn.core.space import CaseSpace
 
-__all__ = ["Reduction", "proposals", "reduce_case", "within_strategy"]
+__all__ = ["Reduction", "proposals", "reduce_case", "within_space"]
 
-_FORMS = ("padded", "unbatched", "packed_sorted", "packed_unsorted")
-_SCALES = (1.0, 0.25, 4.0)
 
 
 @dataclass(frozen=True)
@@ -85,22 +84,23 @@ def proposals(case: Case) -> Iterator[Case]:
             yield changed
 
 
-def within_strategy(strategy: dict[str, Any]) -> Callable[[Case], bool]:
-    """Whether ``cases(**strategy)`` could have drawn a case (its choices and fixed flags)."""
+def within_space(space: CaseSpace) -> Callable[[Case], bool]:
+    """Whether ``cases(**space.arguments())`` could have drawn a case (its choices, lower bounds and
+    fixed flags; shrinking never grows a case, so the upper bounds need no check)."""
     def within(case: Case) -> bool:
         c, i = case.config, case.inputs
         fixed = {"bias": c.bias, "batch_first": c.batch_first, "initial_state": i.initial_state,
                  "onednn": i.onednn, "contiguous": i.contiguous, "dropout": c.dropout > 0,
                  "proj": c.proj_size > 0, "bidirectional": c.bidirectional}
-        if any(strategy.get(name) is not None and strategy[name] != value for name, value in fixed.items()
+        if any(getattr(space, name) not in (None, value) for name, value in fixed.items()
                if not (name == "proj" and c.mode != "LSTM")):
             return False
-        return (i.dtype in strategy.get("dtypes", DTYPES) and i.form in strategy.get("forms", _FORMS)
-                and (i.unbatched or (i.batch_size or 0) >= strategy.get("min_batch", 1))
-                and c.num_layers >= strategy.get("min_layers", 1)
-                and c.input_size >= strategy.get("min_input_size", 1)
-                and c.hidden_size >= strategy.get("min_hidden_size", 1)
-                and i.seq_len >= strategy.get("min_seq_len", 1))
+        return (i.dtype in space.dtypes and i.form in space.forms
+                and (i.unbatched or (i.batch_size or 0) >= space.min_batch)
+                and c.num_layers >= space.min_layers
+                and c.input_size >= space.min_input_size
+                and c.hidden_size >= space.min_hidden_size
+                and i.seq_len >= space.min_seq_len)
     return within
 
 
@@ -145,7 +145,7 @@ _FLAGS_AT_SIMPLEST: tuple[_Change, ...] = (
     lambda case: None if case.inputs.lengths is None else _one(
         case, inputs={"enforce_sorted": True, "lengths": tuple(sorted(case.inputs.lengths, reverse=True))}),
     *(lambda case, k=k: _earlier(case, "dtype", DTYPES, k) for k in range(len(DTYPES) - 1)),
-    *(lambda case, k=k: _earlier(case, "scale", _SCALES, k) for k in range(len(_SCALES) - 1)),
+    *(lambda case, k=k: _earlier(case, "scale", SCALES, k) for k in range(len(SCALES) - 1)),
     lambda case: _one(case, inputs={"seed": 0}),
 )
 

@@ -10,7 +10,9 @@ whose cases crash or hang is charged for the time they cost.
 
 Slice sizes and seeds depend only on the run's seed and the slice's number within its search,
 never on timing, so ``--seed`` repeats a run's cases exactly, whatever the machine's load, unless
-a slice runs past :data:`SLICE_CAP_SECONDS` (a slow candidate) or the time budget ends it.
+a slice runs past :data:`SLICE_CAP_SECONDS` of CPU time (a slow candidate; the engine counts CPU
+time, which load does not change, with a wall-clock backstop for a candidate that waits) or the
+time budget ends it.
 
 Crash and hang reductions (:mod:`fuzz_birnn.campaign.reducer`) go before any slice: a fault found is worth
 more than the next slice. ``--max-examples`` is split evenly into per-search quotas; a search
@@ -24,6 +26,8 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from fuzz_birnn.core.space import CaseSpace
 
 __all__ = ["FIRST_SLICE", "SLICE_CAP_SECONDS", "SLICE_EXAMPLES", "Reduce", "Scheduler", "Search", "SearchSpec",
            "Slice",
@@ -52,7 +56,7 @@ class SearchSpec:
     prop: str
     candidate: str
     mode: str
-    strategy: dict[str, Any]
+    space: CaseSpace
     seed: int
     reports: str
     timeout: float

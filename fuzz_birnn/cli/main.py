@@ -8,11 +8,6 @@ Exit status: 0 when nothing failed, 1 when a failure was found (run) or still fa
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import datetime
-import os
-import random
-import signal
 import subprocess
 import sys
 import time
@@ -22,22 +17,22 @@ from typing import Any, NoReturn
 
 import torch
 
-from fuzz_birnn.campaign.database import DatabaseError, check_database, describe_database
-from fuzz_birnn.campaign.engine import Campaign, CaseTimeout, plan_searches, time_limit
-from fuzz_birnn.campaign.scheduler import shard_of
+from fuzz_birnn.campaign.api import RunError, run
+from fuzz_birnn.campaign.engine import CaseTimeout, time_limit
 from fuzz_birnn.cli import baseline, pages
 from fuzz_birnn.cli.arguments import choices, non_negative, positive, seconds, shard
 from fuzz_birnn.cli.pages import write_run_pages
 from fuzz_birnn.core.candidates import BUILTIN
 from fuzz_birnn.core.case import DTYPES, MODES
-from fuzz_birnn.core.devices import DEVICE_TYPES, available_devices, device_available, environment_summary
+from fuzz_birnn.core.devices import DEVICE_TYPES, available_devices, device_available
 from fuzz_birnn.core.outcomes import CheckFailure
+from fuzz_birnn.core.space import CaseSpace
 from fuzz_birnn.output.junit import write_junit
 from fuzz_birnn.output.reports import ReportError, load_report
-from fuzz_birnn.output.run_record import build_record, print_summary, write_record
+from fuzz_birnn.output.run_record import print_summary
 from fuzz_birnn.portable.report_files import ReportRefused, candidate_origin
 from fuzz_birnn.processes.forked import exit_reason
-from fuzz_birnn.properties import PROPERTIES, default_properties
+from fuzz_birnn.properties import PROPERTIES
 from fuzz_birnn.targets import TARGETS
 from fuzz_birnn.targets.naming import CandidateError, load_candidate, validate_spec
 
@@ -74,97 +69,40 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    # A shell that starts a command in the background without job control hands it SIGINT
-    # ignored; Ctrl-C (or kill -INT) must stop a run however it was started.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    reports = Path(args.reports)
-    _writable(reports)
-    if args.candidate is not None:
-        try:
-            load_candidate(validate_spec(args.candidate))  # fail here, not in every worker
-        except CandidateError as error:
-            raise UsageError(str(error)) from None
-    missing = [d for d in args.devices if d not in available_devices()]
-    if missing:
-        raise UsageError(f"--devices {','.join(missing)}: not available here (available: "
-                         f"{','.join(available_devices())})")
-    properties = args.properties or default_properties(args.candidate, args.grad)
-    unknown = [p for p in properties if p not in PROPERTIES]
-    if unknown:
-        raise UsageError(f"--properties {','.join(unknown)}: choose from {','.join(PROPERTIES)}")
-    if args.timeout is None:
-        args.timeout = TARGETS[args.candidate].timeout if args.candidate in TARGETS else 60
-    database = args.database if args.database is not None else str(reports / ".hypothesis")
-    try:
-        check_database(database)  # an unreachable Redis is said now, not by every worker
-    except DatabaseError as error:
-        raise UsageError(str(error)) from None
-    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
-    specs, impossible = plan_searches(args.candidate, properties, args.modes, _strategy(args), seed=seed,
-                                      reports=reports, timeout=args.timeout,
-                                      database=None if database == "none" else database)
-    if not specs:
-        raise UsageError(f"the flags leave no cases for {','.join(impossible)}")
-    shard = ""
-    if args.shard is not None:
-        number, shards = args.shard
-        everything = len(specs)
-        specs = [dataclasses.replace(s, index=i) for i, s in
-                 enumerate(s for s in specs if shard_of(s.index, shards) == number)]
-        shard = f"; shard {number}/{shards}: {len(specs)} of {everything} searches"
-        if not specs:
-            raise UsageError(f"--shard {number}/{shards}: this shard has no searches (the run has {everything})")
-    workers = max(1, min(args.workers or os.cpu_count() or 1, len(specs)))
-
-    print(f"fuzz-birnn run: {environment_summary()}")
-    what = f"candidate {args.candidate} against torch's fused modules" if args.candidate else \
-        "torch's own recurrent modules"
-    budget = f"{args.max_examples} examples" + (f" or {args.time_budget:g}s, whichever ends first"
-                                                if args.time_budget else "")
-    print(f"checking {what}; {budget} over {len(specs)} searches on {workers} worker(s){shard}; "
-          f"seed {seed} (repeat with --seed {seed}); example database: {describe_database(database)}")
-    print(f"properties: {', '.join(p for p in properties if p not in impossible)}")
-    if impossible:
-        print(f"not run (the flags leave no cases for them): {', '.join(impossible)}")
     progress = _Progress()
-    campaign = Campaign(specs, args.max_examples, workers, args.time_budget, on_progress=progress.update)
-    options = {"candidate": args.candidate, "properties": [p for p in properties if p not in impossible],
-               "modes": args.modes, "seed": seed, "max_examples": args.max_examples, "time_budget": args.time_budget,
-               "timeout": args.timeout, "workers": workers, "database": describe_database(database),
-               "shard": None if args.shard is None else f"{args.shard[0]}/{args.shard[1]}", "reports": str(reports)}
-    started = datetime.datetime.now(datetime.UTC)
-    interrupted = False
     try:
-        campaign.run()
-    except KeyboardInterrupt:
-        interrupted = True
+        record = run(args.candidate, properties=args.properties, modes=args.modes, space=_space(args),
+                     max_examples=args.max_examples, time_budget=args.time_budget, timeout=args.timeout,
+                     workers=args.workers, seed=args.seed, database=args.database, reports=args.reports,
+                     shard=args.shard, grad=args.grad, echo=print, on_progress=progress.update)
+    except RunError as error:
+        raise UsageError(str(error)) from None
     progress.done()
-    if interrupted:
+    if record.interrupted:
         print("interrupted: the summary covers what ran; every report written is whole")
-    record = build_record(campaign, options=options, started=started, interrupted=interrupted)
-    write_record(reports, record)
+    reports = Path(args.reports)
     if args.junit_xml:
         write_junit(Path(args.junit_xml), record, reports)
     print_summary(record, reports)
     if args.html:
         print(f"run page: {write_run_pages(record, reports)}")
-    return record["exit_code"]
+    return record.exit_code
 
 
-def _strategy(args: argparse.Namespace) -> dict[str, Any]:
+def _space(args: argparse.Namespace) -> CaseSpace:
     forms = ["padded"]
     if args.unbatched:
         forms.append("unbatched")
     if args.packed:
         forms += ["packed_sorted", "packed_unsorted"]
-    return {"dtypes": args.dtypes, "devices": args.devices, "forms": forms,
-            "max_layers": args.max_layers, "max_input_size": args.max_size, "max_hidden_size": args.max_size,
-            "max_seq_len": args.max_seq_len, "max_batch": args.max_batch,
-            "proj": None if args.proj else False,
-            "bidirectional": {"yes": True, "no": False, "both": None}[args.bidirectional],
-            "batch_first": None if args.batch_first else False,
-            "initial_state": None if args.initial_state else False,
-            "onednn": None if args.onednn_off else True}
+    return CaseSpace(dtypes=tuple(args.dtypes), devices=tuple(args.devices), forms=tuple(forms),
+                     max_layers=args.max_layers, max_input_size=args.max_size, max_hidden_size=args.max_size,
+                     max_seq_len=args.max_seq_len, max_batch=args.max_batch,
+                     proj=None if args.proj else False,
+                     bidirectional={"yes": True, "no": False, "both": None}[args.bidirectional],
+                     batch_first=None if args.batch_first else False,
+                     initial_state=None if args.initial_state else False,
+                     onednn=None if args.onednn_off else True)
 
 
 class _Progress:
@@ -187,19 +125,6 @@ class _Progress:
     def done(self) -> None:
         if self._tty:
             print()
-
-
-def _writable(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as error:
-        raise UsageError(f"--reports {folder}: cannot write there ({error.strerror or error})") from None
-
-
-# -- replay ----------------------------------------------------------------------------------
 
 
 def _replay(args: argparse.Namespace) -> int:

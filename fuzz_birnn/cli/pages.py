@@ -9,24 +9,25 @@ Exit status 0, or 2 with one line for a report that cannot be read or a browser 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fuzz_birnn.cli.arguments import non_negative, positive
+from fuzz_birnn.core.candidates import BUILTIN
 from fuzz_birnn.core.case import MODES, Case, Config, Inputs
 from fuzz_birnn.core.check import check
 from fuzz_birnn.core.outcomes import CheckFailure
+from fuzz_birnn.diagnosis import diagnose
 from fuzz_birnn.output.files import write_whole
-from fuzz_birnn.output.pages import explain_page, report_page, run_page
-from fuzz_birnn.output.reports import ReportError, load_report
+from fuzz_birnn.output.pages import explain_page, lacks_result, report_page, run_page, under
+from fuzz_birnn.output.reports import Report, ReportError, load_report
+from fuzz_birnn.output.run_record import RunRecord
 from fuzz_birnn.portable.report_files import ReportRefused, load_tensors, tensor_file_limit
 from fuzz_birnn.targets.naming import CandidateError, load_candidate
-
-if TYPE_CHECKING:
-    from fuzz_birnn.output.reports import Report
 
 __all__ = ["BROWSERS", "add_parsers", "find_browser", "render_png", "screenshot", "write_report_page",
            "write_run_pages"]
@@ -86,25 +87,26 @@ def write_report_page(report: Report, out: Path | None = None, candidate: str | 
         tensors = load_tensors(report.folder / "tensors.safetensors", max_bytes=limit)
     except ReportRefused:  # a version 1 report (tensors.pt, never unpickled): the page has no heat maps
         tensors = {}
-    rerun = None
     spec = candidate or report.candidate
-    if candidate is not None or spec in ("fused", "decomposed", "reference"):
-        rerun = _rerun(case, spec, usage_error)
-    return write_whole(out or report.folder / "report.html", report_page(report, tensors, rerun))
+    expected, actual = under(tensors, "expected"), under(tensors, "actual")
+    if expected and not actual and lacks_result(report) and (candidate is not None or spec in BUILTIN):
+        actual = _rerun(case, spec, usage_error)  # an old report: its candidate's result, run again
+        tensors = {**tensors, **{f"actual/{name}": tensor for name, tensor in actual.items()}}
+    if report.diagnosis is None and expected and actual and report.kind == "check":
+        report = dataclasses.replace(report, diagnosis=diagnose(case, actual, report.tolerances).to_dict())
+    return write_whole(out or report.folder / "report.html", report_page(report, tensors))
 
 
-def _rerun(case: Case, spec: str, usage_error: type[Exception]) -> Any:
+def _rerun(case: Case, spec: str, usage_error: type[Exception]) -> dict[str, Any]:
     """The candidate's result, checked the way the report was: a failure's per-direction values
     (none if it now passes, raises, or returns the wrong structure: no heat map to draw)."""
-    def run() -> dict[str, Any]:
-        try:
-            check(load_candidate(spec), case, name=spec)
-        except CandidateError as error:
-            raise usage_error(str(error)) from None
-        except CheckFailure as failure:
-            return failure.actual or {}
-        return {}
-    return run
+    try:
+        check(load_candidate(spec), case, name=spec)
+    except CandidateError as error:
+        raise usage_error(str(error)) from None
+    except CheckFailure as failure:
+        return failure.actual or {}
+    return {}
 
 
 def _explain(args: argparse.Namespace, usage_error: type[Exception]) -> int:
@@ -125,11 +127,11 @@ def _explain(args: argparse.Namespace, usage_error: type[Exception]) -> int:
     return 0
 
 
-def write_run_pages(record: dict[str, Any], reports: Path) -> Path:
+def write_run_pages(record: RunRecord, reports: Path) -> Path:
     """``REPORTS/index.html`` for a run, and the page of every report its findings name."""
 
-    for finding in record["findings"]:
-        for report in finding["reports"]:
+    for finding in record.findings:
+        for report in finding.reports:
             try:
                 write_report_page(load_report(reports / report, allow_large=True))
             except (ReportError, OSError, ValueError) as error:  # one bad page must not cost the others

@@ -30,7 +30,9 @@ from fuzz_birnn.portable.report_files import check_limits
 
 __all__ = [
     "DTYPES",
+    "FORMS",
     "MODES",
+    "SCALES",
     "Built",
     "Case",
     "Config",
@@ -42,6 +44,11 @@ __all__ = [
 MODES = ("RNN_TANH", "RNN_RELU", "GRU", "LSTM")
 #: Floating dtypes, simplest (most exact) first.
 DTYPES = ("float64", "float32", "bfloat16", "float16")
+#: Input forms, simplest first.
+FORMS = ("padded", "unbatched", "packed_sorted", "packed_unsorted")
+#: Value scales (multiplying the default weight bound and the input range), simplest first:
+#: 0.25 keeps every nonlinearity near linear, 4.0 saturates tanh/sigmoid and lets relu grow.
+SCALES = (1.0, 0.25, 4.0)
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,8 @@ def check(candidate: Candidate, case: Case, *, name: str | None = None) -> Outco
             return Outcome(case, {}, {}, unsupported(refusal))
         except Exception as error:  # the candidate's bug, reported as a finding
             message = f"candidate raised {type(error).__name__}: {error}".splitlines()[0]
-            raise CheckFailure(Mismatch("result", message), case, label) from error
+            raise CheckFailure(Mismatch("result", message), case, label, allowed=evaluation.tolerances.candidate,
+                               reference=evaluation.ref) from error
     try:
         outcome = _verdict(actual, evaluation, evaluation.tolerances.candidate, case, label, "agreement")
     except CheckFailure as failure:
@@ -74,11 +75,11 @@ def _verdict(actual: Any, evaluation: Evaluation, allowed: dict[str, float], cas
     __tracebackhide__ = True  # pytest shows the caller's line and the message
     mismatch = check_structure(actual, evaluation.fused_result, case)
     if mismatch is not None:
-        raise CheckFailure(mismatch, case, label, prop)
+        raise CheckFailure(mismatch, case, label, prop, allowed=allowed, reference=evaluation.ref)
     values = tensors_of(actual, case)
     mismatch = compare_values(values, evaluation.ref, allowed)
     if mismatch is not None:
-        raise CheckFailure(mismatch, case, label, prop, actual=values, allowed=allowed)
+        raise CheckFailure(mismatch, case, label, prop, actual=values, allowed=allowed, reference=evaluation.ref)
     errors = {k: max_abs_difference(values[k], evaluation.ref[k]) for k in evaluation.ref}
     return Outcome(case, errors, allowed)
 

@@ -42,12 +42,14 @@ class CheckFailure(AssertionError):
     (``agreement``, ``fused-vs-reference``, ``relation:NAME``, ``gradients``, ``backends`` or
     ``invalid-calls``), ``details`` what else it takes to replay it; ``actual``, where values were
     compared, is the result per direction (float64, see :func:`~fuzz_birnn.core.compare.tensors_of`),
-    and ``allowed`` the tolerance each tensor was held to, for the report's pictures and its
-    diagnosis."""
+    ``allowed`` the tolerance each tensor was held to and ``reference`` the float64 result it was
+    compared with, for the report (which then need not evaluate the case again), its pictures and
+    its diagnosis."""
 
     def __init__(self, mismatch: Mismatch, case: Case, candidate: str, prop: str = "agreement",
                  details: dict[str, Any] | None = None, actual: dict[str, torch.Tensor] | None = None,
-                 allowed: dict[str, float] | None = None) -> None:
+                 allowed: dict[str, float] | None = None, reference: dict[str, torch.Tensor] | None = None,
+                 ) -> None:
         super().__init__(f"{mismatch.message} [{case.describe()}]")
         self.mismatch = mismatch
         self.case = case
@@ -56,6 +58,7 @@ class CheckFailure(AssertionError):
         self.details = details or {}
         self.actual = actual
         self.allowed = allowed
+        self.reference = reference
         self.add_note(reproducer(case, candidate, prop, self.details))
 
 

@@ -12,38 +12,38 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
-from typing import Any
 
 from fuzz_birnn.output.files import write_whole
+from fuzz_birnn.output.run_record import RunRecord
 
 __all__ = ["write_junit"]
 
 
-def write_junit(path: Path, record: dict[str, Any], reports: Path) -> None:
-    suite = ElementTree.Element("testsuite", name="fuzz-birnn", timestamp=record["started"],
-                                time=f"{record['seconds']:.3f}")
+def write_junit(path: Path, record: RunRecord, reports: Path) -> None:
+    suite = ElementTree.Element("testsuite", name="fuzz-birnn", timestamp=record.started,
+                                time=f"{record.seconds:.3f}")
     failures = errors = skipped = 0
-    for search in record["cases"]["by_search"]:
-        prop, mode = search["property"], search["mode"]
-        case = ElementTree.SubElement(suite, "testcase", classname=prop, name=mode, time=f"{search['seconds']:.3f}")
+    for search in record.cases.by_search:
+        prop, mode = search.property, search.mode
+        case = ElementTree.SubElement(suite, "testcase", classname=prop, name=mode, time=f"{search.seconds:.3f}")
         ElementTree.SubElement(case, "properties").extend([
-            ElementTree.Element("property", name=key, value=str(search[key]))
+            ElementTree.Element("property", name=key, value=str(getattr(search, key)))
             for key in ("cases", "passed", "failed", "known", "unsupported", "not_compared")])
-        for finding in record["findings"]:
-            for seen in finding["seen_in"]:
-                if (seen["property"], seen["mode"]) == (prop, mode):
-                    failure = ElementTree.SubElement(case, "failure", message=finding["signature"], type="fault")
-                    failure.text = (f"report: {reports / seen['report']}\n"
-                                    f"smallest case of this fault: {finding['smallest']['summary']}")
+        for finding in record.findings:
+            for seen in finding.seen_in:
+                if (seen.property, seen.mode) == (prop, mode):
+                    failure = ElementTree.SubElement(case, "failure", message=finding.signature, type="fault")
+                    failure.text = (f"report: {reports / seen.report}\n"
+                                    f"smallest case of this fault: {finding.smallest.summary}")
                     failures += 1
-        for error in record["errors"]:
+        for error in record.errors:
             if error.startswith(f"{prop} ({mode})"):
                 ElementTree.SubElement(case, "error", message=error.splitlines()[0][:300]).text = error
                 errors += 1
-        if not search["cases"]:
+        if not search.cases:
             ElementTree.SubElement(case, "skipped", message="no case checked before the run ended")
             skipped += 1
-    suite.set("tests", str(len(record["cases"]["by_search"])))
+    suite.set("tests", str(len(record.cases.by_search)))
     suite.set("failures", str(failures))
     suite.set("errors", str(errors))
     suite.set("skipped", str(skipped))

@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 import torch
 
 from fuzz_birnn.core.case import Case
-from fuzz_birnn.diagnosis.diagnose import diagnose
 from fuzz_birnn.output.pictures import FaultyCell, heatmap_svg, stack_svg
 from fuzz_birnn.output.reports import Report
-from fuzz_birnn.output.run_record import same_mistake
+from fuzz_birnn.output.run_record import RunRecord, same_mistake
+from fuzz_birnn.properties import PROPERTIES
 
 __all__ = ["explain_page", "report_page", "run_page"]
 
@@ -113,28 +112,23 @@ def _stack(case: Case, fault: FaultyCell | None, mistakes: Sequence[str] = ()) -
 # -- a report ----------------------------------------------------------------------------------------
 
 
-def report_page(report: Report, tensors: Mapping[str, torch.Tensor],
-                rerun: Callable[[], dict[str, torch.Tensor]] | None = None) -> str:
+def report_page(report: Report, tensors: Mapping[str, torch.Tensor]) -> str:
     """A report's page: the case in words, its diagnosis, its stack with the first faulty cell
-    marked, and heat maps of ``|error| / tolerance``. ``tensors`` are the report's stored tensors;
-    ``rerun`` gives the candidate's per-direction result where the report stores none."""
+    marked, and heat maps of ``|error| / tolerance``. ``tensors`` are the report's stored tensors
+    (``expected/*``, ``actual/*``: whatever :mod:`fuzz_birnn.cli.pages` could add for an old report
+    that lacks them). Only draws: nothing is run or diagnosed here."""
     case, mismatch = report.case, report.mismatch
-    expected = _under(tensors, "expected")
-    actual = _under(tensors, "actual")
+    expected = under(tensors, "expected")
+    actual = under(tensors, "actual")
     note = ""
-    if expected and not actual and report.kind == "check":
-        if rerun is not None:
-            actual = rerun()
-        else:
-            note = ("<p class=muted>This report stores no result of its candidate (it was written before "
-                    "reports did): <code>fuzz-birnn show --candidate MODULE:ATTR</code> reruns it for the heat "
-                    "maps.</p>")
+    if expected and not actual and lacks_result(report):
+        note = ("<p class=muted>This report stores no result of its candidate (it was written before "
+                "reports did): <code>fuzz-birnn show --candidate MODULE:ATTR</code> reruns it for the heat "
+                "maps.</p>")
     fault = None
     if mismatch.get("layer") is not None and mismatch.get("direction") is not None:
         fault = FaultyCell(mismatch["layer"], 1 if mismatch["direction"] == "reverse" else 0, mismatch.get("time_step"))
     diagnosis = report.diagnosis
-    if diagnosis is None and actual and expected and report.kind == "check":
-        diagnosis = diagnose(case, actual, report.tolerances).to_dict()
     parts = [f"<h1>fuzz-birnn report <code>{html.escape(report.id)}</code></h1>",
              f"<p>{html.escape(_what_failed(report))}</p>",
              "<h2>The case</h2>", _case_table(report)]
@@ -177,7 +171,12 @@ def _case_table(report: Report) -> str:
                                for k, v in rows) + "</table>"
 
 
-def _under(tensors: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+def lacks_result(report: Report) -> bool:
+    """A report of a property whose reports store the candidate's result, written before they did."""
+    return report.kind == "check" and report.prop in PROPERTIES and PROPERTIES[report.prop].diagnosed
+
+
+def under(tensors: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     return {key.split("/", 1)[1]: value.to(torch.float64) for key, value in tensors.items()
             if key.startswith(prefix + "/")}
 
@@ -256,45 +255,44 @@ def _ratio(actual: torch.Tensor, expected: torch.Tensor, tolerance: float) -> to
 # -- a run -------------------------------------------------------------------------------------------
 
 
-def run_page(record: Mapping[str, Any]) -> str:
+def run_page(record: RunRecord) -> str:
     """What a run covered (cases per property, mode, dtype, form and backend), what it did not compare
     and why, and every finding with a link to its report's page (``ID/report.html``)."""
-    cases = record["cases"]
-    options = record["options"]
-    what = f"candidate {options['candidate']}" if options.get("candidate") else "torch's own recurrent modules"
+    cases, options = record.cases, record.options
+    what = f"candidate {options.candidate}" if options.candidate else "torch's own recurrent modules"
     parts = [f"<h1>fuzz-birnn run: {html.escape(what)}</h1>",
-             f"<p>{cases['total']} cases in {record['seconds']:.0f} s, seed {options.get('seed')}; torch "
-             f"{html.escape(str(record['environment'].get('torch')))}; exit status {record['exit_code']}.</p>"]
-    findings = record["findings"]
+             f"<p>{cases.total} cases in {record.seconds:.0f} s, seed {options.seed}; torch "
+             f"{html.escape(str(record.environment.get('torch')))}; exit status {record.exit_code}.</p>"]
+    findings = record.findings
     parts.append(f"<h2>Findings ({len(findings)})</h2>")
     if not findings:
         parts.append("<p>No failures.</p>")
     for number, finding in enumerate(findings, 1):
-        smallest = finding["smallest"]
-        link = f"{smallest['report']}/report.html"
-        parts.append(f"<h3>{number}. {html.escape(finding['signature'])}</h3>"
-                     f"<p><a href=\"{html.escape(link)}\">{html.escape(smallest['report'])}</a>: "
-                     f"{html.escape(smallest['summary'])}</p>")
-        if smallest.get("diagnosis"):
-            parts.append(f'<p class="diagnosis">{html.escape(smallest["diagnosis"])}</p>')
-        others = [r for r in finding["reports"] if r != smallest["report"]]
+        smallest = finding.smallest
+        link = f"{smallest.report}/report.html"
+        parts.append(f"<h3>{number}. {html.escape(finding.signature)}</h3>"
+                     f"<p><a href=\"{html.escape(link)}\">{html.escape(smallest.report)}</a>: "
+                     f"{html.escape(smallest.summary)}</p>")
+        if smallest.diagnosis:
+            parts.append(f'<p class="diagnosis">{html.escape(smallest.diagnosis)}</p>')
+        others = [r for r in finding.reports if r != smallest.report]
         if others:
             parts.append("<p class=muted>Also: " + ", ".join(
                 f'<a href="{html.escape(r)}/report.html">{html.escape(r)}</a>' for r in others) + "</p>")
 
-    parts += [f'<p class="diagnosis">{html.escape(line)}</p>' for line in same_mistake(list(findings))]
+    parts += [f'<p class="diagnosis">{html.escape(line)}</p>' for line in same_mistake(findings)]
     parts.append("<h2>What was covered</h2>")
     for dimension in ("property", "mode", "dtype", "form", "backend"):
-        counts = cases["by_dimension"].get(dimension, {})
+        counts = cases.by_dimension.get(dimension, {})
         parts.append(f"<h3>{dimension}</h3>" + _bars(counts))
-    not_compared = record["not_compared"]
+    not_compared = record.not_compared
     parts.append(f"<h2>Not compared ({sum(not_compared.values())})</h2>")
     if not_compared:
         parts.append("<table>" + "".join(f"<tr><td>{n}</td><td>{html.escape(reason)}</td></tr>"
                                          for reason, n in not_compared.items()) + "</table>")
     else:
         parts.append("<p>Every case drawn was compared.</p>")
-    for title, lines in (("Errors", record["errors"]), ("Notes", record["notes"])):
+    for title, lines in (("Errors", record.errors), ("Notes", record.notes)):
         if lines:
             parts.append(f"<h2>{title}</h2><pre>" + html.escape("\n".join(lines)) + "</pre>")
     return _page(f"fuzz-birnn run: {what}", "\n".join(parts))

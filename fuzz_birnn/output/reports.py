@@ -50,8 +50,6 @@ _REPRO = Path(report_files.__file__).with_name("repro.py")
 _SUPPORT = (Path(report_files.__file__), Path(calls.__file__))
 #: The files every report of the current schema holds.
 REPORT_FILES = ("calls.py", "case.json", "report_files.py", "repro.py", "summary.md", "tensors.safetensors")
-#: The properties whose failing reports are diagnosed (they compare values with the reference).
-DIAGNOSED = ("agreement", "fused-vs-reference")
 #: What the candidate printed while checking the case (bounded; only when it printed anything).
 OUTPUT_FILE = "output.txt"
 
@@ -86,17 +84,11 @@ def write_report(failure: CheckFailure, directory: Path, *, origin: str | None =
     """
     candidate = validate_spec(failure.candidate)
     case = failure.case
-    try:
-        evaluation = evaluate(case)
-    except CheckFailure:  # torch itself raised on the case: nothing to compare against
-        evaluation = None
-    ref = {} if evaluation is None or evaluation.skipped else evaluation.ref
-    allowed = {} if evaluation is None or not ref else (
-        evaluation.tolerances.fused if candidate == "fused" else evaluation.tolerances.candidate)
     ident = case_key(candidate, failure.prop, case, failure.details)
     if (directory / ident).exists():
-        return directory / ident, False  # written before: no need to diagnose it again
-    actual = failure.actual if ref and failure.prop in DIAGNOSED else None
+        return directory / ident, False  # written before: no need to evaluate or diagnose it again
+    ref, allowed = _reference(failure, candidate)
+    actual = failure.actual if ref and PROPERTIES[failure.prop].diagnosed else None
     diagnosis = None
     if actual is not None:
         try:
@@ -136,6 +128,20 @@ def write_drift(case: Case, message: str, directory: Path, *, details: dict[str,
         "mismatch": asdict(Mismatch(tensor, message)), "tolerances": {},
         "summary": f"{message} [{case.describe()}]"})
     return folder
+
+
+def _reference(failure: CheckFailure, candidate: str) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    """The float64 reference of the failure's case and the tolerance its candidate was held to:
+    the check's own, where it compared values, else evaluated here."""
+    if failure.reference is not None:
+        return failure.reference, failure.allowed or {}
+    try:
+        evaluation = evaluate(failure.case)
+    except CheckFailure:  # torch itself raised on the case: nothing to compare against
+        return {}, {}
+    if evaluation.skipped:
+        return {}, {}
+    return evaluation.ref, evaluation.tolerances.fused if candidate == "fused" else evaluation.tolerances.candidate
 
 
 def _callable(candidate: str) -> Any:

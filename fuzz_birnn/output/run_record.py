@@ -39,102 +39,257 @@ within a version:
 from __future__ import annotations
 
 import collections
+import dataclasses
 import datetime
 import json
 import platform
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import hypothesis
 import torch
 
 from fuzz_birnn import __version__
+from fuzz_birnn.core.case import Case
 from fuzz_birnn.core.devices import available_devices, cuda_without_gpu
 from fuzz_birnn.output.files import write_whole
 
-__all__ = ["RUN_FILE", "SCHEMA_VERSION", "build_record", "print_summary", "write_record"]
+__all__ = ["DIMENSIONS", "RUN_FILE", "SCHEMA_VERSION", "CaseCounts", "CountKey", "Finding", "FindingGroup",
+           "RunOptions", "RunRecord", "SearchCount", "SearchTime", "Seen", "Smallest", "Support", "build_record",
+           "count_key", "print_summary", "write_record"]
 
 RUN_FILE = "run.json"
-#: What cases are counted by, in the order of the engine's count keys.
-DIMENSIONS = ("property", "mode", "dtype", "form", "device", "backend", "layers", "bias", "layout", "h0", "proj")
-#: The dimensions printed in the console's coverage lines (all are in run.json).
-SHOWN = ("property", "mode", "dtype", "form", "device", "backend")
 SCHEMA_VERSION = 1
 
 
-def build_record(campaign: Any, *, options: dict[str, Any], started: datetime.datetime,
-                 interrupted: bool) -> dict[str, Any]:
-    """The run record of a :class:`~fuzz_birnn.campaign.engine.Campaign` (finished or interrupted)."""
+class CountKey(NamedTuple):
+    """What a checked case is counted under: its search, its dimensions, and what came of it."""
+
+    property: str
+    mode: str
+    dtype: str
+    form: str
+    device: str
+    backend: str
+    layers: str
+    bias: str
+    layout: str
+    h0: str
+    proj: str
+    #: ``passed``, ``failed`` (a failing call, shrinking included), ``known`` (a fault the search had
+    #: already found, seen again), ``unsupported`` (the candidate refused it; ``reason`` says what) or
+    #: ``skipped`` (not compared; ``reason`` says why)
+    verdict: str
+    reason: str | None
+
+
+#: What cases are counted by (every field of :class:`CountKey` but the verdict and its reason).
+DIMENSIONS: tuple[str, ...] = CountKey._fields[:-2]
+#: The dimensions printed in the console's coverage lines (all are in run.json).
+SHOWN = ("property", "mode", "dtype", "form", "device", "backend")
+
+
+def count_key(prop: str, mode: str, case: Case, verdict: str, reason: str | None = None) -> CountKey:
+    """The key a case of search ``(prop, mode)`` is counted under."""
+    c, i = case.config, case.inputs
+    return CountKey(prop, mode, i.dtype, i.form, i.device, "oneDNN on" if i.onednn else "oneDNN off",
+                    f"{c.num_layers} layer(s)", "bias" if c.bias else "no bias",
+                    "batch_first" if c.batch_first else "time-major",
+                    "h0 given" if i.initial_state else "h0 default", "proj" if c.proj_size else "no proj",
+                    verdict, reason)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A report written for one fault of one search (the engine's; :func:`build_record` groups them)."""
+
+    signature: str
+    prop: str
+    mode: str
+    folder: str
+    new: bool
+    summary: str
+    shrink: str
+    cost: int
+    #: which catalogued mistake the result is (:class:`fuzz_birnn.diagnosis.Diagnosis` as a dict)
+    diagnosis: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class SearchTime:
+    """A search of the run and the worker time it had."""
+
+    prop: str
+    mode: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What the run was asked to do, as it ran (the seed it chose, the workers it started)."""
+
+    candidate: str | None
+    properties: list[str]
+    modes: list[str]
+    seed: int
+    max_examples: int
+    time_budget: float | None
+    timeout: float
+    workers: int
+    database: str
+    shard: str | None
+    reports: str
+
+
+@dataclass(frozen=True)
+class SearchCount:
+    property: str
+    mode: str
+    cases: int
+    passed: int
+    failed: int
+    known: int
+    unsupported: int
+    not_compared: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class CaseCounts:
+    total: int
+    by_search: list[SearchCount]
+    #: dimension -> value -> cases
+    by_dimension: dict[str, dict[str, int]]
+
+
+@dataclass(frozen=True)
+class Support:
+    #: compared (passing or not)
+    checked: int
+    #: refused by the candidate
+    unsupported: int
+    failing: int
+
+
+@dataclass(frozen=True)
+class Smallest:
+    report: str
+    summary: str
+    shrink: str
+    diagnosis: str | None
+    mistakes: list[str]
+
+
+@dataclass(frozen=True)
+class Seen:
+    property: str
+    mode: str
+    report: str
+    #: false when the report existed before this run
+    new: bool
+
+
+@dataclass(frozen=True)
+class FindingGroup:
+    """One distinct fault: every report of it, and the smallest."""
+
+    signature: str
+    smallest: Smallest
+    reports: list[str]
+    seen_in: list[Seen]
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What ``run.json`` holds (the module docstring has the schema), typed."""
+
+    environment: dict[str, Any]
+    options: RunOptions
+    started: str
+    seconds: float
+    interrupted: bool
+    cases: CaseCounts
+    not_compared: dict[str, int]
+    support: dict[str, dict[str, Support]]
+    findings: list[FindingGroup]
+    errors: list[str]
+    notes: list[str]
+    exit_code: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"schema": "fuzz-birnn-run", "schema_version": SCHEMA_VERSION, **dataclasses.asdict(self)}
+
+
+def build_record(*, searches: Sequence[SearchTime], counts: Mapping[CountKey, int], findings: Sequence[Finding],
+                 errors: Sequence[str], notes: Sequence[str], seconds: float, options: RunOptions,
+                 started: datetime.datetime, interrupted: bool) -> RunRecord:
+    """The record of a run (finished or interrupted) from what its campaign counted and found."""
     by_search = []
-    for spec in campaign.specs:
-        mine = {key: n for key, n in campaign.counts.items() if key[:2] == (spec.prop, spec.mode)}
-        verdicts: collections.Counter = collections.Counter()
-        for key, n in mine.items():
-            verdicts[key[-2]] += n
-        by_search.append({"property": spec.prop, "mode": spec.mode, "cases": sum(verdicts.values()),
-                          "passed": verdicts["passed"], "failed": verdicts["failed"], "known": verdicts["known"],
-                          "unsupported": verdicts["unsupported"], "not_compared": verdicts["skipped"],
-                          "seconds": round(campaign.scheduler.searches[spec.index].seconds, 3)})
-    by_dimension: dict[str, collections.Counter] = {name: collections.Counter() for name in DIMENSIONS}
-    not_compared: collections.Counter = collections.Counter()
-    support: dict[str, dict[str, collections.Counter]] = {name: collections.defaultdict(collections.Counter)
-                                                          for name in DIMENSIONS[1:]}
-    for key, n in campaign.counts.items():
-        *values, verdict, reason = key
-        for name, value in zip(DIMENSIONS, values, strict=True):
+    for search in searches:
+        verdicts: collections.Counter[str] = collections.Counter()
+        for key, n in counts.items():
+            if (key.property, key.mode) == (search.prop, search.mode):
+                verdicts[key.verdict] += n
+        by_search.append(SearchCount(search.prop, search.mode, sum(verdicts.values()), verdicts["passed"],
+                                     verdicts["failed"], verdicts["known"], verdicts["unsupported"],
+                                     verdicts["skipped"], round(search.seconds, 3)))
+    by_dimension: dict[str, collections.Counter[str]] = {name: collections.Counter() for name in DIMENSIONS}
+    not_compared: collections.Counter[str] = collections.Counter()
+    support: dict[str, dict[str, collections.Counter[str]]] = {
+        name: collections.defaultdict(collections.Counter) for name in DIMENSIONS[1:]}
+    for key, n in counts.items():
+        for name in DIMENSIONS:
+            value = getattr(key, name)
             by_dimension[name][value] += n
             if name != "property":
-                column = {"passed": "checked", "failed": "failing", "known": "failing"}.get(verdict, verdict)
+                column = {"passed": "checked", "failed": "failing", "known": "failing"}.get(key.verdict, key.verdict)
                 support[name][value][column] += n
-        if verdict in ("skipped", "unsupported"):
-            not_compared[reason] += n
-    findings = _group(campaign.findings)
-    exit_code = 130 if interrupted else 1 if findings else 2 if campaign.errors else 0
-    return {
-        "schema": "fuzz-birnn-run", "schema_version": SCHEMA_VERSION,
-        "environment": {"fuzz_birnn": __version__, "torch": torch.__version__, "hypothesis": hypothesis.__version__,
-                        "python": platform.python_version(), "platform": platform.platform(),
-                        "devices": available_devices(), "no_gpu_note": cuda_without_gpu()},
-        "options": options,
-        "started": started.isoformat(timespec="seconds"), "seconds": round(campaign.seconds, 3),
-        "interrupted": interrupted,
-        "cases": {"total": sum(campaign.counts.values()), "by_search": by_search,
-                  "by_dimension": {name: dict(sorted(c.items())) for name, c in by_dimension.items()}},
-        "not_compared": dict(not_compared.most_common()),
-        "support": {name: {value: {"checked": c["checked"] + c["failing"], "unsupported": c["unsupported"],
-                                   "failing": c["failing"]} for value, c in sorted(rows.items())}
-                    for name, rows in support.items()},
-        "findings": findings, "errors": list(campaign.errors), "notes": list(campaign.notes),
-        "exit_code": exit_code,
-    }
+        if key.verdict in ("skipped", "unsupported"):
+            not_compared[str(key.reason)] += n
+    grouped = _group(findings)
+    return RunRecord(
+        environment={"fuzz_birnn": __version__, "torch": torch.__version__, "hypothesis": hypothesis.__version__,
+                     "python": platform.python_version(), "platform": platform.platform(),
+                     "devices": available_devices(), "no_gpu_note": cuda_without_gpu()},
+        options=options,
+        started=started.isoformat(timespec="seconds"), seconds=round(seconds, 3), interrupted=interrupted,
+        cases=CaseCounts(sum(counts.values()), by_search,
+                         {name: dict(sorted(c.items())) for name, c in by_dimension.items()}),
+        not_compared=dict(not_compared.most_common()),
+        support={name: {value: Support(c["checked"] + c["failing"], c["unsupported"], c["failing"])
+                        for value, c in sorted(rows.items())} for name, rows in support.items()},
+        findings=grouped, errors=list(errors), notes=list(notes),
+        exit_code=130 if interrupted else 1 if grouped else 2 if errors else 0,
+    )
 
 
-def _group(findings: list[Any]) -> list[dict[str, Any]]:
+def _group(findings: Sequence[Finding]) -> list[FindingGroup]:
     """One entry per signature, in the order faults were first found; the smallest case first."""
-    groups: dict[str, list[Any]] = {}
+    groups: dict[str, list[Finding]] = {}
     for finding in findings:
         groups.setdefault(finding.signature, []).append(finding)
     grouped = []
     for signature, members in groups.items():
         smallest = min(members, key=lambda f: (f.cost, f.folder))
-        grouped.append({
-            "signature": signature,
-            "smallest": {"report": Path(smallest.folder).name, "summary": smallest.summary, "shrink": smallest.shrink,
-                         "diagnosis": (smallest.diagnosis or {}).get("summary"),
-                         "mistakes": (smallest.diagnosis or {}).get("names", [])},
-            "reports": sorted({Path(f.folder).name for f in members}),
-            "seen_in": [{"property": f.prop, "mode": f.mode, "report": Path(f.folder).name, "new": f.new}
-                        for f in members],
-        })
+        diagnosis = smallest.diagnosis or {}
+        grouped.append(FindingGroup(
+            signature,
+            Smallest(Path(smallest.folder).name, smallest.summary, smallest.shrink, diagnosis.get("summary"),
+                     list(diagnosis.get("names", []))),
+            sorted({Path(f.folder).name for f in members}),
+            [Seen(f.prop, f.mode, Path(f.folder).name, f.new) for f in members],
+        ))
     return grouped
 
 
-def same_mistake(findings: list[dict[str, Any]]) -> list[str]:
+def same_mistake(findings: Sequence[FindingGroup]) -> list[str]:
     """A line for each set of findings that the diagnosis says make one mistake: faults with
     different signatures (a relu that hides half the pattern) that are likely one bug."""
     by_mistakes: dict[tuple[str, ...], list[int]] = {}
     for number, finding in enumerate(findings, 1):
-        names = tuple(finding["smallest"].get("mistakes") or ())
+        names = tuple(finding.smallest.mistakes)
         if names:
             by_mistakes.setdefault(names, []).append(number)
     lines = []
@@ -146,57 +301,57 @@ def same_mistake(findings: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def write_record(directory: Path, record: dict[str, Any]) -> Path:
+def write_record(directory: Path, record: RunRecord) -> Path:
     """Write ``run.json`` whole or not at all (a temporary file renamed into place)."""
-    return write_whole(directory / RUN_FILE, json.dumps(record, indent=2) + "\n")
+    return write_whole(directory / RUN_FILE, json.dumps(record.to_json(), indent=2) + "\n")
 
 
-def print_summary(record: dict[str, Any], reports: Path) -> None:
+def print_summary(record: RunRecord, reports: Path) -> None:
     """The console summary, from the record."""
-    cases = record["cases"]
-    rate = cases["total"] / record["seconds"] if record["seconds"] else 0.0
-    print(f"\n{cases['total']} cases checked (generation and shrinking) in {record['seconds']:.1f}s ({rate:.1f}/s)")
+    cases = record.cases
+    rate = cases.total / record.seconds if record.seconds else 0.0
+    print(f"\n{cases.total} cases checked (generation and shrinking) in {record.seconds:.1f}s ({rate:.1f}/s)")
     print("coverage:")
     for name in SHOWN:
-        counts = cases["by_dimension"].get(name, {})
+        counts = cases.by_dimension.get(name, {})
         print(f"  {name:<9}" + "  ".join(f"{value} {n}" for value, n in counts.items()))
-    if record["environment"].get("no_gpu_note"):
-        print(f"  note: {record['environment']['no_gpu_note']}")
-    idle = [f"{s['property']} ({s['mode']})" for s in cases["by_search"] if not s["cases"]]
+    if record.environment.get("no_gpu_note"):
+        print(f"  note: {record.environment['no_gpu_note']}")
+    idle = [f"{s.property} ({s.mode})" for s in cases.by_search if not s.cases]
     if idle:
         print(f"  searches that checked no case: {', '.join(idle)}")
-    if record["not_compared"]:
-        print(f"not compared ({sum(record['not_compared'].values())}):")
-        for reason, n in record["not_compared"].items():
+    if record.not_compared:
+        print(f"not compared ({sum(record.not_compared.values())}):")
+        for reason, n in record.not_compared.items():
             print(f"  {n:>5}  {reason}")
-    if any(v["unsupported"] for rows in record["support"].values() for v in rows.values()):
+    if any(v.unsupported for rows in record.support.values() for v in rows.values()):
         print("support (cases checked / unsupported / failing, by the value of each dimension):")
-        for name, rows in record["support"].items():
-            print(f"  {name:<11}" + "  ".join(f"{value} {v['checked']}/{v['unsupported']}/{v['failing']}"
+        for name, rows in record.support.items():
+            print(f"  {name:<11}" + "  ".join(f"{value} {v.checked}/{v.unsupported}/{v.failing}"
                                              for value, v in rows.items()))
-    for note in record["notes"]:
+    for note in record.notes:
         print(f"note: {note}")
-    for error in record["errors"]:
+    for error in record.errors:
         print(f"\n{error}", flush=True)
-    findings = record["findings"]
+    findings = record.findings
     if not findings:
-        print("\nno failures" if not record["errors"] else "\nno failures found, but a search stopped with an error")
+        print("\nno failures" if not record.errors else "\nno failures found, but a search stopped with an error")
     else:
-        total = sum(len(f["reports"]) for f in findings)
+        total = sum(len(f.reports) for f in findings)
         print(f"\n{len(findings)} distinct fault(s), {total} report(s):")
         for number, finding in enumerate(findings, 1):
-            smallest = finding["smallest"]
-            print(f"  {number}. {finding['signature']}")
-            print(f"     smallest: {reports / smallest['report']}"
-                  + ("" if any(s["new"] for s in finding["seen_in"]) else " (already reported)"))
-            print(f"       {smallest['summary']}")
-            if smallest.get("diagnosis"):
-                print(f"     diagnosis: {smallest['diagnosis']}")
-            if not smallest["shrink"].startswith("complete"):
-                print(f"       ({smallest['shrink']})")
+            smallest = finding.smallest
+            print(f"  {number}. {finding.signature}")
+            print(f"     smallest: {reports / smallest.report}"
+                  + ("" if any(s.new for s in finding.seen_in) else " (already reported)"))
+            print(f"       {smallest.summary}")
+            if smallest.diagnosis:
+                print(f"     diagnosis: {smallest.diagnosis}")
+            if not smallest.shrink.startswith("complete"):
+                print(f"       ({smallest.shrink})")
             places = collections.defaultdict(list)
-            for seen in finding["seen_in"]:
-                places[seen["property"]].append(seen["mode"])
+            for seen in finding.seen_in:
+                places[seen.property].append(seen.mode)
             print("     seen in: " + "; ".join(f"{prop} ({', '.join(modes)})" for prop, modes in places.items()))
         for line in same_mistake(findings):
             print(line)

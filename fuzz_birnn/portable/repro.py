@@ -91,7 +91,7 @@ def replay_with_fuzz_birnn(report, args):
     """Properties other than plain agreement (relations, gradients, backends, invalid calls)
     need fuzz-birnn's own machinery to re-run."""
     try:
-        from fuzz_birnn.cli.main import main as fuzz_birnn
+        from fuzz_birnn.cli import main as fuzz_birnn
     except ImportError:
         fail(f"property {report.get('property')!r} replays with fuzz-birnn installed: pip install fuzz-birnn")
     extra = ["--candidate", args.candidate] if args.candidate else []

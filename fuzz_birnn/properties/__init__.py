@@ -19,7 +19,7 @@ from fuzz_birnn.properties.gradients import check_gradients
 from fuzz_birnn.properties.invalid import check_invalid
 from fuzz_birnn.properties.relations import RELATIONS, check_relation
 
-__all__ = ["PROPERTIES", "Property", "candidate_for", "default_properties", "narrowed"]
+__all__ = ["PROPERTIES", "Property", "default_properties"]
 
 
 #: ``check(candidate, case, label, details) -> Outcome``; ``details`` is what the case alone does not
@@ -29,14 +29,28 @@ Check = Callable[[Candidate, Case, str, Mapping[str, Any]], Outcome]
 
 @dataclass(frozen=True)
 class Property:
+    """A property a run can search, and everything the run needs to know of it."""
+
     name: str
     run: Check
-    #: ``cases`` keyword arguments the property needs (forms are intersected with the user's).
-    narrowing: dict[str, Any] = field(default_factory=dict)
+    #: what its cases must be, as :meth:`~fuzz_birnn.core.space.CaseSpace.narrowed` takes it (allowed
+    #: values are intersected with the user's flags, lower bounds raised, flags fixed).
+    narrowing: Mapping[str, Any] = field(default_factory=dict)
     #: checks torch's fused module only (the candidate plays no part).
     torch_only: bool = False
     #: draws ``(case, corruption)`` from ``invalid_calls`` instead of a case (the corruption goes in ``details``).
     invalid: bool = False
+    #: who it checks in a run of torch itself (no ``--candidate``): the decomposition where it
+    #: compares two implementations, else torch's fused module.
+    checks_in_torch_run: str = "fused"
+    #: run for a candidate only when asked (``--grad``); always in a run of torch itself.
+    opt_in: bool = False
+    #: a failure of it is a wrong result the diagnosis can name (a report stores the candidate's result).
+    diagnosed: bool = False
+
+    def candidate(self, user: str | None) -> str:
+        """Who this property checks when the user names ``user`` (``None``: torch itself)."""
+        return user if user is not None and not self.torch_only else self.checks_in_torch_run
 
 
 _RELATION_NARROWING: dict[str, dict[str, Any]] = {
@@ -49,20 +63,22 @@ _RELATION_NARROWING: dict[str, dict[str, Any]] = {
     "zero_state": {"initial_state": False},
 }
 
+
 def _relation(name: str) -> Check:
     return lambda candidate, case, label, details: check_relation(name, candidate, case, name=label)
 
 
 PROPERTIES: dict[str, Property] = {
-    "agreement": Property("agreement", lambda cand, case, label, details: check(cand, case, name=label)),
+    "agreement": Property("agreement", lambda cand, case, label, details: check(cand, case, name=label),
+                          checks_in_torch_run="decomposed", diagnosed=True),
     "fused-vs-reference": Property("fused-vs-reference", lambda cand, case, label, details: check_fused(case),
-                                   torch_only=True),
+                                   torch_only=True, diagnosed=True),
     **{f"relation:{name}": Property(f"relation:{name}", _relation(name), _RELATION_NARROWING[name])
        for name in RELATIONS},
     # bfloat16/float16 gradients are left out: the measured backward error of a correct decomposition
     # reached 14x that of a plain bfloat16 implementation, beyond what the forward model bounds.
     "gradients": Property("gradients", lambda cand, case, label, details: check_gradients(cand, case, name=label),
-                          {"dtypes": ["float64", "float32"]}),
+                          {"dtypes": ["float64", "float32"]}, checks_in_torch_run="decomposed", opt_in=True),
     "backends": Property("backends", lambda cand, case, label, details: check_backends(case),
                           torch_only=True),
     "invalid-calls": Property("invalid-calls",
@@ -72,32 +88,8 @@ PROPERTIES: dict[str, Property] = {
 
 
 def default_properties(candidate: str | None, grad: bool) -> list[str]:
-    """Torch's whole battery without a candidate; else agreement and the relations (and gradients
-    with ``grad``), each run on the candidate."""
+    """Torch's whole battery without a candidate; else every property that checks the candidate
+    (the opt-in ones with ``grad``)."""
     if candidate is None:
         return list(PROPERTIES)
-    chosen = [name for name, prop in PROPERTIES.items() if not prop.torch_only and name != "gradients"]
-    return [*chosen, "gradients"] if grad else chosen
-
-
-def candidate_for(prop: Property, candidate: str | None) -> str:
-    """Who a property checks: the user's candidate, or for torch's own run the decomposition
-    (agreement, gradients) and torch's fused module (everything else)."""
-    if candidate is not None and not prop.torch_only:
-        return candidate
-    return "decomposed" if prop.name in ("agreement", "gradients") else "fused"
-
-
-def narrowed(prop: Property, strategy: dict[str, Any]) -> dict[str, Any] | None:
-    """The user's strategy arguments narrowed to what ``prop`` needs; ``None`` if nothing is left."""
-    merged = dict(strategy)
-    for key, value in prop.narrowing.items():
-        if isinstance(value, list):  # allowed values: intersect with the user's
-            merged[key] = [v for v in strategy.get(key, value) if v in value]
-            if not merged[key]:
-                return None
-        elif strategy.get(key) not in (None, value):
-            return None
-        else:
-            merged[key] = value
-    return merged
+    return [name for name, prop in PROPERTIES.items() if not prop.torch_only and (grad or not prop.opt_in)]
