@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fuzz_birnn.campaign.writeahead import last_record
+from fuzz_birnn.campaign.writeahead import last_in_flight
 from fuzz_birnn.output.reports import REPORT_FILES, load_report
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -124,7 +124,7 @@ def test_a_killed_run_takes_its_workers_with_it(tmp_path, candidate):
                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         def in_flight():
-            return [r for r in map(last_record, Path(tmp_path).glob(".inflight-*.json")) if r is not None]
+            return [r for r in map(last_in_flight, Path(tmp_path).glob(".inflight-*.json")) if r is not None]
 
         deadline = time.monotonic() + 60
         while len(in_flight()) < 2 and time.monotonic() < deadline:

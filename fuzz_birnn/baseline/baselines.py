@@ -1,8 +1,8 @@
 """Baselines: what torch computed on a fixed corpus, stored, and what changed since.
 
 ``fuzz-birnn baseline record DIR`` runs a deterministic corpus under the installed torch and
-stores, per case, the fused module's ``output``, ``h_n``, ``c_n`` (in the case's dtype, canonical
-layout), the gradients of the input, ``h0``/``c0`` and every parameter (float64 and float32
+stores, per case, the fused module's ``output``, ``h_n``, ``c_n`` (in the case's dtype, per layer
+and direction), the gradients of the input, ``h0``/``c0`` and every parameter (float64 and float32
 cases), each tensor's allowance under the tolerance model, and, for invalid calls (and valid
 calls torch refuses), the exception's type and message. ``check`` runs the same corpus again and
 sorts every case (:data:`VERDICTS`); ``compare`` does it for two interpreters at once.

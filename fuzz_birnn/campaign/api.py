@@ -125,7 +125,7 @@ def run(candidate: str | None = None, *, properties: Sequence[str] | None = None
         campaign.run()
     except KeyboardInterrupt:
         interrupted = True
-    record = campaign.record(options, started=started, interrupted=interrupted)
+    record = campaign.run_record(options, started=started, interrupted=interrupted)
     write_record(reports, record)
     return record
 

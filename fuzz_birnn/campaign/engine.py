@@ -52,7 +52,7 @@ from fuzz_birnn.campaign.database import SearchDatabase, open_database, search_k
 from fuzz_birnn.campaign.reducer import reduce_case, within_space
 from fuzz_birnn.campaign.scheduler import Reduce, Scheduler, Search, SearchSpec, Slice
 from fuzz_birnn.campaign.signature import crash_signature, fault_signature, signature_of
-from fuzz_birnn.campaign.writeahead import WriteAhead, last_record
+from fuzz_birnn.campaign.writeahead import WriteAhead, last_in_flight
 from fuzz_birnn.core.case import Case
 from fuzz_birnn.core.outcomes import CheckFailure
 from fuzz_birnn.core.space import CaseSpace
@@ -108,7 +108,7 @@ class Fault:
 
     kind: str  # "crash" or "timeout"
     how: str  # "died (SIGSEGV)", "ran past the 60s limit", ...
-    record: dict[str, Any] | None  # the case as written ahead (None: nothing was written yet)
+    in_flight: dict[str, Any] | None  # the case as written ahead (None: nothing was written yet)
     output: str  # what the candidate printed on it
 
 
@@ -204,7 +204,7 @@ class Campaign:
             self._stop()
             self._orphaned_reductions()
 
-    def record(self, options: RunOptions, *, started: datetime.datetime, interrupted: bool) -> RunRecord:
+    def run_record(self, options: RunOptions, *, started: datetime.datetime, interrupted: bool) -> RunRecord:
         """What the run covered and found (finished or interrupted): ``run.json``'s content."""
         searches = [SearchTime(spec.prop, spec.mode, self.scheduler.searches[spec.index].seconds)
                     for spec in self.specs]
@@ -259,12 +259,12 @@ class Campaign:
         self.on_progress(self)
 
     def _fault(self, spec: SearchSpec, fault: Fault) -> None:
-        if fault.record is None:
+        if fault.in_flight is None:
             self.errors.append(f"{spec.name}: the worker {fault.how} before its first case was written ahead")
             return
         signature = crash_signature(fault.kind, fault.how)
-        new = self.scheduler.fault_in_process(spec, fault.kind, fault.how, signature, fault.record, fault.output)
-        case = Case.from_dict(fault.record["case"])
+        new = self.scheduler.fault_in_process(spec, fault.kind, fault.how, signature, fault.in_flight, fault.output)
+        case = Case.from_dict(fault.in_flight["case"])
         self.counts[count_key(spec.prop, spec.mode, case, "failed" if new else "known")] += 1
 
     def _watch(self) -> None:
@@ -273,8 +273,8 @@ class Campaign:
             job = worker.job
             if job is None:
                 continue
-            inflight = Path(job.search.reports) / f".inflight-{worker_id}.json"
-            hung = _case_overran(inflight, job.search.timeout + KILL_GRACE)
+            log = Path(job.search.reports) / f".inflight-{worker_id}.json"
+            hung = _case_overran(log, job.search.timeout + KILL_GRACE)
             late = self.scheduler.out_of_time() and time.time() > (self.scheduler.deadline or 0) + \
                 min(job.search.timeout, KILL_GRACE) + KILL_GRACE
             if worker.process.is_alive() and not hung and not late:
@@ -285,8 +285,8 @@ class Campaign:
             if self._pool[worker_id].job is None:  # it finished after all
                 continue
             worker.job = None
-            in_flight = isinstance(job, Slice)  # the case it died on counts towards its search's quota
-            self.scheduler.slice_ended(job.search, examples=worker.generated + in_flight,
+            died_on_a_case = isinstance(job, Slice)  # the case it died on counts towards its search's quota
+            self.scheduler.slice_ended(job.search, examples=worker.generated + died_on_a_case,
                                        seconds=time.monotonic() - worker.started)
             if late and not hung:
                 self.notes.append(f"{job.search.name}: a case in flight when the time budget ran out was stopped")
@@ -296,13 +296,13 @@ class Campaign:
                 self._write_unreduced(job, f"not shrunk: the reducing worker {_how(worker.process.exitcode, hung)}")
             else:
                 output = read_file(Path(job.search.reports) / f".output-{worker_id}.log")
-                record = last_record(inflight)
+                in_flight = last_in_flight(log)
                 kind = "timeout" if hung else "crash"
                 how = (f"ran past the {job.search.timeout:g}s limit and was killed by the parent" if hung
                        else _how(worker.process.exitcode, hung))
-                self._fault(job.search, Fault(kind, how, record, output))
+                self._fault(job.search, Fault(kind, how, in_flight, output))
             with contextlib.suppress(OSError):
-                inflight.unlink()
+                log.unlink()
             self._start(worker_id)
 
     def _drain(self) -> None:
@@ -344,26 +344,26 @@ class Campaign:
 
     def _write_unreduced(self, job: Reduce, shrink: str) -> None:
         with contextlib.suppress(Exception):  # a report we cannot write must not hide the others
-            self.findings.append(write_crash_finding(job, job.record, shrink, job.output))
+            self.findings.append(write_crash_finding(job, job.in_flight, shrink, job.output))
 
 
-def write_crash_finding(job: Reduce, record: dict[str, Any], shrink: str, output: str) -> Finding:
-    """Write the crash or timeout report of ``record`` and describe it as a finding."""
+def write_crash_finding(job: Reduce, in_flight: dict[str, Any], shrink: str, output: str) -> Finding:
+    """Write the crash or timeout report of ``in_flight`` and describe it as a finding."""
 
     message = (f"checking this case took longer than the {job.search.timeout:g}s limit" if job.kind == "timeout"
                else f"the worker process {job.how} while checking this case")
-    folder, new, _ = write_crash(record, message, Path(job.search.reports), kind=job.kind,
+    folder, new, _ = write_crash(in_flight, message, Path(job.search.reports), kind=job.kind,
                                  extra={"signature": job.signature, "shrink": shrink}, output=output)
-    case = Case.from_dict(record["case"])
-    cost = case_cost(record["case"]["config"], record["case"]["inputs"])["elements"]
+    case = Case.from_dict(in_flight["case"])
+    cost = case_cost(in_flight["case"]["config"], in_flight["case"]["inputs"])["elements"]
     return Finding(job.signature, job.search.prop, job.search.mode, str(folder), new,
                    f"{job.kind}: {message} [{case.describe()}]", shrink, cost)
 
 
-def _case_overran(inflight: Path, limit: float) -> bool:
+def _case_overran(log: Path, limit: float) -> bool:
     """Whether the case written ahead last has been running for more than ``limit`` seconds."""
     try:
-        return time.time() - inflight.stat().st_mtime > limit
+        return time.time() - log.stat().st_mtime > limit
     except OSError:
         return False
 
@@ -387,9 +387,9 @@ class _Stop(BaseException):
 class _InProcessFault(BaseException):
     """Ends a slice: a case hung (or crashed a forked child) in a way the search has not met."""
 
-    def __init__(self, kind: str, how: str, record: dict[str, Any], output: str) -> None:
+    def __init__(self, kind: str, how: str, in_flight: dict[str, Any], output: str) -> None:
         super().__init__(kind, how)
-        self.fault = Fault(kind, how, record, output)
+        self.fault = Fault(kind, how, in_flight, output)
 
 
 def _worker_main(worker_id: int, inbox: Any, outbox: Any, parent_pid: int) -> None:
@@ -479,8 +479,8 @@ def run_slice(job: Slice, capture: Any, ahead: WriteAhead, flush: Callable[[Coun
                 job.shrink_seconds:
             raise _Stop("shrinking cut short: its search's share of the time budget ran out")
         case, details = (drawn[0], {"corruption": drawn[1]}) if prop.invalid else (drawn, {})
-        record = {"candidate": spec.candidate, "property": spec.prop, "case": case.to_dict(), "details": details}
-        ahead.record(record)
+        in_flight = {"candidate": spec.candidate, "property": spec.prop, "case": case.to_dict(), "details": details}
+        ahead.write(in_flight)
         capture.reset()
         if not failing:
             clock.generated += 1
@@ -493,11 +493,11 @@ def run_slice(job: Slice, capture: Any, ahead: WriteAhead, flush: Callable[[Coun
             if forked.kind == "crashed":
                 if crash_signature("crash", f"died ({forked.detail})") in job.known:
                     return count(case, "known")
-                raise _InProcessFault("crash", f"died ({forked.detail})", record, capture.read())
+                raise _InProcessFault("crash", f"died ({forked.detail})", in_flight, capture.read())
             if forked.kind == "hung":
                 if "timeout" in job.known:
                     return count(case, "skipped", "ran past the adaptive limit after this search's known hang")
-                raise _InProcessFault("timeout", f"ran past the {spec.timeout:g}s limit", record, capture.read())
+                raise _InProcessFault("timeout", f"ran past the {spec.timeout:g}s limit", in_flight, capture.read())
             if forked.kind == "passed":
                 outcome = forked.value
         if outcome is None:  # in-process (or again in-process, to get a forked child's failure itself)
@@ -507,7 +507,7 @@ def run_slice(job: Slice, capture: Any, ahead: WriteAhead, flush: Callable[[Coun
             except CheckFailure as raised:
                 failure = raised
             except CaseTimeout:
-                raise _InProcessFault("timeout", f"ran past the {spec.timeout:g}s limit", record,
+                raise _InProcessFault("timeout", f"ran past the {spec.timeout:g}s limit", in_flight,
                                       capture.read()) from None
         if failure is not None:
             signature = signature_of(failure, lambda twin: _twin_mismatch(prop, candidate, spec, twin, details))
@@ -627,15 +627,15 @@ def run_reduction(job: Reduce, capture: Any, ahead: WriteAhead) -> Finding:
 
     spec = job.search
     prop = PROPERTIES[spec.prop]
-    original = Case.from_dict(job.record["case"])
-    details = job.record.get("details", {})
+    original = Case.from_dict(job.in_flight["case"])
+    details = job.in_flight.get("details", {})
     if not can_fork():
-        return write_crash_finding(job, job.record, "not shrunk: needs os.fork", job.output)
+        return write_crash_finding(job, job.in_flight, "not shrunk: needs os.fork", job.output)
     candidate = load_candidate(spec.candidate)
     outputs: dict[Case, str] = {original: job.output}
 
     def reproduces(case: Case) -> bool:
-        ahead.record({**job.record, "case": case.to_dict(), "reducing": True})
+        ahead.write({**job.in_flight, "case": case.to_dict(), "reducing": True})
         capture.reset()
         verdict = run_forked(lambda: _essentials(prop.run(candidate, case, spec.candidate, details)), spec.timeout)
         same = verdict.kind == "hung" if job.kind == "timeout" else (
@@ -650,8 +650,8 @@ def run_reduction(job: Reduce, capture: Any, ahead: WriteAhead) -> Finding:
     reduction = reduce_case(original, reproduces, within=within_space(spec.space), deadline=budget_end)
     how = "complete" if reduction.complete else "shrinking cut short: its budget ran out"
     shrink = f"{how} ({reduction.attempts} attempts in forked children, {reduction.seconds:.1f}s)"
-    record = {**job.record, "case": reduction.case.to_dict()}
-    return write_crash_finding(job, record, shrink, outputs[reduction.case])
+    in_flight = {**job.in_flight, "case": reduction.case.to_dict()}
+    return write_crash_finding(job, in_flight, shrink, outputs[reduction.case])
 
 
 def _strategy(spec: SearchSpec) -> Any:

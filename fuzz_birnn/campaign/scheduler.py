@@ -94,7 +94,7 @@ class Reduce:
     search: SearchSpec
     kind: str
     how: str
-    record: dict[str, Any]
+    in_flight: dict[str, Any]
     output: str
     signature: str
     deadline: float | None
@@ -167,7 +167,7 @@ class Scheduler:
         if error is not None:
             search.ended = error
 
-    def fault_in_process(self, spec: SearchSpec, kind: str, how: str, signature: str, record: dict[str, Any],
+    def fault_in_process(self, spec: SearchSpec, kind: str, how: str, signature: str, in_flight: dict[str, Any],
                          output: str) -> bool:
         """A case crashed its worker or hung: from now on the search isolates its cases. Queues a
         reduction unless the search has met this fault already; returns whether it is new."""
@@ -176,7 +176,7 @@ class Scheduler:
         if signature in search.known:
             return False
         search.known.add(signature)
-        self.reductions.append(Reduce(spec, kind, how, record, output, signature, self.deadline,
+        self.reductions.append(Reduce(spec, kind, how, in_flight, output, signature, self.deadline,
                                       self.reduce_seconds))
         return True
 

@@ -82,7 +82,7 @@ class Tolerances:
     @classmethod
     def measure(cls, case: Case, ref: dict[str, torch.Tensor], ref32: dict[str, torch.Tensor],
                 native: dict[str, torch.Tensor] | None, fused: dict[str, torch.Tensor]) -> Tolerances:
-        """Build the model from canonical float64 tensors (see :func:`tensors_of`)."""
+        """Build the model from float64 tensors per layer and direction (see :func:`tensors_of`)."""
         dtype = case.inputs.torch_dtype
         eps = torch.finfo(dtype).eps
         eps32 = torch.finfo(torch.float32).eps

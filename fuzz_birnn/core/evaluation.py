@@ -22,8 +22,8 @@ _REFERENCE32 = CellReference(torch.float32)
 
 @dataclass(frozen=True)
 class Evaluation:
-    """What a case is checked against: the fused result, the float64 reference in canonical
-    form (see :func:`~fuzz_birnn.core.compare.tensors_of`), and the tolerances measured on it."""
+    """What a case is checked against: the fused result, the float64 reference per layer
+    and direction (see :func:`~fuzz_birnn.core.compare.tensors_of`), and the tolerances measured on it."""
 
     fused_result: Any
     ref: dict[str, torch.Tensor]

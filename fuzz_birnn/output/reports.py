@@ -103,12 +103,13 @@ def write_report(failure: CheckFailure, directory: Path, *, origin: str | None =
         output, actual=actual)
 
 
-def write_crash(record: dict[str, Any], message: str, directory: Path, *, kind: str,
+def write_crash(in_flight: dict[str, Any], message: str, directory: Path, *, kind: str,
                 extra: dict[str, Any] | None = None, output: str = "") -> tuple[Path, bool, str]:
     """Write a ``crash`` or ``timeout`` report from a case written ahead (nothing is run: the case
     may crash this process too). Returns the folder, whether it is new, and the case's key."""
-    case = Case.from_dict(record["case"])
-    candidate, prop, details = validate_spec(record["candidate"]), record["property"], record.get("details", {})
+    case = Case.from_dict(in_flight["case"])
+    candidate, prop = validate_spec(in_flight["candidate"]), in_flight["property"]
+    details = in_flight.get("details", {})
     key = case_key(candidate, prop, case, details)
     ident = report_id(candidate, prop, {"case": case.to_dict(), **details, "kind": kind})
     folder, new = _assemble(directory, ident, case, {}, {

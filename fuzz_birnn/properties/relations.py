@@ -57,7 +57,7 @@ class _Call:
     call: Canonical
 
     def run(self, module: nn.RNNBase, input: object, hx: object, *, unbatched: bool = False) -> Tensors:
-        """``candidate(module, input, hx)`` in canonical float64 form (CPU)."""
+        """``candidate(module, input, hx)`` per layer and direction, in float64 on the CPU."""
         try:
             result = self.candidate(module, input, hx)
             tensors = per_direction(result, num_layers=module.num_layers, bidirectional=module.bidirectional,
