@@ -47,6 +47,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from hypothesis import HealthCheck, Phase, Verbosity, assume, given, seed, settings, target
+from hypothesis.errors import Unsatisfiable
+from hypothesis.strategies import SearchStrategy
 
 from fuzz_birnn.campaign.database import SearchDatabase, open_database, search_key
 from fuzz_birnn.campaign.reducer import reduce_case, within_space
@@ -54,7 +57,8 @@ from fuzz_birnn.campaign.scheduler import Reduce, Scheduler, Search, SearchSpec,
 from fuzz_birnn.campaign.signature import crash_signature, fault_signature, signature_of
 from fuzz_birnn.campaign.writeahead import WriteAhead, last_in_flight
 from fuzz_birnn.core.case import Case
-from fuzz_birnn.core.outcomes import CheckFailure
+from fuzz_birnn.core.compare import Mismatch
+from fuzz_birnn.core.outcomes import Candidate, CheckFailure, Outcome
 from fuzz_birnn.core.space import CaseSpace
 from fuzz_birnn.output.reports import check_failures, write_crash, write_report
 from fuzz_birnn.output.run_record import CountKey, Finding, RunOptions, RunRecord, SearchTime, build_record, count_key
@@ -62,7 +66,7 @@ from fuzz_birnn.portable.report_files import ReportRefused, case_cost, read_json
 from fuzz_birnn.processes.capture import OutputCapture, read_file
 from fuzz_birnn.processes.forked import can_fork, exit_reason, run_forked
 from fuzz_birnn.processes.lifeline import die_with_parent
-from fuzz_birnn.properties import PROPERTIES
+from fuzz_birnn.properties import PROPERTIES, Property
 from fuzz_birnn.strategies import cases, invalid_calls
 from fuzz_birnn.targets.naming import load_candidate
 
@@ -440,12 +444,9 @@ class _SliceClock:
     first_failure: float = 0.0  # when shrinking began
 
 
-def run_slice(job: Slice, capture: Any, ahead: WriteAhead, flush: Callable[[Counts, int], None]) -> SliceResult:
+def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
+              flush: Callable[[Counts, int], None]) -> SliceResult:
     """Run one slice of a search; write a report for each new fault (see the module docstring)."""
-    from hypothesis import HealthCheck, Phase, Verbosity, assume, given, seed, settings, target
-    from hypothesis.errors import Unsatisfiable
-
-
     spec = job.search
     candidate = load_candidate(spec.candidate)
     prop = PROPERTIES[spec.prop]
@@ -458,7 +459,7 @@ def run_slice(job: Slice, capture: Any, ahead: WriteAhead, flush: Callable[[Coun
         database = SearchDatabase(database, search_key(spec.prop, spec.mode, spec.candidate, spec.space))
     phases = [p for p in Phase if p is not Phase.explain and (job.reuse or p is not Phase.reuse)]
 
-    def count(case: Any, verdict: str, reason: str | None = None) -> None:
+    def count(case: Case, verdict: str, reason: str | None = None) -> None:
         counts[count_key(spec.prop, spec.mode, case, verdict, reason)] += 1
         now = time.monotonic()
         if now - clock.flushed > 1.0:  # the parent's progress line, and what a dead worker had done
@@ -550,7 +551,7 @@ def run_slice(job: Slice, capture: Any, ahead: WriteAhead, flush: Callable[[Coun
     return result
 
 
-def _write_all(result: SliceResult, failures: list[Any], spec: SearchSpec, shrink: str) -> None:
+def _write_all(result: SliceResult, failures: list[CheckFailure], spec: SearchSpec, shrink: str) -> None:
     """Write each failure's report into the result; one that cannot be written is the slice's
     error (said in the run's summary), not the death of its worker."""
     for failure in failures:
@@ -560,7 +561,8 @@ def _write_all(result: SliceResult, failures: list[Any], spec: SearchSpec, shrin
             result.error = f"writing the report of a failure failed: {type(error).__name__}: {error}"
 
 
-def _twin_mismatch(prop: Any, candidate: Any, spec: SearchSpec, twin: Any, details: dict[str, Any]) -> Any:
+def _twin_mismatch(prop: Property, candidate: Candidate, spec: SearchSpec, twin: Case,
+                   details: dict[str, Any]) -> Mismatch | None:
     """Check a failing case's float64 twin the same way, for its signature (in-process, under
     the time limit: a twin that overruns counts as one that does not show the fault)."""
 
@@ -574,7 +576,7 @@ def _twin_mismatch(prop: Any, candidate: Any, spec: SearchSpec, twin: Any, detai
     return None
 
 
-def _essentials(outcome: Any) -> tuple[str | None, float | None]:
+def _essentials(outcome: Outcome) -> tuple[str | None, float | None]:
     """What a slice needs of an Outcome (small enough to come back from a forked child): why it
     was not compared, and its worst error relative to its allowance."""
     ratios = [outcome.errors[k] / outcome.allowed[k] for k in outcome.errors
@@ -582,7 +584,7 @@ def _essentials(outcome: Any) -> tuple[str | None, float | None]:
     return outcome.skipped, (min(max(ratios), 1e6) if ratios else None)
 
 
-def _write(failure: Any, spec: SearchSpec, shrink: str) -> Finding:
+def _write(failure: CheckFailure, spec: SearchSpec, shrink: str) -> Finding:
     signature = getattr(failure, "signature", None)
     if signature is None:
         signature = fault_signature(failure.mismatch)
@@ -614,14 +616,14 @@ def _overran(job: Slice, started: float, cpu_started: float) -> bool:
     return _cpu_seconds() - cpu_started > job.cap_seconds or wall > WALL_BACKSTOP * job.cap_seconds
 
 
-def _reduce_or_say_why(worker_id: int, job: Reduce, capture: Any, ahead: WriteAhead) -> ReductionEnded:
+def _reduce_or_say_why(worker_id: int, job: Reduce, capture: OutputCapture, ahead: WriteAhead) -> ReductionEnded:
     try:
         return ReductionEnded(worker_id, run_reduction(job, capture, ahead))
     except Exception as error:
         return ReductionEnded(worker_id, None, f"{type(error).__name__}: {error}")
 
 
-def run_reduction(job: Reduce, capture: Any, ahead: WriteAhead) -> Finding:
+def run_reduction(job: Reduce, capture: OutputCapture, ahead: WriteAhead) -> Finding:
     """Shrink a crashing or hanging case in forked children (:mod:`fuzz_birnn.campaign.reducer`), then
     write its report with the smallest case that still fails the same way."""
 
@@ -654,7 +656,7 @@ def run_reduction(job: Reduce, capture: Any, ahead: WriteAhead) -> Finding:
     return write_crash_finding(job, in_flight, shrink, outputs[reduction.case])
 
 
-def _strategy(spec: SearchSpec) -> Any:
+def _strategy(spec: SearchSpec) -> SearchStrategy[Any]:
     return (invalid_calls if PROPERTIES[spec.prop].invalid else cases)(modes=[spec.mode], **spec.space.arguments())
 
 
