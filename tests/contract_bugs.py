@@ -211,3 +211,62 @@ def refuses_float16(module, input, hx=None):
     if data.dtype == torch.float16:
         raise Unsupported("no float16 kernel")
     return module(input, hx)
+
+
+# -- candidates that never return, in every way they can ---------------------------------------
+
+
+def always_hangs(module, input, hx=None):
+    """Never returns, for any case."""
+    import time
+
+    while True:
+        time.sleep(0.05)
+
+
+def exits_on_gru(module, input, hx=None):
+    """Ends its process for a GRU (``os._exit``, no exception, no cleanup); right otherwise."""
+    if isinstance(module, torch.nn.GRU):
+        import os
+
+        os._exit(3)
+    return module(input, hx)
+
+
+def kills_itself_on_gru(module, input, hx=None):
+    """Sends itself SIGKILL for a GRU; right otherwise."""
+    if isinstance(module, torch.nn.GRU):
+        import os
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+    return module(input, hx)
+
+
+def waits_for_a_thread_that_never_ends_on_gru(module, input, hx=None):
+    """Computes in a thread that never ends, for a GRU, and waits for it; right otherwise."""
+    if isinstance(module, torch.nn.GRU):
+        import threading
+        import time
+
+        def forever():
+            while True:
+                time.sleep(0.05)
+
+        worker = threading.Thread(target=forever, daemon=True)
+        worker.start()
+        worker.join()
+    return module(input, hx)
+
+
+def leaves_a_thread_running(module, input, hx=None):
+    """Right, but leaves a thread behind on every call that never ends (and is not a daemon)."""
+    import threading
+    import time
+
+    def forever():
+        while True:
+            time.sleep(1)
+
+    threading.Thread(target=forever, daemon=False).start()
+    return module(input, hx)

@@ -191,3 +191,43 @@ def test_a_kept_file_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
     finally:
         os.umask(previous)
     assert kept.read_text() == '{"cases": 3}\n' and kept.stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.e2e
+def test_a_candidate_that_never_returns_is_one_finding_and_pays_the_time_limit_once_a_worker(tmp_path):
+    """What the run learns of a candidate carries across its searches: after its first hang, every
+    other search's cases run under the adaptive limit and count as that hang again, instead of each
+    of the 16 searches paying the time limit and a reduction of its own."""
+    done = fuzz("run", "--candidate", "tests.contract_bugs:always_hangs", "--modes", "gru,lstm", "--max-examples", 30,
+                "--timeout", 3, "--seed", 1, "--workers", 2, "--reports", tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert [f["signature"] for f in record["findings"]] == ["timeout"] and not record["errors"]
+    assert len(documents(tmp_path)) == 1
+    full_limits = sum(s["failed"] + s["known"] for s in record["cases"]["by_search"])
+    assert full_limits <= 2  # one hang a worker ran to the whole --timeout
+    assert record["not_compared"]["ran past the adaptive limit after this candidate's known hang"] == \
+        record["cases"]["total"] - full_limits
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(("candidate", "kind", "how"), [
+    ("exits_on_gru", "crash", "exit status 3"),
+    ("kills_itself_on_gru", "crash", "killed by SIGKILL"),
+    ("waits_for_a_thread_that_never_ends_on_gru", "timeout", "took longer than the 3s limit"),
+    ("leaves_a_thread_running", None, None),
+])
+def test_every_way_of_not_returning_is_a_finding_and_the_run_ends(tmp_path, candidate, kind, how):
+    done = fuzz("run", "--candidate", f"tests.contract_bugs:{candidate}", *AGREEMENT, "--modes", "gru,lstm",
+                "--max-examples", 40, "--timeout", 3, "--reports", tmp_path)
+    assert "Traceback" not in done.stderr
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert not record["errors"]
+    if kind is None:  # it returned every time, right: nothing to report
+        assert done.returncode == 0 and not record["findings"], done.stdout + done.stderr
+        return
+    assert done.returncode == 1, done.stdout + done.stderr
+    [document] = documents(tmp_path)
+    assert document["kind"] == kind and how in document["mismatch"]["message"]
+    assert document["case"]["config"]["mode"] == "GRU"
+    assert "LSTM 20" in done.stdout  # the LSTM search still ran its budget

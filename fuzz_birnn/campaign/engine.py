@@ -53,7 +53,7 @@ from hypothesis.strategies import SearchStrategy
 
 from fuzz_birnn.campaign.database import SearchDatabase, open_database, search_key
 from fuzz_birnn.campaign.reducer import reduce_case, within_space
-from fuzz_birnn.campaign.scheduler import Reduce, Scheduler, Search, SearchSpec, Slice
+from fuzz_birnn.campaign.scheduler import HANG, Reduce, Scheduler, Search, SearchSpec, Slice
 from fuzz_birnn.campaign.signature import crash_signature, fault_signature, signature_of
 from fuzz_birnn.campaign.writeahead import WriteAhead, last_in_flight
 from fuzz_birnn.core.case import Case
@@ -489,15 +489,15 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
         outcome: tuple[str | None, float | None] | None = None
         began = time.monotonic()
         if job.isolate:
-            limit = job.hang_limit if "timeout" in job.known else spec.timeout
+            limit = job.hang_limit if HANG in job.known else spec.timeout
             forked = run_forked(lambda: _essentials(prop.run(candidate, case, spec.candidate, details)), limit)
             if forked.kind == "crashed":
                 if crash_signature("crash", f"died ({forked.detail})") in job.known:
                     return count(case, "known")
                 raise _InProcessFault("crash", f"died ({forked.detail})", in_flight, capture.read())
             if forked.kind == "hung":
-                if "timeout" in job.known:
-                    return count(case, "skipped", "ran past the adaptive limit after this search's known hang")
+                if HANG in job.known:
+                    return count(case, "skipped", "ran past the adaptive limit after this candidate's known hang")
                 raise _InProcessFault("timeout", f"ran past the {spec.timeout:g}s limit", in_flight, capture.read())
             if forked.kind == "passed":
                 outcome = forked.value
@@ -639,7 +639,8 @@ def run_reduction(job: Reduce, capture: OutputCapture, ahead: WriteAhead) -> Fin
     def reproduces(case: Case) -> bool:
         ahead.write({**job.in_flight, "case": case.to_dict(), "reducing": True})
         capture.reset()
-        verdict = run_forked(lambda: _essentials(prop.run(candidate, case, spec.candidate, details)), spec.timeout)
+        verdict = run_forked(lambda: _essentials(prop.run(candidate, case, spec.candidate, details)),
+                             job.attempt_limit)
         same = verdict.kind == "hung" if job.kind == "timeout" else (
             verdict.kind == "crashed" and f"died ({verdict.detail})" == job.how)
         if same:

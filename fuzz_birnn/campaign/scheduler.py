@@ -41,11 +41,18 @@ SLICE_EXAMPLES = 200
 #: candidate taking seconds a case still reaches every search early in the run.
 SLICE_CAP_SECONDS = 8.0
 MIN_CAP_SECONDS = 0.5
-#: A search that met a hang counts a later case as that hang again once it runs this many times
-#: longer than the slowest case of the search so far (and at least HANG_FLOOR seconds), instead
-#: of paying the whole --timeout each time (AFL's adaptive hang limit).
+#: Once a candidate has hung, a later case of it counts as that hang again once it runs this many
+#: times longer than the candidate's slowest passing case so far (and at least HANG_FLOOR seconds),
+#: instead of paying the whole --timeout each time (AFL's adaptive hang limit). What the run learns
+#: of a candidate carries across its searches: a candidate that never returns pays the --timeout
+#: once in the whole run, not once a search.
 HANG_FACTOR = 10.0
 HANG_FLOOR = 0.5
+#: A hang's reduction tries each smaller case for this many times the candidate's slowest passing
+#: case (at least REDUCE_HANG_FLOOR seconds, at most --timeout): smaller cases are faster.
+REDUCE_HANG_FLOOR = 2.0
+#: The signature of every hang (:func:`fuzz_birnn.campaign.signature.crash_signature`).
+HANG = "timeout"
 
 
 @dataclass(frozen=True)
@@ -99,6 +106,8 @@ class Reduce:
     signature: str
     deadline: float | None
     budget_seconds: float
+    #: how long one attempt may run before it counts as hanging again
+    attempt_limit: float = 60.0
 
 
 @dataclass
@@ -128,6 +137,9 @@ class Scheduler:
         self.deadline = deadline
         self.reduce_seconds = reduce_seconds
         self.reductions: deque[Reduce] = deque()
+        #: candidate -> its slowest passing case in any search; the candidates seen to hang
+        self.slowest: dict[str, float] = {}
+        self.hung: set[str] = set()
         self.cap_seconds = SLICE_CAP_SECONDS
         self.shrink_seconds: float | None = None
         if deadline is not None:  # a slow candidate: every search must get its turn well within the budget
@@ -152,8 +164,12 @@ class Scheduler:
         size = max(1, min(planned, search.quota - search.examples))
         search.running = True
         search.slices += 1
+        candidate = search.spec.candidate
+        hung = candidate in self.hung  # here or in another search of the same candidate: the same fault
+        known = search.known | {HANG} if hung else search.known
+        slowest = max(search.slowest, self.slowest.get(candidate, 0.0))
         return Slice(search.spec, search.slices, size, _slice_seed(search.spec.seed, search.slices),
-                     tuple(sorted(search.known)), search.isolate, max(HANG_FLOOR, HANG_FACTOR * search.slowest),
+                     tuple(sorted(known)), search.isolate or hung, max(HANG_FLOOR, HANG_FACTOR * slowest),
                      self.deadline, self.cap_seconds, reuse=search.slices == 1, shrink_seconds=self.shrink_seconds)
 
     def slice_ended(self, spec: SearchSpec, *, examples: int, seconds: float, slowest: float = 0.0,
@@ -163,6 +179,7 @@ class Scheduler:
         search.examples += examples
         search.seconds += seconds
         search.slowest = max(search.slowest, slowest)
+        self.slowest[spec.candidate] = max(self.slowest.get(spec.candidate, 0.0), slowest)
         search.known.update(signatures)
         if error is not None:
             search.ended = error
@@ -170,14 +187,19 @@ class Scheduler:
     def fault_in_process(self, spec: SearchSpec, kind: str, how: str, signature: str, in_flight: dict[str, Any],
                          output: str) -> bool:
         """A case crashed its worker or hung: from now on the search isolates its cases. Queues a
-        reduction unless the search has met this fault already; returns whether it is new."""
+        reduction unless the search has met this fault already (a hang: unless its candidate has
+        hung in any search); returns whether it is new."""
         search = self.searches[spec.index]
         search.isolate = True
-        if signature in search.known:
+        if signature in search.known or (signature == HANG and spec.candidate in self.hung):
+            search.known.add(signature)
             return False
         search.known.add(signature)
+        if signature == HANG:
+            self.hung.add(spec.candidate)
+        limit = min(spec.timeout, max(REDUCE_HANG_FLOOR, HANG_FACTOR * self.slowest.get(spec.candidate, 0.0)))
         self.reductions.append(Reduce(spec, kind, how, in_flight, output, signature, self.deadline,
-                                      self.reduce_seconds))
+                                      self.reduce_seconds, limit if signature == HANG else spec.timeout))
         return True
 
     def charge(self, spec: SearchSpec, seconds: float) -> None:

@@ -26,19 +26,25 @@ from fuzz_birnn.core.case import Built, Case, backend
 from fuzz_birnn.core.compare import Mismatch, Tolerances, max_abs_difference
 from fuzz_birnn.core.outcomes import Candidate, CheckFailure, Outcome, Unsupported, unsupported
 from fuzz_birnn.core.reference import CellReference
-from fuzz_birnn.portable.calls import abs_error, per_direction
+from fuzz_birnn.portable.calls import abs_error, per_direction, structure_problem
 
-__all__ = ["check_gradients", "gradients_of"]
+__all__ = ["WrongStructure", "check_gradients", "gradients_of"]
 
 _PARAM = re.compile(r"^\w+_l(\d+)(_reverse)?$")
 
 
+class WrongStructure(Exception):
+    """A candidate's result whose structure is not torch's: ``(tensor, message)``."""
+
+
 def gradients_of(candidate: Candidate, case: Case, dtype: torch.dtype | None = None,
-                 device: str | None = None) -> dict[str, torch.Tensor]:
+                 device: str | None = None, *, check_structure: bool = False) -> dict[str, torch.Tensor]:
     """Gradients of the case's loss through ``candidate``, by leaf name, in float64 on the CPU.
 
     ``dtype``/``device`` rebuild the case's call in another precision or place first (the
     values are the case's own, already rounded, so float64 gives the exact gradients).
+    ``check_structure`` first holds the result to the structure of torch's own result of the same
+    call, raising :class:`WrongStructure`, before anything unpacks it.
     """
     built = case.build()
     module = built.module
@@ -63,6 +69,15 @@ def gradients_of(candidate: Candidate, case: Case, dtype: torch.dtype | None = N
             leaves["h0"] = hx
     with torch.enable_grad():
         result = candidate(module, input, hx)
+        if check_structure:
+            with torch.no_grad():
+                expected = module(input, hx)
+            try:
+                problem = structure_problem(result, expected)
+            except Exception as error:  # reading the result raised (an object whose shape raises)
+                problem = "result", f"reading the result raised {type(error).__name__}: {error}".splitlines()[0]
+            if problem is not None:
+                raise WrongStructure(*problem)
         tensors = per_direction(result, num_layers=module.num_layers, bidirectional=module.bidirectional,
                                     batch_first=module.batch_first, unbatched=case.inputs.unbatched)
         generator = torch.Generator().manual_seed(case.inputs.seed + 1)
@@ -97,9 +112,12 @@ def check_gradients(candidate: Candidate, case: Case, *, name: str | None = None
             actual = torch_grads
         else:
             try:
-                actual = gradients_of(candidate, case)
+                actual = gradients_of(candidate, case, check_structure=True)
             except Unsupported as refusal:
                 return Outcome(case, {}, {}, unsupported(refusal))
+            except WrongStructure as wrong:
+                tensor, message = wrong.args
+                raise CheckFailure(Mismatch(tensor, message), case, label, "gradients") from None
             except Exception as error:
                 message = f"backward through the candidate raised {type(error).__name__}: {error}".splitlines()[0]
                 raise CheckFailure(Mismatch("result", message), case, label, "gradients") from error

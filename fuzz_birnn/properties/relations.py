@@ -30,13 +30,13 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
-from fuzz_birnn.core.candidates import candidate_label
+from fuzz_birnn.core.candidates import candidate_label, fused
 from fuzz_birnn.core.case import Built, Case, backend
 from fuzz_birnn.core.compare import Mismatch, max_abs_difference, not_close
 from fuzz_birnn.core.evaluation import evaluate
 from fuzz_birnn.core.layout import Canonical, as_tensor, canonical, each_state, reverse_within_lengths
 from fuzz_birnn.core.outcomes import Candidate, CheckFailure, Outcome, Unsupported, unsupported
-from fuzz_birnn.portable.calls import per_direction
+from fuzz_birnn.portable.calls import per_direction, structure_problem
 
 __all__ = ["RELATIONS", "check_relation"]
 
@@ -56,17 +56,33 @@ class _Call:
     built: Built
     call: Canonical
 
-    def run(self, module: nn.RNNBase, input: object, hx: object, *, unbatched: bool = False) -> Tensors:
-        """``candidate(module, input, hx)`` per layer and direction, in float64 on the CPU."""
+    def run(self, module: nn.RNNBase, input: object, hx: object, *, unbatched: bool = False,
+            follow_up: bool = True) -> Tensors:
+        """``candidate(module, input, hx)`` per layer and direction, in float64 on the CPU, once its
+        structure (types, ranks, shapes, dtypes, devices) is that of torch's own result of the same
+        call: a wrong one is a finding here, before anything unpacks it."""
+        when = "on a follow-up call, " if follow_up else ""
         try:
             result = self.candidate(module, input, hx)
-            tensors = per_direction(result, num_layers=module.num_layers, bidirectional=module.bidirectional,
-                                        batch_first=module.batch_first, unbatched=unbatched)
         except Unsupported:
             raise
         except Exception as error:
-            message = f"on a follow-up call, candidate raised {type(error).__name__}: {error}".splitlines()[0]
+            message = f"{when}candidate raised {type(error).__name__}: {error}".splitlines()[0]
             raise CheckFailure(Mismatch("result", message), self.case, self.label, self.prop) from error
+        if self.candidate is not fused:
+            try:
+                expected = module(input, hx)
+            except Exception as error:  # a valid call torch refuses: torch's fault, said as such
+                message = f"{when}torch's fused module raised {type(error).__name__}: {error}".splitlines()[0]
+                raise CheckFailure(Mismatch("result", message), self.case, "fused", self.prop) from error
+            try:
+                problem = structure_problem(result, expected)
+            except Exception as error:  # reading the result raised (an object whose shape raises)
+                problem = "result", f"reading the result raised {type(error).__name__}: {error}".splitlines()[0]
+            if problem is not None:
+                raise CheckFailure(Mismatch(problem[0], when + problem[1]), self.case, self.label, self.prop)
+        tensors = per_direction(result, num_layers=module.num_layers, bidirectional=module.bidirectional,
+                                batch_first=module.batch_first, unbatched=unbatched)
         return {name: t.detach().to("cpu", torch.float64) for name, t in tensors.items()}
 
     def hx_columns(self, index: torch.Tensor) -> object:
@@ -213,7 +229,8 @@ def check_relation(relation: str, candidate: Candidate, case: Case, *, name: str
     with backend(case.inputs), torch.no_grad():
         bound = _Call(candidate, label, prop, case, built, canonical(built.module, built.input, built.hx))
         try:
-            original = bound.run(built.module, built.input, built.hx, unbatched=case.inputs.unbatched)
+            original = bound.run(built.module, built.input, built.hx, unbatched=case.inputs.unbatched,
+                                 follow_up=False)
             pairs = list(relate(bound, original))
         except Unsupported as refusal:
             return Outcome(case, {}, {}, unsupported(refusal))
