@@ -81,8 +81,11 @@ class Tolerances:
 
     @classmethod
     def measure(cls, case: Case, ref: dict[str, torch.Tensor], ref32: dict[str, torch.Tensor],
-                native: dict[str, torch.Tensor] | None, fused: dict[str, torch.Tensor]) -> Tolerances:
-        """Build the model from float64 tensors per layer and direction (see :func:`tensors_of`)."""
+                native: dict[str, torch.Tensor] | None, fused: dict[str, torch.Tensor],
+                sensitivity: dict[str, float] | None = None) -> Tolerances:
+        """Build the model from float64 tensors per layer and direction (see :func:`tensors_of`);
+        ``sensitivity`` adds other measurements of ``kappa`` (in units of the working precision's
+        eps), taken the larger."""
         dtype = case.inputs.torch_dtype
         eps = torch.finfo(dtype).eps
         eps32 = torch.finfo(torch.float32).eps
@@ -90,7 +93,8 @@ class Tolerances:
         eps_compute = eps64 if dtype == torch.float64 else eps32
         allowed_fused, allowed_candidate = {}, {}
         for name, exact in ref.items():
-            linear = max(_max_abs(ref32[name] - exact) / eps32, 1.0, _max_abs(exact))  # max(kappa, scale)
+            kappa = max(_max_abs(ref32[name] - exact) / eps32, (sensitivity or {}).get(name, 0.0))
+            linear = max(kappa, 1.0, _max_abs(exact))  # max(kappa, scale)
             expected = (eps + eps64) * linear
             if native is not None:
                 expected = max(expected, _max_abs(native[name] - exact))
