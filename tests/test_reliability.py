@@ -231,3 +231,32 @@ def test_every_way_of_not_returning_is_a_finding_and_the_run_ends(tmp_path, cand
     assert document["kind"] == kind and how in document["mismatch"]["message"]
     assert document["case"]["config"]["mode"] == "GRU"
     assert "LSTM 20" in done.stdout  # the LSTM search still ran its budget
+
+
+@pytest.mark.e2e
+def test_a_bare_tensor_result_is_a_finding_in_every_property_and_never_an_error(tmp_path):
+    """``return module(input, hx)[0]``: once agreement's finding and three tracebacks of the
+    time-reversal relation unpacking it; now a finding wherever it is checked, and no error."""
+    done = fuzz("run", "--candidate", "tests.contract_bugs:returns_a_tensor", "--modes", "rnn_tanh,lstm",
+                "--max-examples", 60, "--seed", 0, "--reports", tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert not record["errors"]
+    seen = {s["property"] for f in record["findings"] for s in f["seen_in"]}
+    assert {"agreement", "relation:time_reversal"} <= seen, seen
+
+
+def test_a_harness_error_is_one_line_naming_where_its_traceback_went(tmp_path):
+    from fuzz_birnn.campaign.engine import harness_error
+    from fuzz_birnn.campaign.scheduler import SearchSpec
+    from fuzz_birnn.core.space import CaseSpace
+
+    spec = SearchSpec(0, "relation:time_reversal", "decomposed", "GRU", CaseSpace(), 0, str(tmp_path), 60.0)
+    try:
+        _, _ = (1,)  # the kind of unpacking that once escaped a relation
+    except ValueError as error:
+        line = harness_error(error, spec, 3)
+    saved = tmp_path / ".errors" / "relation-time_reversal-GRU-slice3.txt"
+    assert line == f"ValueError: not enough values to unpack (expected 2, got 1) (traceback: {saved})"
+    assert "Traceback (most recent call last)" in saved.read_text() and "_, _ = (1,)" in saved.read_text()

@@ -60,6 +60,7 @@ from fuzz_birnn.core.case import Case
 from fuzz_birnn.core.compare import Mismatch
 from fuzz_birnn.core.outcomes import Candidate, CheckFailure, Outcome
 from fuzz_birnn.core.space import CaseSpace
+from fuzz_birnn.output.files import write_whole
 from fuzz_birnn.output.reports import check_failures, write_crash, write_report
 from fuzz_birnn.output.run_record import CountKey, Finding, RunOptions, RunRecord, SearchTime, build_record, count_key
 from fuzz_birnn.portable.report_files import ReportRefused, case_cost, read_json
@@ -542,13 +543,25 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
     except Unsatisfiable:
         pass  # every case was skipped: the counts say why
     except Exception as raised:
-
         found, others = check_failures(raised)
         _write_all(result, found, spec, "complete")
         if others:
-            result.error = "".join(traceback.format_exception(others[0])).rstrip()
+            result.error = harness_error(others[0], spec, job.number)
     result.generated, result.slowest = clock.generated, clock.slowest
     return result
+
+
+def harness_error(error: BaseException, spec: SearchSpec, number: int) -> str:
+    """One line for the run's summary: what raised, and where its whole traceback was saved
+    (``REPORTS/.errors/``, beside the reports; a file that cannot be written leaves the line alone)."""
+    line = f"{type(error).__name__}: {error}".splitlines()[0]
+    path = Path(spec.reports) / ".errors" / f"{spec.prop.replace(':', '-')}-{spec.mode}-slice{number}.txt"
+    try:
+        path.parent.mkdir(exist_ok=True)
+        write_whole(path, "".join(traceback.format_exception(error)))
+    except OSError:
+        return line
+    return f"{line} (traceback: {path})"
 
 
 def _write_all(result: SliceResult, failures: list[CheckFailure], spec: SearchSpec, shrink: str) -> None:
