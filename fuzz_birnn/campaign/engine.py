@@ -487,7 +487,7 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
         if not failing:
             clock.generated += 1
         failure: CheckFailure | None = None
-        outcome: tuple[str | None, float | None] | None = None
+        essentials: tuple[str | None, float | None] | None = None
         began = time.monotonic()
         if job.isolate:
             limit = job.hang_limit if HANG in job.known else spec.timeout
@@ -501,11 +501,11 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
                     return count(case, "skipped", "ran past the adaptive limit after this candidate's known hang")
                 raise _InProcessFault("timeout", f"ran past the {spec.timeout:g}s limit", in_flight, capture.read())
             if forked.kind == "passed":
-                outcome = forked.value
-        if outcome is None:  # in-process (or again in-process, to get a forked child's failure itself)
+                essentials = forked.value
+        if essentials is None:  # in-process (or again in-process, to get a forked child's failure itself)
             try:
                 with time_limit(spec.timeout):
-                    outcome = _essentials(prop.run(candidate, case, spec.candidate, details))
+                    essentials = _essentials(prop.run(candidate, case, spec.candidate, details))
             except CheckFailure as raised:
                 failure = raised
             except CaseTimeout:
@@ -523,8 +523,8 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
                 clock.first_failure = time.monotonic()
             failing[signature] = fault
             raise fault
-        assert outcome is not None
-        skipped, score = outcome
+        assert essentials is not None
+        skipped, score = essentials
         verdict = "passed" if not skipped else "unsupported" if skipped.startswith("unsupported:") else "skipped"
         count(case, verdict, _reason(skipped))
         clock.slowest = max(clock.slowest, time.monotonic() - began)
@@ -652,10 +652,10 @@ def run_reduction(job: Reduce, capture: OutputCapture, ahead: WriteAhead) -> Fin
     def reproduces(case: Case) -> bool:
         ahead.write({**job.in_flight, "case": case.to_dict(), "reducing": True})
         capture.reset()
-        verdict = run_forked(lambda: _essentials(prop.run(candidate, case, spec.candidate, details)),
-                             job.attempt_limit)
-        same = verdict.kind == "hung" if job.kind == "timeout" else (
-            verdict.kind == "crashed" and f"died ({verdict.detail})" == job.how)
+        ended = run_forked(lambda: _essentials(prop.run(candidate, case, spec.candidate, details)),
+                           job.attempt_limit)
+        same = ended.kind == "hung" if job.kind == "timeout" else (
+            ended.kind == "crashed" and f"died ({ended.detail})" == job.how)
         if same:
             outputs[case] = capture.read()
         return same

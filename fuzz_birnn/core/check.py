@@ -41,7 +41,7 @@ def check(candidate: Candidate, case: Case, *, name: str | None = None) -> Outco
             raise CheckFailure(Mismatch("result", message), case, label, allowed=evaluation.tolerances.candidate,
                                reference=evaluation.ref) from error
     try:
-        outcome = _verdict(actual, evaluation, evaluation.tolerances.candidate, case, label, "agreement")
+        outcome = _judge(actual, evaluation, evaluation.tolerances.candidate, case, label, "agreement")
     except CheckFailure as failure:
         if not _torch_is_right(case, evaluation):
             failure.add_note("torch's fused module is wrong on this case too (fused-vs-reference), so the "
@@ -58,7 +58,7 @@ def check_fused(case: Case, evaluation: Evaluation | None = None) -> Outcome:
     evaluation = evaluate(case) if evaluation is None else evaluation
     if evaluation.skipped:
         return Outcome(case, {}, {}, evaluation.skipped)
-    return _verdict(evaluation.fused_result, evaluation, evaluation.tolerances.fused, case, "fused",
+    return _judge(evaluation.fused_result, evaluation, evaluation.tolerances.fused, case, "fused",
                     "fused-vs-reference")
 
 
@@ -70,7 +70,7 @@ def _torch_is_right(case: Case, evaluation: Evaluation) -> bool:
     return True
 
 
-def _verdict(actual: Any, evaluation: Evaluation, allowed: dict[str, float], case: Case,
+def _judge(actual: Any, evaluation: Evaluation, allowed: dict[str, float], case: Case,
              label: str, prop: str) -> Outcome:
     __tracebackhide__ = True  # pytest shows the caller's line and the message
     mismatch = check_structure(actual, evaluation.fused_result, case)

@@ -152,8 +152,8 @@ def _failing_result(candidate: Callable[..., Any], case: Case) -> tuple[Tensors,
         return None
 
     if can_fork():
-        verdict = run_forked(failing, CONFIRM_SECONDS)
-        return verdict.value if verdict.kind == "passed" else None
+        ended = run_forked(failing, CONFIRM_SECONDS)
+        return ended.value if ended.kind == "passed" else None
     try:
         return failing()
     except Exception:

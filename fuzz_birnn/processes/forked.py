@@ -27,13 +27,13 @@ from typing import Any
 from fuzz_birnn.core.outcomes import CheckFailure
 from fuzz_birnn.processes.lifeline import set_parent_death_signal
 
-__all__ = ["Verdict", "can_fork", "exit_reason", "run_forked"]
+__all__ = ["Ending", "can_fork", "exit_reason", "run_forked"]
 
 _PASSED, _FAILED, _RAISED = 0, 1, 2
 
 
 @dataclass(frozen=True)
-class Verdict:
+class Ending:
     """How a forked case ended: ``passed`` (``value`` is what it returned), ``failed`` (a
     :class:`~fuzz_birnn.core.outcomes.CheckFailure`), ``raised`` (anything else; ``detail`` names it),
     ``crashed`` (``detail``: ``killed by SIGSEGV``, ``exit status 3``) or ``hung``."""
@@ -48,7 +48,7 @@ def can_fork() -> bool:
     return hasattr(os, "fork")
 
 
-def run_forked(function: Callable[[], Any], limit: float) -> Verdict:
+def run_forked(function: Callable[[], Any], limit: float) -> Ending:
     """Run ``function()`` in a forked child for at most ``limit`` seconds."""
 
     read_end, write_end = os.pipe()
@@ -78,15 +78,15 @@ def run_forked(function: Callable[[], Any], limit: float) -> Verdict:
     _, status = os.waitpid(pid, 0)
     seconds = time.monotonic() - started
     if hung:
-        return Verdict("hung", f"ran past the {limit:g}s limit", seconds=seconds)
+        return Ending("hung", f"ran past the {limit:g}s limit", seconds=seconds)
     code = os.waitstatus_to_exitcode(status)
     if code == _PASSED:
-        return Verdict("passed", value=pickle.loads(data) if data else None, seconds=seconds)
+        return Ending("passed", value=pickle.loads(data) if data else None, seconds=seconds)
     if code == _FAILED:
-        return Verdict("failed", seconds=seconds)
+        return Ending("failed", seconds=seconds)
     if code == _RAISED and data:
-        return Verdict("raised", pickle.loads(data), seconds=seconds)
-    return Verdict("crashed", exit_reason(code), seconds=seconds)
+        return Ending("raised", pickle.loads(data), seconds=seconds)
+    return Ending("crashed", exit_reason(code), seconds=seconds)
 
 
 def exit_reason(exitcode: int | None) -> str:
