@@ -270,3 +270,24 @@ def leaves_a_thread_running(module, input, hx=None):
 
     threading.Thread(target=forever, daemon=False).start()
     return module(input, hx)
+
+
+class _ShapeRaises:
+    @property
+    def shape(self):
+        raise RuntimeError("no shape here")
+
+
+def wrong_by_mode(module, input, hx=None):
+    """A different wrong result for each mode: None, a generator, an output of the wrong rank, an
+    object whose shape raises."""
+    output, hidden = module(input, hx)
+    mode = module.mode
+    if mode == "RNN_TANH":
+        return None
+    if mode == "RNN_RELU":
+        return (part for part in (output, hidden))
+    if mode == "GRU":
+        padded = torch.nn.utils.rnn.pad_packed_sequence(output)[0] if isinstance(output, PackedSequence) else output
+        return padded.unsqueeze(0), hidden
+    return _ShapeRaises(), hidden

@@ -260,3 +260,17 @@ def test_a_harness_error_is_one_line_naming_where_its_traceback_went(tmp_path):
     saved = tmp_path / ".errors" / "relation-time_reversal-GRU-slice3.txt"
     assert line == f"ValueError: not enough values to unpack (expected 2, got 1) (traceback: {saved})"
     assert "Traceback (most recent call last)" in saved.read_text() and "_, _ = (1,)" in saved.read_text()
+
+
+@pytest.mark.e2e
+def test_every_kind_of_wrong_result_is_a_finding_through_run(tmp_path):
+    """None, a generator, the wrong rank, an object whose shape raises: one kind a mode, through
+    every property a candidate gets; each a finding, none an error of the harness."""
+    done = fuzz("run", "--candidate", "tests.contract_bugs:wrong_by_mode", "--max-examples", 160, "--seed", 0,
+                "--reports", tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert not record["errors"]
+    modes = {s["mode"] for f in record["findings"] for s in f["seen_in"]}
+    assert modes == {"RNN_TANH", "RNN_RELU", "GRU", "LSTM"}, modes
