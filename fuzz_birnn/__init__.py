@@ -15,9 +15,14 @@ Check any implementation of ``nn.RNN`` / ``nn.GRU`` / ``nn.LSTM`` semantics (a *
 from __future__ import annotations
 
 import importlib
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from fuzz_birnn import _moved
+
+# torch without NumPy says so when it is imported (and lazily later); nothing here needs NumPy, and
+# the command's errors must stay one line. Every module of the package imports this one first.
+warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
 
 __version__ = "0.1.0"
 

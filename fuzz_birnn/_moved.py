@@ -80,8 +80,9 @@ class _Package(types.ModuleType):
     Importing ``fuzz_birnn.check`` would otherwise set the package's ``check`` to that module."""
 
     def __setattr__(self, name: str, value: object) -> None:
-        if name in MOVED and isinstance(value, types.ModuleType) and value.__name__ != f"{self.__name__}.{name}":
-            return
+        public = self.__dict__.get("_PUBLIC", {})
+        if name in public and isinstance(value, types.ModuleType) and value.__name__ != f"{self.__name__}.{name}":
+            return  # fuzz_birnn.check stays the function; fuzz_birnn.engine (not public) is the module
         super().__setattr__(name, value)
 
 

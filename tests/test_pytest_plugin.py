@@ -85,7 +85,7 @@ def test_a_separate_project_gets_reports_profiles_and_the_header(project: Path) 
     assert "no candidate named: pass --fuzz-birnn-candidate MODULE:ATTR" in out
     # the traceback ends at the user's call: the check helpers hide their own frames
     assert re.search(r"^test_user_stack.py:\d+: CheckFailure$", out, re.MULTILINE)
-    assert "def _verdict" not in out and "def check(" not in out
+    assert "def _judge" not in out and "def check(" not in out
     # a lambda cannot be replayed: the test output says so instead of writing a broken report
     assert "not written: candidate" in out and "INTERNALERROR" not in out
 

@@ -18,7 +18,6 @@ import dataclasses
 import datetime
 import os
 import random
-import signal
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -38,7 +37,7 @@ __all__ = ["DEFAULT_MAX_EXAMPLES", "RunError", "run"]
 #: Cases generated in all (split over the searches) when nothing else is said.
 DEFAULT_MAX_EXAMPLES = 25_000
 #: Seconds allowed for one case, unless the target says otherwise.
-DEFAULT_TIMEOUT = 60.0
+DEFAULT_TIMEOUT = 60
 
 
 class RunError(ValueError):
@@ -57,14 +56,13 @@ def run(candidate: str | None = None, *, properties: Sequence[str] | None = None
     ``candidate`` is a name the worker processes can import: a built-in (``decomposed``), a target
     (``onnxruntime``) or ``MODULE:ATTR``. ``properties`` defaults to every one that applies
     (gradients with ``grad``); ``space`` narrows the cases (:class:`~fuzz_birnn.core.space.CaseSpace`);
+    ``space`` defaults to everything :func:`~fuzz_birnn.strategies.cases` draws, on every device
+    this machine has (the command draws on the CPU unless ``--devices`` says otherwise);
     ``database`` is a directory, a Redis URL or ``"none"`` (default ``REPORTS/.hypothesis``);
     ``shard=(K, N)`` runs the K-th of N deterministic shares of the searches. ``echo`` gets the
     header lines a console shows; ``on_progress`` the campaign, about once a second. Ctrl-C
     (KeyboardInterrupt) ends the run early with a record of what ran.
     """
-    # A shell that starts a command in the background without job control hands it SIGINT
-    # ignored; Ctrl-C (or kill -INT) must stop a run however it was started.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
     space = space or CaseSpace()
     reports = Path(reports)
     _writable(reports)

@@ -127,6 +127,8 @@ class SliceResult:
     findings: list[Finding]
     fault: Fault | None = None
     error: str | None = None
+    #: why the search cannot go on, though nothing went wrong (said in the run's notes)
+    ended: str | None = None
 
 
 @dataclass(frozen=True)
@@ -248,9 +250,11 @@ class Campaign:
             self.findings += result.findings
             self.scheduler.slice_ended(job.search, examples=worker.generated + result.generated, seconds=elapsed,
                                        slowest=result.slowest, signatures=[f.signature for f in result.findings],
-                                       error=result.error and "stopped by an error")
+                                       error=(result.error and "stopped by an error") or result.ended)
             if result.error:
                 self.errors.append(f"{job.search.name} stopped early: {result.error}")
+            if result.ended:
+                self.notes.append(result.ended)
             if result.fault is not None:
                 self._fault(job.search, result.fault)
         else:
@@ -382,7 +386,11 @@ def _how(exitcode: int | None, hung: bool) -> str:
 
 class CaseTimeout(BaseException):
     """Raised by SIGALRM inside a case that overran its time limit. A BaseException, so that no
-    ``except Exception`` in the code under test (or in :func:`~fuzz_birnn.core.check`) swallows it."""
+    ``except Exception`` in the code under test (or in :func:`~fuzz_birnn.core.check.check`) swallows it."""
+
+
+class _EndSearch(BaseException):
+    """Ends a slice and its search (the message says why, for the run's notes)."""
 
 
 class _Stop(BaseException):
@@ -443,6 +451,7 @@ class _SliceClock:
     slowest: float = 0.0  # seconds of its slowest passing case
     flushed: float = field(default_factory=time.monotonic)
     first_failure: float = 0.0  # when shrinking began
+    limit_scale: float = 1.0  # how often a learned hang limit has doubled
 
 
 def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
@@ -490,7 +499,7 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
         essentials: tuple[str | None, float | None] | None = None
         began = time.monotonic()
         if job.isolate:
-            limit = job.hang_limit if HANG in job.known else spec.timeout
+            limit = min(spec.timeout, job.hang_limit * clock.limit_scale) if HANG in job.known else spec.timeout
             forked = run_forked(lambda: _essentials(prop.run(candidate, case, spec.candidate, details)), limit)
             if forked.kind == "crashed":
                 if crash_signature("crash", f"died ({forked.detail})") in job.known:
@@ -498,7 +507,13 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
                 raise _InProcessFault("crash", f"died ({forked.detail})", in_flight, capture.read())
             if forked.kind == "hung":
                 if HANG in job.known:
-                    return count(case, "skipped", "ran past the adaptive limit after this candidate's known hang")
+                    count(case, "skipped", "ran past the adaptive limit after this candidate's known hang")
+                    if job.escalate and (limit >= spec.timeout or job.never_returned):
+                        raise _EndSearch(f"{spec.name}: not searched further: its case ran past {limit:g}s, and "
+                                         "the candidate hung in another search (search this one alone, with "
+                                         "--properties and --modes, to give each case the whole --timeout)")
+                    clock.limit_scale *= 2 if job.escalate else 1
+                    return
                 raise _InProcessFault("timeout", f"ran past the {spec.timeout:g}s limit", in_flight, capture.read())
             if forked.kind == "passed":
                 essentials = forked.value
@@ -540,6 +555,8 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
         _write_all(result, list(failing.values()), spec, why)
     except _InProcessFault as fault:
         result.fault = fault.fault
+    except _EndSearch as end:
+        result.ended = str(end)
     except Unsatisfiable:
         pass  # every case was skipped: the counts say why
     except Exception as raised:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fuzz_birnn.core.space import CaseSpace
+from fuzz_birnn.properties import PROPERTIES
 
 __all__ = ["FIRST_SLICE", "SLICE_CAP_SECONDS", "SLICE_EXAMPLES", "Reduce", "Scheduler", "Search", "SearchSpec",
            "Slice",
@@ -41,11 +42,17 @@ SLICE_EXAMPLES = 200
 #: candidate taking seconds a case still reaches every search early in the run.
 SLICE_CAP_SECONDS = 8.0
 MIN_CAP_SECONDS = 0.5
-#: Once a candidate has hung, a later case of it counts as that hang again once it runs this many
-#: times longer than the candidate's slowest passing case so far (and at least HANG_FLOOR seconds),
-#: instead of paying the whole --timeout each time (AFL's adaptive hang limit). What the run learns
-#: of a candidate carries across its searches: a candidate that never returns pays the --timeout
-#: once in the whole run, not once a search.
+#: Once a search has hung, a later case of it counts as that hang again once it runs this many times
+#: longer than its slowest passing case so far (and at least HANG_FLOOR seconds), instead of paying
+#: the whole --timeout each time (AFL's adaptive hang limit). What the run learns of a candidate
+#: carries across its searches: once it has hung anywhere, another search's case that runs past the
+#: same limit (from the candidate's slowest passing case anywhere) counts as that hang too, with no
+#: report and no reduction of its own, and the limit doubles at each such case (up to --timeout), so
+#: a slow but correct candidate is not silenced; a search whose case runs past --timeout itself this
+#: way ends, saying so. A candidate that has hung and never returned anywhere gets HANG_FLOOR in its
+#: other searches, each of which ends (saying so) at its first case past it: that candidate pays the
+#: --timeout once a worker, not once a search. Torch-only properties (the torch run's
+#: ``fused``) learn per property: one of torch's hangs does not stand for another's.
 HANG_FACTOR = 10.0
 HANG_FLOOR = 0.5
 #: A hang's reduction tries each smaller case for this many times the candidate's slowest passing
@@ -92,6 +99,12 @@ class Slice:
     #: how long shrinking may go on in this slice (``None``: to its end); under a time budget, so
     #: that one slow shrink cannot take every other search's share
     shrink_seconds: float | None = None
+    #: the hang was learned from another search: each case past ``hang_limit`` doubles it (up to
+    #: the search's timeout), and one past the timeout itself ends the search; where the candidate
+    #: has never returned at all, the first case past ``hang_limit`` ends it
+    escalate: bool = False
+    #: the candidate has hung and never returned anywhere yet
+    never_returned: bool = False
 
 
 @dataclass(frozen=True)
@@ -164,22 +177,26 @@ class Scheduler:
         size = max(1, min(planned, search.quota - search.examples))
         search.running = True
         search.slices += 1
-        candidate = search.spec.candidate
-        hung = candidate in self.hung  # here or in another search of the same candidate: the same fault
-        known = search.known | {HANG} if hung else search.known
-        slowest = max(search.slowest, self.slowest.get(candidate, 0.0))
+        key = _learner(search.spec)
+        borrowed = key in self.hung and HANG not in search.known  # it hung in another search
+        known = search.known | {HANG} if borrowed else search.known
+        slowest = max(search.slowest, self.slowest.get(key, 0.0)) if borrowed else search.slowest
+        limit = max(HANG_FLOOR, HANG_FACTOR * slowest)
         return Slice(search.spec, search.slices, size, _slice_seed(search.spec.seed, search.slices),
-                     tuple(sorted(known)), search.isolate or hung, max(HANG_FLOOR, HANG_FACTOR * slowest),
-                     self.deadline, self.cap_seconds, reuse=search.slices == 1, shrink_seconds=self.shrink_seconds)
+                     tuple(sorted(known)), search.isolate or borrowed, limit, self.deadline, self.cap_seconds,
+                     reuse=search.slices == 1, shrink_seconds=self.shrink_seconds, escalate=borrowed,
+                     never_returned=borrowed and not slowest)
 
     def slice_ended(self, spec: SearchSpec, *, examples: int, seconds: float, slowest: float = 0.0,
                     signatures: Iterable[str] = (), error: str | None = None) -> None:
+        """A slice's end; ``error`` (a harness error, or why the search cannot go on) ends its search."""
         search = self.searches[spec.index]
         search.running = False
         search.examples += examples
         search.seconds += seconds
         search.slowest = max(search.slowest, slowest)
-        self.slowest[spec.candidate] = max(self.slowest.get(spec.candidate, 0.0), slowest)
+        key = _learner(spec)
+        self.slowest[key] = max(self.slowest.get(key, 0.0), slowest)
         search.known.update(signatures)
         if error is not None:
             search.ended = error
@@ -191,13 +208,15 @@ class Scheduler:
         hung in any search); returns whether it is new."""
         search = self.searches[spec.index]
         search.isolate = True
-        if signature in search.known or (signature == HANG and spec.candidate in self.hung):
+        key = _learner(spec)
+        if signature in search.known or (signature == HANG and key in self.hung):
             search.known.add(signature)
             return False
         search.known.add(signature)
         if signature == HANG:
-            self.hung.add(spec.candidate)
-        limit = min(spec.timeout, max(REDUCE_HANG_FLOOR, HANG_FACTOR * self.slowest.get(spec.candidate, 0.0)))
+            self.hung.add(key)
+        slowest = self.slowest.get(key, 0.0)  # none known: each attempt gets the whole --timeout
+        limit = min(spec.timeout, max(REDUCE_HANG_FLOOR, HANG_FACTOR * slowest)) if slowest else spec.timeout
         self.reductions.append(Reduce(spec, kind, how, in_flight, output, signature, self.deadline,
                                       self.reduce_seconds, limit if signature == HANG else spec.timeout))
         return True
@@ -212,6 +231,12 @@ class Scheduler:
         if self.out_of_time():
             return True
         return not self.reductions and all(s.done for s in self.searches)
+
+
+def _learner(spec: SearchSpec) -> str:
+    """Whose hangs and speed a search learns from: its candidate's, or for a torch-only property
+    (``fused`` stands in for torch there) that property's alone."""
+    return f"{spec.candidate} {spec.prop}" if PROPERTIES[spec.prop].torch_only else spec.candidate
 
 
 def shard_of(index: int, shards: int) -> int:

@@ -37,7 +37,8 @@ from fuzz_birnn.output.reports import ReportError, load_report, write_drift
 
 __all__ = ["add_parsers"]
 
-_ROOT = Path(__file__).resolve().parent.parent
+#: the folder that holds the fuzz_birnn package, put on the other interpreter's path
+_ROOT = Path(__file__).resolve().parents[2]
 
 
 def add_parsers(commands: Any, usage_error: type[Exception]) -> None:

@@ -8,6 +8,7 @@ Exit status: 0 when nothing failed, 1 when a failure was found (run) or still fa
 from __future__ import annotations
 
 import argparse
+import signal
 import subprocess
 import sys
 import time
@@ -69,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    # A shell that starts a command in the background without job control hands it SIGINT
+    # ignored; Ctrl-C (or kill -INT) must stop a run however it was started.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     progress = _Progress()
     try:
         record = run(args.candidate, properties=args.properties, modes=args.modes, space=_space(args),

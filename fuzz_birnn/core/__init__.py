@@ -7,11 +7,3 @@ unidirectional torch modules (:mod:`.decomposition`), the tolerance model and th
 (:mod:`.outcomes`), and the check itself (:mod:`.check`). Imports only :mod:`fuzz_birnn.portable`
 from the rest of the package.
 """
-
-import warnings
-
-with warnings.catch_warnings():
-    # torch without NumPy says so on import; nothing here needs NumPy, and the CLI's errors
-    # must stay one line.
-    warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
-    import torch  # noqa: F401

@@ -67,7 +67,7 @@ def diagnose(case: Case, actual: Tensors, allowed: dict[str, float],
              candidate: Callable[..., Any] | None = None, *, siblings: int = 3) -> Diagnosis:
     """Name the catalogued mistakes that reproduce ``actual`` (the candidate's per-direction result
     on ``case``, float64) within ``allowed``; confirm them on ``siblings`` more cases when
-    ``candidate`` is given (see the module docstring), each checked by :func:`~fuzz_birnn.core.check`
+    ``candidate`` is given (see the module docstring), each checked by :func:`~fuzz_birnn.core.check.check`
     itself."""
     right = _correct(case)
     results = {m: result for m in applicable(case) if (result := _mistaken(m, case)) is not None}

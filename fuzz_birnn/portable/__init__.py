@@ -10,11 +10,3 @@ them to it). The library imports the same files, so a report replays with the li
   pickle, whose candidate code may run).
 * ``repro.py``: the reproducer itself, copied as is (a script, not imported by the library).
 """
-
-import warnings
-
-with warnings.catch_warnings():
-    # torch without NumPy says so on import; nothing here needs NumPy, and the CLI's errors
-    # must stay one line.
-    warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
-    import torch  # noqa: F401
