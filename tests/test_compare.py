@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 from hypothesis import assume, given
+from hypothesis import strategies as st
 from torch.nn.utils.rnn import PackedSequence
 
-from fuzz_birnn import Case, CheckFailure, Config, Inputs, check, reference
+from fuzz_birnn import Case, CheckFailure, Config, Inputs, check, fused, reference
 from fuzz_birnn.core.layout import reverse_within_lengths
 from fuzz_birnn.strategies import cases
 
@@ -114,3 +115,69 @@ def test_a_small_systematic_drift_is_caught(case):
 def test_a_candidate_computing_in_float64_passes_at_every_dtype(case):
     """``reference`` computes in float64 and casts back: more exact than torch, never a false alarm."""
     check(reference, case)
+
+
+# -- the bound that saves the extra reference runs ----------------------------------------------
+
+
+def _evaluation_of(case):
+    from fuzz_birnn.core.evaluation import evaluate
+
+    return evaluate(case)
+
+
+@given(cases())
+def test_the_bound_is_never_larger_than_the_measured_tolerances(case):
+    """The bound may only ever decide "within": it must be no larger than the model, fused and candidate."""
+    evaluation = _evaluation_of(case)
+    assume(evaluation.skipped is None)
+    bound, measured = evaluation.bound, evaluation.tolerances
+    for name in measured.fused:
+        assert bound.fused[name] <= measured.fused[name]
+        assert bound.candidate[name] <= measured.candidate[name]
+
+
+def _jittered(ulps):
+    """A candidate off by ``ulps`` units of its dtype's eps times the largest output value: near the
+    allowance, where the bound and the measured model can disagree."""
+    def jitter(m, x, hx=None):
+        out, h = m(x, hx)
+        values = out.data if isinstance(out, PackedSequence) else out
+        eps = torch.finfo(values.dtype).eps
+        moved = values + ulps * eps * max(1.0, float(values.abs().max()))
+        return (out._replace(data=moved) if isinstance(out, PackedSequence) else moved), h
+    return jitter
+
+
+def _verdict(candidate, case):
+    try:
+        outcome = check(candidate, case)
+    except CheckFailure as failure:
+        return ("failed", failure.prop, failure.mismatch.message)
+    return ("passed", outcome.skipped)
+
+
+@given(cases(), st.sampled_from([1, 4, 16, 48, 96, 200, 400, 1000, 4000]))
+def test_deciding_under_the_bound_first_gives_the_measured_verdict(case, ulps):
+    """Bound first, then measured, says what measuring every case says, on candidates close to the
+    allowance on either side and on torch itself."""
+    from fuzz_birnn.core import evaluation as evaluation_module
+
+    jitter = _jittered(ulps)
+    lazy = [_verdict(jitter, case), _verdict(fused, case)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(evaluation_module.Evaluation, "judge",
+                      lambda self, compare: (compare(self.tolerances), self.tolerances))
+        measured = [_verdict(jitter, case), _verdict(fused, case)]
+    assert lazy == measured
+
+
+def test_a_case_within_the_bound_runs_no_extra_reference_and_one_beyond_it_does():
+    from fuzz_birnn.core.check import check_fused
+
+    evaluation = _evaluation_of(LSTM_CASE)
+    check_fused(LSTM_CASE, evaluation)
+    assert not evaluation.measured
+    with pytest.raises(CheckFailure) as raised:
+        check(_jittered(1e6), LSTM_CASE)
+    assert raised.value.allowed == _evaluation_of(LSTM_CASE).tolerances.candidate  # held to the measured model

@@ -17,6 +17,7 @@ from fuzz_birnn.campaign.reducer import proposals, reduce_case, within_space
 from fuzz_birnn.core.compare import Mismatch
 from fuzz_birnn.core.space import CaseSpace
 from fuzz_birnn.processes.capture import KEEP_BYTES, read_file
+from fuzz_birnn.processes.fork_server import ForkServer
 from fuzz_birnn.processes.forked import can_fork, run_forked
 
 needs_fork = pytest.mark.skipif(not can_fork(), reason="needs os.fork")
@@ -103,3 +104,96 @@ def test_a_candidates_output_is_captured_and_bounded(tmp_path):
     assert "first case" not in done.stdout  # it went to the file, not the console
     assert not (tmp_path / "out.log").exists()
     assert read_file(tmp_path / "missing.log") == ""
+
+
+def _fails():
+    raise CheckFailure(Mismatch("output", "wrong"), Case(), "fused")
+
+
+def _crash_on(argument):
+    if argument == "segv":
+        faulthandler.disable()
+        os.kill(os.getpid(), signal.SIGSEGV)
+    if argument == "exit":
+        os._exit(7)
+    if argument == "hang":
+        while True:
+            with contextlib.suppress(BaseException):
+                time.sleep(0.01)
+    if argument == "fail":
+        _fails()
+    if argument == "raise":
+        return 1 / 0
+    return argument
+
+
+@needs_fork
+def test_a_fork_server_reports_each_case_as_a_fresh_child_would():
+    with ForkServer(_crash_on) as server:
+        assert (server.run(42, 5).kind, server.run(42, 5).value) == ("passed", 42)
+        assert server.run("fail", 5).kind == "failed"
+        raised = server.run("raise", 5)
+        assert (raised.kind, raised.detail) == ("raised", "ZeroDivisionError: division by zero")
+        crashed = server.run("segv", 5)
+        assert (crashed.kind, crashed.detail) == ("crashed", "killed by SIGSEGV")
+        assert server.run("exit", 5).detail == "exit status 7"
+        started = time.monotonic()
+        hung = server.run("hang", 0.5)
+        assert (hung.kind, hung.detail) == ("hung", "ran past the 0.5s limit")
+        assert 0.5 <= time.monotonic() - started < 5
+        assert server.run("after", 5).value == "after"  # a new child takes the next case
+
+
+@needs_fork
+def test_a_fork_server_keeps_one_child_warm_until_a_case_kills_it():
+    seen = []
+
+    def remembers(argument):  # state that lives in the child, case after case
+        if argument == "segv":
+            _crash_on("segv")
+        seen.append(argument)
+        return (os.getpid(), len(seen))
+
+    with ForkServer(remembers) as server:
+        first = [server.run(n, 5).value for n in range(5)]
+        assert {pid for pid, _ in first} == {first[0][0]} != {os.getpid()}
+        assert [count for _, count in first] == [1, 2, 3, 4, 5]
+        assert server.started == 1
+        assert server.run("segv", 5).kind == "crashed"
+        pid, count = server.run(5, 5).value
+        assert pid != first[0][0] and count == 1 and server.started == 2
+    assert seen == []  # nothing ran in this process
+    assert server.pid is None  # closed: no child left behind
+
+
+@needs_fork
+def test_what_a_served_case_prints_is_in_the_capture_file_before_its_ending(tmp_path, capsys, monkeypatch):
+    from fuzz_birnn.processes.capture import OutputCapture
+
+    with capsys.disabled():
+        capture = OutputCapture(tmp_path / "out.log")
+        # print() to fd 1 through a block buffer, as in a worker whose stdout is not a terminal
+        monkeypatch.setattr(sys, "stdout", open(1, "w", buffering=8192, closefd=False))  # noqa: SIM115
+        try:
+            with ForkServer(lambda argument: print(f"case {argument}")) as server:
+                for n in range(3):
+                    capture.reset()
+                    server.run(n, 5)
+                    assert capture.read() == f"case {n}\n"
+        finally:
+            monkeypatch.undo()
+            capture.close()
+
+
+@needs_fork
+def test_a_fork_server_says_how_much_cpu_its_live_child_has_used():
+    def busy(seconds):
+        end = time.process_time() + seconds
+        while time.process_time() < end:
+            pass
+
+    with ForkServer(busy) as server:
+        server.run(0.3, 10)
+        assert server.cpu_seconds >= 0.3  # a slice's CPU-time cap counts the child's work
+        assert server.run("not a number", 10).kind == "raised"
+    assert server.cpu_seconds == 0.0  # reaped: its time is in os.times()'s children's now

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from fuzz_birnn.campaign.database import DatabaseError, check_database, describe_database
 from fuzz_birnn.campaign.engine import Campaign, plan_searches
-from fuzz_birnn.campaign.scheduler import shard_of
+from fuzz_birnn.campaign.scheduler import most_slices, shard_of
 from fuzz_birnn.core.case import MODES
 from fuzz_birnn.core.devices import available_devices, environment_summary
 from fuzz_birnn.core.space import CaseSpace
@@ -103,7 +103,7 @@ def run(candidate: str | None = None, *, properties: Sequence[str] | None = None
         shard_note = f"; shard {number}/{shards}: {len(specs)} of {everything} searches"
         if not specs:
             raise RunError(f"--shard {number}/{shards}: this shard has no searches (the run has {everything})")
-    workers = max(1, min(workers or os.cpu_count() or 1, len(specs)))
+    workers = max(1, min(workers or os.cpu_count() or 1, most_slices(len(specs), max_examples)))
 
     echo(f"fuzz-birnn run: {environment_summary()}")
     what = f"candidate {candidate} against torch's fused modules" if candidate else "torch's own recurrent modules"

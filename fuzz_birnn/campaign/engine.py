@@ -21,8 +21,9 @@ child per attempt (:mod:`fuzz_birnn.processes.forked`); the report holds the sma
 crashes the same way. A case past ``--timeout`` is stopped in-process by ``SIGALRM`` where it
 can be, and by the parent killing the worker where it cannot (a time limit swallowed by a
 destructor, C code holding the GIL): either way it becomes a ``timeout`` that is reduced the same
-way and never ends its search. From its first crash or hang on, a search runs its cases in
-forked children, so the next one costs a child, not a worker.
+way and never ends its search. From its first crash or hang on, a search runs its cases in a
+forked child that stays warm from case to case (:mod:`fuzz_birnn.processes.fork_server`), so the
+next crash costs a child, not a worker, and the cases between crashes keep the search's pace.
 
 **Stopping.** Workers ignore Ctrl-C: the parent stops them, so an interrupted run ends at once,
 every report already renamed into place stays whole, and a half-written one stays hidden. A
@@ -53,7 +54,7 @@ from hypothesis.strategies import SearchStrategy
 
 from fuzz_birnn.campaign.database import SearchDatabase, open_database, search_key
 from fuzz_birnn.campaign.reducer import reduce_case, within_space
-from fuzz_birnn.campaign.scheduler import HANG, Reduce, Scheduler, Search, SearchSpec, Slice
+from fuzz_birnn.campaign.scheduler import HANG, Reduce, Scheduler, Search, SearchSpec, Slice, quota_of
 from fuzz_birnn.campaign.signature import crash_signature, fault_signature, signature_of
 from fuzz_birnn.campaign.writeahead import WriteAhead, last_in_flight
 from fuzz_birnn.core.case import Case
@@ -65,6 +66,7 @@ from fuzz_birnn.output.reports import check_failures, write_crash, write_report
 from fuzz_birnn.output.run_record import CountKey, Finding, RunOptions, RunRecord, SearchTime, build_record, count_key
 from fuzz_birnn.portable.report_files import ReportRefused, case_cost, read_json
 from fuzz_birnn.processes.capture import OutputCapture, read_file
+from fuzz_birnn.processes.fork_server import ForkServer
 from fuzz_birnn.processes.forked import can_fork, exit_reason, run_forked
 from fuzz_birnn.processes.lifeline import die_with_parent
 from fuzz_birnn.properties import PROPERTIES, Property
@@ -187,10 +189,10 @@ class Campaign:
     seconds: float = 0.0
 
     def __post_init__(self) -> None:
-        quota = max(1, -(-self.max_examples // max(1, len(self.specs))))
+        quota = quota_of(len(self.specs), self.max_examples)
         deadline = None if self.time_budget is None else time.time() + self.time_budget
         self.scheduler = Scheduler([Search(spec, quota) for spec in self.specs], deadline=deadline,
-                                   reduce_seconds=REDUCE_SECONDS, workers=max(1, min(self.workers, len(self.specs))))
+                                   reduce_seconds=REDUCE_SECONDS, workers=max(1, self.workers))
 
     def run(self) -> None:
         """Run to the end of the budget (Ctrl-C raises KeyboardInterrupt; the state stays readable)."""
@@ -199,7 +201,7 @@ class Campaign:
         self._outbox = context.Queue()
         self._pool: dict[int, _Worker] = {}
         self._context = context
-        for worker_id in range(max(1, min(self.workers, len(self.specs)))):
+        for worker_id in range(max(1, self.workers)):
             self._start(worker_id)
         try:
             while not self.scheduler.finished(busy=any(w.job for w in self._pool.values())):
@@ -245,10 +247,11 @@ class Campaign:
         assert job is not None, "a worker reported the end of a job it was not given"
         elapsed = time.monotonic() - worker.started
         if isinstance(event, SliceEnded):
+            assert isinstance(job, Slice)
             result = event.result
             self.counts.update(result.counts)
             self.findings += result.findings
-            self.scheduler.slice_ended(job.search, examples=worker.generated + result.generated, seconds=elapsed,
+            self.scheduler.slice_ended(job, examples=worker.generated + result.generated, seconds=elapsed,
                                        slowest=result.slowest, signatures=[f.signature for f in result.findings],
                                        error=(result.error and "stopped by an error") or result.ended)
             if result.error:
@@ -294,9 +297,11 @@ class Campaign:
             if self._pool[worker_id].job is None:  # it finished after all
                 continue
             worker.job = None
-            died_on_a_case = isinstance(job, Slice)  # the case it died on counts towards its search's quota
-            self.scheduler.slice_ended(job.search, examples=worker.generated + died_on_a_case,
-                                       seconds=time.monotonic() - worker.started)
+            if isinstance(job, Slice):  # the case it died on counts towards its search's quota
+                self.scheduler.slice_ended(job, examples=worker.generated + 1,
+                                           seconds=time.monotonic() - worker.started)
+            else:
+                self.scheduler.charge(job.search, time.monotonic() - worker.started)
             if late and not hung:
                 self.notes.append(f"{job.search.name}: a case in flight when the time budget ran out was stopped")
                 if isinstance(job, Reduce):
@@ -463,6 +468,8 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
     counts: Counts = Counts()
     failing: dict[str, CheckFailure] = {}
     clock = _SliceClock()
+    # isolated cases run in one warm forked child, a new one only after a crash or a hang
+    server = ForkServer(lambda request: _essentials(prop.run(candidate, request[0], spec.candidate, request[1])))
     started, cpu_started = time.monotonic(), _cpu_seconds()
     database = open_database(spec.database)
     if database is not None:
@@ -484,7 +491,7 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
     def search(drawn: Any) -> None:
         if job.deadline is not None and time.time() >= job.deadline:
             raise _Stop("shrinking cut short: the time budget ran out")
-        if not failing and _overran(job, started, cpu_started):
+        if not failing and _overran(job, started, cpu_started, server):
             raise _Stop
         if failing and job.shrink_seconds is not None and time.monotonic() - clock.first_failure > \
                 job.shrink_seconds:
@@ -500,7 +507,7 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
         began = time.monotonic()
         if job.isolate:
             limit = min(spec.timeout, job.hang_limit * clock.limit_scale) if HANG in job.known else spec.timeout
-            forked = run_forked(lambda: _essentials(prop.run(candidate, case, spec.candidate, details)), limit)
+            forked = server.run((case, details), limit)
             if forked.kind == "crashed":
                 if crash_signature("crash", f"died ({forked.detail})") in job.known:
                     return count(case, "known")
@@ -549,7 +556,8 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
 
     result = SliceResult(counts, 0, 0.0, [])
     try:
-        search()
+        with server:
+            search()
     except _Stop as stop:
         why = stop.args[0] if stop.args else "shrinking cut short: the time budget ran out"
         _write_all(result, list(failing.values()), spec, why)
@@ -630,12 +638,12 @@ def _write(failure: CheckFailure, spec: SearchSpec, shrink: str) -> Finding:
                    case_cost(case["config"], case["inputs"])["elements"], diagnosis)
 
 
-def _cpu_seconds() -> float:
-    """CPU time of this worker and of the forked children it has waited for."""
-    return sum(os.times()[:4])
+def _cpu_seconds(server: ForkServer | None = None) -> float:
+    """CPU time of this worker, of the forked children it has waited for, and of ``server``'s live child."""
+    return sum(os.times()[:4]) + (server.cpu_seconds if server is not None else 0.0)
 
 
-def _overran(job: Slice, started: float, cpu_started: float) -> bool:
+def _overran(job: Slice, started: float, cpu_started: float, server: ForkServer) -> bool:
     """Whether a slice has had its time. Under a time budget, its cap on the wall clock (every
     search must get its share of the budget). Without one, its cap in CPU time, which load does not
     change, so ``--seed`` repeats a run on a busy machine, with :data:`WALL_BACKSTOP` times the cap
@@ -643,7 +651,7 @@ def _overran(job: Slice, started: float, cpu_started: float) -> bool:
     wall = time.monotonic() - started
     if job.deadline is not None:
         return wall > job.cap_seconds
-    return _cpu_seconds() - cpu_started > job.cap_seconds or wall > WALL_BACKSTOP * job.cap_seconds
+    return _cpu_seconds(server) - cpu_started > job.cap_seconds or wall > WALL_BACKSTOP * job.cap_seconds
 
 
 def _reduce_or_say_why(worker_id: int, job: Reduce, capture: OutputCapture, ahead: WriteAhead) -> ReductionEnded:

@@ -8,6 +8,12 @@ far. At any moment, every search has had its fair share of the time, give or tak
 slow search (gradients, a slow candidate) gets fewer examples in the same time, and a search
 whose cases crash or hang is charged for the time they cost.
 
+A worker never waits while a search has cases left: when every search with cases left already
+has a slice running (a run narrowed to one search, or the last searches of a run), the idle
+worker takes another slice of one of them, its next slice number and so its own seed. Its
+examples are reserved from the quota while it runs, so a search's slices never add up to more
+than its quota.
+
 Slice sizes and seeds depend only on the run's seed and the slice's number within its search,
 never on timing, so ``--seed`` repeats a run's cases exactly, whatever the machine's load, unless
 a slice runs past :data:`SLICE_CAP_SECONDS` of CPU time (a slow candidate; the engine counts CPU
@@ -31,8 +37,7 @@ from fuzz_birnn.core.space import CaseSpace
 from fuzz_birnn.properties import PROPERTIES
 
 __all__ = ["FIRST_SLICE", "SLICE_CAP_SECONDS", "SLICE_EXAMPLES", "Reduce", "Scheduler", "Search", "SearchSpec",
-           "Slice",
-           "shard_of"]
+           "Slice", "most_slices", "quota_of", "shard_of"]
 
 #: Examples in a search's first slice (small, so that every search starts early) and in the others.
 FIRST_SLICE = 20
@@ -130,7 +135,8 @@ class Search:
     examples: int = 0
     seconds: float = 0.0
     slices: int = 0
-    running: bool = False
+    running: int = 0  # slices in flight
+    reserved: int = 0  # examples those slices were given
     known: set[str] = field(default_factory=set)
     isolate: bool = False
     slowest: float = 0.0
@@ -139,6 +145,11 @@ class Search:
     @property
     def done(self) -> bool:
         return self.ended is not None or self.examples >= self.quota
+
+    @property
+    def left(self) -> int:
+        """Examples of its quota that no slice, ended or running, has been given."""
+        return 0 if self.ended is not None else self.quota - self.examples - self.reserved
 
 
 class Scheduler:
@@ -169,13 +180,15 @@ class Scheduler:
             return None
         if self.reductions:
             return self.reductions.popleft()
-        ready = [s for s in self.searches if not s.running and not s.done]
+        ready = [s for s in self.searches if s.left > 0]
         if not ready:
             return None
-        search = min(ready, key=lambda s: (s.seconds, s.spec.index))
+        # a search with no slice running first; then the one that has had the least time
+        search = min(ready, key=lambda s: (s.running > 0, s.seconds, s.spec.index))
         planned = FIRST_SLICE if search.slices == 0 else SLICE_EXAMPLES
-        size = max(1, min(planned, search.quota - search.examples))
-        search.running = True
+        size = min(planned, search.left)
+        search.running += 1
+        search.reserved += size
         search.slices += 1
         key = _learner(search.spec)
         borrowed = key in self.hung and HANG not in search.known  # it hung in another search
@@ -187,11 +200,13 @@ class Scheduler:
                      reuse=search.slices == 1, shrink_seconds=self.shrink_seconds, escalate=borrowed,
                      never_returned=borrowed and not slowest)
 
-    def slice_ended(self, spec: SearchSpec, *, examples: int, seconds: float, slowest: float = 0.0,
+    def slice_ended(self, job: Slice, *, examples: int, seconds: float, slowest: float = 0.0,
                     signatures: Iterable[str] = (), error: str | None = None) -> None:
         """A slice's end; ``error`` (a harness error, or why the search cannot go on) ends its search."""
+        spec = job.search
         search = self.searches[spec.index]
-        search.running = False
+        search.running -= 1
+        search.reserved -= job.max_examples
         search.examples += examples
         search.seconds += seconds
         search.slowest = max(search.slowest, slowest)
@@ -237,6 +252,18 @@ def _learner(spec: SearchSpec) -> str:
     """Whose hangs and speed a search learns from: its candidate's, or for a torch-only property
     (``fused`` stands in for torch there) that property's alone."""
     return f"{spec.candidate} {spec.prop}" if PROPERTIES[spec.prop].torch_only else spec.candidate
+
+
+def most_slices(searches: int, max_examples: int) -> int:
+    """How many slices a run of ``searches`` searches can have running at once at most: more
+    workers than that would only wait."""
+    quota = quota_of(searches, max_examples)
+    return searches * (1 + -(-max(0, quota - FIRST_SLICE) // SLICE_EXAMPLES))
+
+
+def quota_of(searches: int, max_examples: int) -> int:
+    """Each search's share of ``--max-examples`` (rounded up: every search gets at least one)."""
+    return max(1, -(-max_examples // max(1, searches)))
 
 
 def shard_of(index: int, shards: int) -> int:

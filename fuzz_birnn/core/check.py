@@ -41,7 +41,7 @@ def check(candidate: Candidate, case: Case, *, name: str | None = None) -> Outco
             raise CheckFailure(Mismatch("result", message), case, label, allowed=evaluation.tolerances.candidate,
                                reference=evaluation.ref) from error
     try:
-        outcome = _judge(actual, evaluation, evaluation.tolerances.candidate, case, label, "agreement")
+        outcome = _judge(actual, evaluation, "candidate", case, label, "agreement")
     except CheckFailure as failure:
         if not _torch_is_right(case, evaluation):
             failure.add_note("torch's fused module is wrong on this case too (fused-vs-reference), so the "
@@ -58,8 +58,7 @@ def check_fused(case: Case, evaluation: Evaluation | None = None) -> Outcome:
     evaluation = evaluate(case) if evaluation is None else evaluation
     if evaluation.skipped:
         return Outcome(case, {}, {}, evaluation.skipped)
-    return _judge(evaluation.fused_result, evaluation, evaluation.tolerances.fused, case, "fused",
-                    "fused-vs-reference")
+    return _judge(evaluation.fused_result, evaluation, "fused", case, "fused", "fused-vs-reference")
 
 
 def _torch_is_right(case: Case, evaluation: Evaluation) -> bool:
@@ -70,17 +69,18 @@ def _torch_is_right(case: Case, evaluation: Evaluation) -> bool:
     return True
 
 
-def _judge(actual: Any, evaluation: Evaluation, allowed: dict[str, float], case: Case,
-             label: str, prop: str) -> Outcome:
+def _judge(actual: Any, evaluation: Evaluation, side: str, case: Case, label: str, prop: str) -> Outcome:
+    """``actual`` against the reference under ``side``'s allowance (``fused`` or ``candidate``):
+    the bound first, the measured tolerances only for values beyond it."""
     __tracebackhide__ = True  # pytest shows the caller's line and the message
     mismatch = check_structure(actual, evaluation.fused_result, case)
     if mismatch is not None:
-        raise CheckFailure(mismatch, case, label, prop, allowed=allowed, reference=evaluation.ref)
+        raise CheckFailure(mismatch, case, label, prop, allowed=getattr(evaluation.tolerances, side),
+                           reference=evaluation.ref)
     values = tensors_of(actual, case)
-    mismatch = compare_values(values, evaluation.ref, allowed)
+    mismatch, tolerances = evaluation.judge(lambda t: compare_values(values, evaluation.ref, getattr(t, side)))
+    allowed = getattr(tolerances, side)
     if mismatch is not None:
         raise CheckFailure(mismatch, case, label, prop, actual=values, allowed=allowed, reference=evaluation.ref)
     errors = {k: max_abs_difference(values[k], evaluation.ref[k]) for k in evaluation.ref}
     return Outcome(case, errors, allowed)
-
-

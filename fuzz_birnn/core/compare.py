@@ -83,14 +83,19 @@ class Tolerances:
     candidate: dict[str, float]
 
     @classmethod
-    def measure(cls, case: Case, ref: dict[str, torch.Tensor], ref32: dict[str, torch.Tensor],
+    def measure(cls, case: Case, ref: dict[str, torch.Tensor], ref32: dict[str, torch.Tensor] | None,
                 native: dict[str, torch.Tensor] | None, fused: dict[str, torch.Tensor],
                 sensitivity: dict[str, float] | None = None) -> Tolerances:
         """Build the model from float64 tensors per layer and direction (see :func:`tensors_of`);
         ``sensitivity`` adds other measurements of ``kappa`` (in units of the working precision's
         eps), taken the larger, but never more than :data:`SECOND_SAMPLE_CAP` times the first
         measurement: a second sample may widen the allowance for an ill-read case, not excuse an
-        O(1) error in whatever produced it."""
+        O(1) error in whatever produced it.
+
+        Without ``ref32`` (and ``native``), ``kappa`` is left out (``max(kappa, scale)`` becomes
+        ``scale``): the result is a *bound*, no larger than the measured model for any tensor, fused
+        or candidate, so a result within the bound is within the model; only a result beyond it
+        needs the extra reference runs (:meth:`fuzz_birnn.core.evaluation.Evaluation.judge`)."""
         dtype = case.inputs.torch_dtype
         eps = torch.finfo(dtype).eps
         eps32 = torch.finfo(torch.float32).eps
@@ -98,7 +103,8 @@ class Tolerances:
         eps_compute = eps64 if dtype == torch.float64 else eps32
         allowed_fused, allowed_candidate = {}, {}
         for name, exact in ref.items():
-            first = max(_max_abs(ref32[name] - exact) / eps32, 1.0, _max_abs(exact))  # max(kappa, scale)
+            kappa = 0.0 if ref32 is None else _max_abs(ref32[name] - exact) / eps32
+            first = max(kappa, 1.0, _max_abs(exact))  # max(kappa, scale)
             second = min((sensitivity or {}).get(name, 0.0), SECOND_SAMPLE_CAP * first)
             linear = max(first, second)
             expected = (eps + eps64) * linear

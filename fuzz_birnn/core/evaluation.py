@@ -4,8 +4,9 @@ the tolerances measured from them (:mod:`fuzz_birnn.core.compare` has the model)
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import torch
 
@@ -16,23 +17,56 @@ from fuzz_birnn.core.reference import CellReference
 
 __all__ = ["Evaluation", "evaluate"]
 
+T = TypeVar("T")
+
 _REFERENCE64 = CellReference(torch.float64)
 _REFERENCE32 = CellReference(torch.float32)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Evaluation:
     """What a case is checked against: the fused result, the float64 reference per layer
-    and direction (see :func:`~fuzz_birnn.core.compare.tensors_of`), and the tolerances measured on it."""
+    and direction (see :func:`~fuzz_birnn.core.compare.tensors_of`), and the tolerances measured on it.
+
+    The measured tolerances need two more reference runs (float32, and the case's own dtype for
+    bfloat16 and float16), which cost as much as the float64 one. Most results are well inside a
+    bound that needs neither, so :meth:`judge` compares under :attr:`bound` first and measures
+    only for a result beyond it; :attr:`tolerances` measures on first use.
+    """
 
     fused_result: Any
     ref: dict[str, torch.Tensor]
-    tolerances: Tolerances
+    #: no larger than :attr:`tolerances` anywhere (:meth:`Tolerances.measure` without ``ref32``)
+    bound: Tolerances
     skipped: str | None
+    _measure: Callable[[], Tolerances] | None = field(default=None, repr=False)
+    _measured: Tolerances | None = field(default=None, repr=False)
+
+    @property
+    def tolerances(self) -> Tolerances:
+        """The measured tolerance model of :mod:`fuzz_birnn.core.compare` (measured once, on first use)."""
+        if self._measured is None:
+            self._measured = self.bound if self._measure is None else self._measure()
+        return self._measured
+
+    @property
+    def measured(self) -> bool:
+        """Whether the extra reference runs have been made (for benchmarks and tests)."""
+        return self._measured is not None and self._measure is not None
+
+    def judge(self, compare: Callable[[Tolerances], T | None]) -> tuple[T | None, Tolerances]:
+        """``compare(tolerances)``'s verdict (``None``: within them) under :attr:`bound`, and only if
+        that fails, under the measured :attr:`tolerances`; with the tolerances it was decided under.
+        ``compare`` must never fail under a larger allowance where it passed under a smaller one."""
+        verdict = compare(self.bound)
+        if verdict is None or self._measure is None:
+            return verdict, self.bound
+        return compare(self.tolerances), self.tolerances
 
 
 def evaluate(case: Case, built: Built | None = None) -> Evaluation:
-    """Run the fused module and the references, and measure the tolerances for this case.
+    """Run the fused module and the float64 reference (the float32 and native ones wait until a
+    result falls outside :attr:`Evaluation.bound`).
 
     ``built`` (``case.build()``, built once by the caller) is only read, never changed, so the
     caller may hand the same module and tensors to a candidate afterwards.
@@ -52,12 +86,17 @@ def evaluate(case: Case, built: Built | None = None) -> Evaluation:
             if float(tensor.abs().max()) > limit:
                 return Evaluation(fused_result, ref, Tolerances({}, {}),
                                   f"{tensor_name} exceeds the {case.inputs.dtype} range")
-        ref32 = tensors_of(_REFERENCE32.compute(*on_cpu), case)
-        native = None
-        if case.inputs.dtype in ("bfloat16", "float16"):
-            native = tensors_of(CellReference(case.inputs.torch_dtype).compute(*on_cpu), case)
-        tolerances = Tolerances.measure(case, ref, ref32, native, tensors_of(fused_result, case))
-    return Evaluation(fused_result, ref, tolerances, None)
+        fused = tensors_of(fused_result, case)
+
+    def measure() -> Tolerances:
+        with backend(case.inputs), torch.no_grad():
+            ref32 = tensors_of(_REFERENCE32.compute(*on_cpu), case)
+            native = None
+            if case.inputs.dtype in ("bfloat16", "float16"):
+                native = tensors_of(CellReference(case.inputs.torch_dtype).compute(*on_cpu), case)
+            return Tolerances.measure(case, ref, ref32, native, fused)
+
+    return Evaluation(fused_result, ref, Tolerances.measure(case, ref, None, None, fused), None, measure)
 
 
 def _on_cpu(case: Case, built: Built) -> tuple[Any, ...]:

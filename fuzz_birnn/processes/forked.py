@@ -1,15 +1,15 @@
 """Running one case in a forked child, so that a crash or a hang costs the child, not the worker.
 
-This is the fork server of crash fuzzers (AFL's, for one): the worker has paid for importing
-torch and the candidate once; each child starts from that state in about a millisecond, runs one
-case, and reports through its exit status (and a pipe for a small return value). The parent
-waits at most ``limit`` seconds, then kills it; the time limit is enforced from outside, so no
-``except`` or destructor inside the candidate can swallow it.
+The worker has paid for importing torch and the candidate once; each child starts from that
+state, runs one case, and reports through its exit status (and a pipe for a small return value).
+The parent waits at most ``limit`` seconds, then kills it; the time limit is enforced from
+outside, so no ``except`` or destructor inside the candidate can swallow it.
 
-A search switches to isolated cases once it has met a crash or a hang (its next crash costs a
-child, not a fresh interpreter), and crash and hang reduction (:mod:`fuzz_birnn.campaign.reducer`) runs
-every attempt this way. Needs ``os.fork`` (Linux, macOS): elsewhere :func:`can_fork` is false and
-callers fall back to a fresh process per case.
+Crash and hang reduction (:mod:`fuzz_birnn.campaign.reducer`) and the diagnosis' confirmations run
+every attempt this way, each from the same clean state. A search that goes on after a crash uses
+:class:`~fuzz_birnn.processes.fork_server.ForkServer` instead: one warm child for case after case.
+Needs ``os.fork`` (Linux, macOS): elsewhere :func:`can_fork` is false and callers fall back to a
+fresh process per case.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import os
 import pickle
 import select
 import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from typing import Any
 from fuzz_birnn.core.outcomes import CheckFailure
 from fuzz_birnn.processes.lifeline import set_parent_death_signal
 
-__all__ = ["Ending", "can_fork", "exit_reason", "run_forked"]
+__all__ = ["Ending", "can_fork", "exit_reason", "flush_streams", "run_forked"]
 
 _PASSED, _FAILED, _RAISED = 0, 1, 2
 
@@ -68,6 +69,7 @@ def run_forked(function: Callable[[], Any], limit: float) -> Ending:
             view = memoryview(payload)
             while view:
                 view = view[os.write(write_end, view):]
+            flush_streams()  # os._exit flushes nothing: what the case printed must reach the capture file
         finally:
             os._exit(code)
     os.close(write_end)
@@ -113,6 +115,12 @@ def _read_until_exit(fd: int, deadline: float) -> tuple[bytes, bool]:
                 chunks.append(chunk)
     finally:
         os.close(fd)
+
+
+def flush_streams() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
 
 
 def _die_with(parent: int) -> None:

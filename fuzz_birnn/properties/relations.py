@@ -32,7 +32,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 from fuzz_birnn.core.candidates import candidate_label, fused
 from fuzz_birnn.core.case import Built, Case, backend
-from fuzz_birnn.core.compare import Mismatch, max_abs_difference, not_close
+from fuzz_birnn.core.compare import Mismatch, Tolerances, max_abs_difference, not_close
 from fuzz_birnn.core.evaluation import evaluate
 from fuzz_birnn.core.layout import Canonical, as_tensor, canonical, each_state, reverse_within_lengths
 from fuzz_birnn.core.outcomes import Candidate, CheckFailure, Outcome, Unsupported, unsupported
@@ -225,7 +225,6 @@ def check_relation(relation: str, candidate: Candidate, case: Case, *, name: str
         return Outcome(case, {}, {}, evaluation.skipped)
     label = name or candidate_label(candidate)
     prop = f"relation:{relation}"
-    allowed = {k: 2 * v for k, v in evaluation.tolerances.candidate.items()}
     with backend(case.inputs), torch.no_grad():
         bound = _Call(candidate, label, prop, case, built, canonical(built.module, built.input, built.hx))
         try:
@@ -234,15 +233,28 @@ def check_relation(relation: str, candidate: Candidate, case: Case, *, name: str
             pairs = list(relate(bound, original))
         except Unsupported as refusal:
             return Outcome(case, {}, {}, unsupported(refusal))
-        errors: dict[str, float] = {}
+    errors: dict[str, float] = {}
+    for what, tensor, mine, theirs in pairs:
+        if mine.shape != theirs.shape:
+            message = (f"{relation}: {tensor}.shape={tuple(theirs.shape)} for {what}, "
+                       f"but should be {tuple(mine.shape)}")
+            raise CheckFailure(Mismatch(tensor, message), case, label, prop)
+        errors[tensor] = max(errors.get(tensor, 0.0), max_abs_difference(theirs, mine))
+
+    def beyond(tolerances: Tolerances) -> Mismatch | None:
+        """The first pair further apart than twice the candidate's allowance (two results, each off by up to it)."""
+        allowed = _twice(tolerances)
         for what, tensor, mine, theirs in pairs:
-            if mine.shape != theirs.shape:
-                message = (f"{relation}: {tensor}.shape={tuple(theirs.shape)} for {what}, "
-                           f"but should be {tuple(mine.shape)}")
-                raise CheckFailure(Mismatch(tensor, message), case, label, prop)
-            difference = max_abs_difference(theirs, mine)
-            errors[tensor] = max(errors.get(tensor, 0.0), difference)
-            if difference > allowed[tensor]:
-                raise CheckFailure(not_close(tensor, theirs, mine, allowed[tensor],
-                                             f"{relation}: {tensor} differs for {what}"), case, label, prop)
+            if max_abs_difference(theirs, mine) > allowed[tensor]:
+                return not_close(tensor, theirs, mine, allowed[tensor], f"{relation}: {tensor} differs for {what}")
+        return None
+
+    mismatch, tolerances = evaluation.judge(beyond)
+    allowed = _twice(tolerances)
+    if mismatch is not None:
+        raise CheckFailure(mismatch, case, label, prop)
     return Outcome(case, errors, allowed)
+
+
+def _twice(tolerances: Tolerances) -> dict[str, float]:
+    return {k: 2 * v for k, v in tolerances.candidate.items()}

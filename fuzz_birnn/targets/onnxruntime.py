@@ -19,24 +19,28 @@ from typing import Any
 import torch
 
 from fuzz_birnn.core.check import Unsupported
-from fuzz_birnn.targets.adapter import candidate_from
-from fuzz_birnn.targets.onnx_export import input_names, onnx_model
+from fuzz_birnn.targets.adapter import ExportCache, candidate_from
+from fuzz_birnn.targets.onnx_export import input_names, onnx_model, runs_deployed, shared_inputs, shared_model
 
 __all__ = ["onnxruntime", "onnxruntime_torchscript", "run_onnx"]
 
 
 def run_onnx(module: torch.nn.RNNBase, x: torch.Tensor, hx: Any, *, exporter: str) -> Any:
-    import onnxruntime as ort
+    """``module(x, hx)`` exported by ``exporter`` and run on ONNX Runtime, in the form the case's
+    weights choose (:mod:`.onnx_export`: deployed, or shared with the weights as inputs)."""
     from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
-    model = onnx_model(module, x, hx, exporter=exporter)
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
+    names, tensors = input_names(hx), _flat(x, hx)
+    if runs_deployed(module):
+        model = onnx_model(module, x, hx, exporter=exporter)
+    else:
+        model, names = shared_model(module, x, hx, exporter=exporter)
+        tensors = shared_inputs(module, x, hx)
     try:
-        session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-        feeds = {name: _ort_value(t) for name, t in zip(input_names(hx), _flat(x, hx), strict=True)}
-        names = [o.name for o in session.get_outputs()]
-        results = session.run_with_ort_values(names, feeds)
+        session = _SESSIONS.get(model, lambda: _session(model))
+        feeds = {name: _ort_value(t) for name, t in zip(names, tensors, strict=True)}
+        outputs = [o.name for o in session.get_outputs()]
+        results = session.run_with_ort_values(outputs, feeds)
     except ort_state.NotImplemented as refusal:
         raise Unsupported(f"onnxruntime: {_said(refusal)}") from refusal
     except ort_state.RuntimeException as error:
@@ -44,8 +48,20 @@ def run_onnx(module: torch.nn.RNNBase, x: torch.Tensor, hx: Any, *, exporter: st
         if no_kernel:
             raise Unsupported(f"onnxruntime: {no_kernel.group(0)}") from error
         raise
-    tensors = [_tensor(value) for value in results]
-    return tensors[0], (tensors[1] if len(tensors) == 2 else tuple(tensors[1:]))
+    returned = [_tensor(value) for value in results]
+    return returned[0], (returned[1] if len(returned) == 2 else tuple(returned[1:]))
+
+
+#: Sessions of the models in use: a shared model's session serves case after case.
+_SESSIONS = ExportCache()
+
+
+def _session(model: bytes) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
 #: A kernel's own refusal of a dtype: "GRU operator does not support double yet".

@@ -1,0 +1,81 @@
+"""The scheduler: every worker busy while any search has cases left, fair shares, quotas kept,
+and the same slices (numbers, sizes, seeds) for the same seed however many workers take them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fuzz_birnn.campaign.engine import plan_searches
+from fuzz_birnn.campaign.scheduler import FIRST_SLICE, SLICE_EXAMPLES, Scheduler, Search, Slice, most_slices, quota_of
+from fuzz_birnn.core.space import CaseSpace
+
+
+def searches(count: int, quota: int) -> list[Search]:
+    modes = ["RNN_TANH", "RNN_RELU", "GRU", "LSTM"][:count]
+    specs, _ = plan_searches(None, ["agreement"], modes, CaseSpace(), seed=7, reports=Path("unused"),
+                             timeout=60, database=None)
+    return [Search(spec, quota) for spec in specs]
+
+
+def hand_out(scheduler: Scheduler, workers: int) -> list[Slice]:
+    """Run the scheduler to its end with ``workers`` workers, each slice using all its examples;
+    the slices in the order they were handed out."""
+    running: list[Slice] = []
+    handed: list[Slice] = []
+    while True:
+        while len(running) < workers:
+            job = scheduler.next_job()
+            if job is None:
+                break
+            assert isinstance(job, Slice)
+            running.append(job)
+            handed.append(job)
+        if not running:
+            return handed
+        job = running.pop(0)
+        scheduler.slice_ended(job, examples=job.max_examples, seconds=1.0)
+
+
+def test_one_search_keeps_every_worker_busy():
+    scheduler = Scheduler(searches(1, 1000), deadline=None, reduce_seconds=60, workers=2)
+    first, second = scheduler.next_job(), scheduler.next_job()
+    assert isinstance(first, Slice) and isinstance(second, Slice)
+    assert first.search == second.search
+    assert (first.number, second.number) == (1, 2)
+    assert first.seed != second.seed
+    assert (first.max_examples, second.max_examples) == (FIRST_SLICE, SLICE_EXAMPLES)
+    assert first.reuse and not second.reuse  # the database is replayed once a search
+
+
+def test_an_idle_search_goes_before_a_second_slice_of_a_running_one():
+    scheduler = Scheduler(searches(2, 1000), deadline=None, reduce_seconds=60, workers=3)
+    jobs = [scheduler.next_job() for _ in range(3)]
+    assert [job.search.index for job in jobs] == [0, 1, 0]
+
+
+def test_running_slices_never_add_up_to_more_than_the_quota():
+    scheduler = Scheduler(searches(1, 230), deadline=None, reduce_seconds=60, workers=8)
+    jobs = [scheduler.next_job() for _ in range(8)]
+    given = [job for job in jobs if job is not None]
+    assert [job.max_examples for job in given] == [FIRST_SLICE, SLICE_EXAMPLES, 10]
+    scheduler.slice_ended(given[1], examples=50, seconds=1.0)  # stopped early: its unused examples go back
+    again = scheduler.next_job()
+    assert isinstance(again, Slice) and again.max_examples == 150 and again.number == 4
+
+
+def test_the_same_slices_whatever_the_number_of_workers():
+    def slices(workers):
+        handed = hand_out(Scheduler(searches(4, 1000), deadline=None, reduce_seconds=60, workers=workers), workers)
+        return sorted((job.search.index, job.number, job.max_examples, job.seed) for job in handed)
+
+    one = slices(1)
+    assert slices(2) == one == slices(5)
+    per_search = {index: sum(size for i, _, size, _ in one if i == index) for index in range(4)}
+    assert per_search == dict.fromkeys(range(4), 1000)
+
+
+def test_workers_are_not_started_for_slices_that_cannot_exist():
+    assert quota_of(4, 10) == 3
+    assert most_slices(1, 10) == 1
+    assert most_slices(1, FIRST_SLICE + 1) == 2
+    assert most_slices(32, 25000) >= 32 * 4
