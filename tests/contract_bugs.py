@@ -291,3 +291,36 @@ def wrong_by_mode(module, input, hx=None):
         padded = torch.nn.utils.rnn.pad_packed_sequence(output)[0] if isinstance(output, PackedSequence) else output
         return padded.unsqueeze(0), hidden
     return _ShapeRaises(), hidden
+
+
+def _logged(module, input, hx):
+    """Append this call's shapes and its first weight to the file ``FUZZ_BIRNN_TEST_LOG`` names."""
+    import json
+    import os
+
+    data = input.data if isinstance(input, PackedSequence) else input
+    with open(os.environ["FUZZ_BIRNN_TEST_LOG"], "a") as log:
+        log.write(json.dumps([list(data.shape), module.extra_repr(), float(module.weight_ih_l0.flatten()[0])]) + "\n")
+
+
+def costly_per_shape(module, input, hx=None):
+    """Right; its setup would be per shape, so it asks for four draws of values on each (and logs its calls)."""
+    _logged(module, input, hx)
+    return module(input, hx)
+
+
+costly_per_shape.cases_per_shape = 4
+
+
+def costly_per_shape_and_wrong_on_a_large_first_weight(module, input, hx=None):
+    """Asks for four draws of values on each shape; its output is off by one where the first weight
+    is above 0.9 of the largest weight's magnitude (a value-dependent bug: a case in twenty or so)."""
+    output, hidden = module(input, hx)
+    weights = torch.cat([p.detach().flatten() for p in module.parameters()])
+    if weights[0] > 0.9 * weights.abs().max():
+        data = (output.data if isinstance(output, PackedSequence) else output) + 1.0
+        output = output._replace(data=data) if isinstance(output, PackedSequence) else data
+    return output, hidden
+
+
+costly_per_shape_and_wrong_on_a_large_first_weight.cases_per_shape = 4

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -118,3 +119,15 @@ def test_from_dict_names_the_bad_field(change, message):
 def test_from_dict_refuses_malformed_documents(data):
     with pytest.raises(ValueError, match="case"):
         Case.from_dict(data)
+
+
+def test_other_draws_of_values_keep_the_configuration_and_shapes():
+    case = Case(Config("LSTM", 3, 4, 2, True, True, True, 2), Inputs(5, 3, True, (5, 2, 4), False, initial_state=True,
+                                                                      dtype="float32", seed=12))
+    assert case.with_values(0) is case
+    others = [case.with_values(n) for n in range(1, 6)]
+    assert len({o.inputs.seed for o in others} | {case.inputs.seed}) == 6
+    for other in others:
+        assert other.config == case.config
+        assert dataclasses.replace(other.inputs, seed=case.inputs.seed) == case.inputs
+        Case.from_dict(other.to_dict())  # valid

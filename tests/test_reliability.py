@@ -274,3 +274,37 @@ def test_every_kind_of_wrong_result_is_a_finding_through_run(tmp_path):
     assert not record["errors"]
     modes = {s["mode"] for f in record["findings"] for s in f["seen_in"]}
     assert modes == {"RNN_TANH", "RNN_RELU", "GRU", "LSTM"}, modes
+
+
+@pytest.mark.e2e
+def test_a_candidate_with_a_costly_setup_per_shape_gets_several_value_draws_on_each(tmp_path):
+    """``cases_per_shape = 4``: each drawn configuration and shapes is checked on four draws of
+    values, every one counted as a case."""
+    log = tmp_path / "calls.jsonl"
+    args = ["run", "--candidate", "tests.contract_bugs:costly_per_shape", "--properties", "agreement", "--modes",
+            "gru", "--max-examples", 40, "--workers", 1, "--seed", 3, "--database", "none", "--reports",
+            tmp_path / "reports"]
+    done = subprocess.run([sys.executable, "-m", "fuzz_birnn", *map(str, args)], cwd=ROOT, capture_output=True,
+                          text=True, env={**os.environ, "FUZZ_BIRNN_TEST_LOG": str(log)}, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    # packed input is one call; each group of four shares shapes and configuration, not weights
+    groups = [calls[i:i + 4] for i in range(0, len(calls), 4)]
+    assert len(calls) == 40 and all(len({(str(s), r) for s, r, _ in g}) == 1 for g in groups)
+    assert all(len({w for _, _, w in g}) == 4 for g in groups)
+    assert json.loads((tmp_path / "reports" / "run.json").read_text())["cases"]["total"] == 40
+
+
+@pytest.mark.e2e
+def test_a_fault_on_another_draw_of_values_is_reported_with_that_case(tmp_path):
+    reports = tmp_path / "reports"
+    done = fuzz("run", "--candidate", "tests.contract_bugs:costly_per_shape_and_wrong_on_a_large_first_weight",
+                "--properties", "agreement", "--modes", "lstm", "--max-examples", 400, "--workers", 1, "--seed", 1,
+                "--database", "none", "--reports", reports)
+    assert done.returncode == 1, done.stdout + done.stderr
+    folders = [p.parent for p in reports.glob("*/case.json")]
+    assert folders
+    for folder in folders:  # the report's case is the draw that failed, and fails alone
+        again = subprocess.run([sys.executable, "-m", "fuzz_birnn", "replay", str(folder)], cwd=ROOT,
+                               capture_output=True, text=True, timeout=600)
+        assert again.returncode == 1, again.stdout + again.stderr

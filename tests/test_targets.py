@@ -152,3 +152,88 @@ def test_a_users_unsupported_is_counted_and_tabled_not_failed(tmp_path):
     assert record["not_compared"]["unsupported: no float16 kernel"] == dtypes["float16"]["unsupported"]
     assert "support (cases checked / unsupported / failing" in done.stdout
     assert "float16 0/" in done.stdout
+
+
+# -- the ONNX targets' two forms: deployed (weights folded, one export a case) and shared --------
+
+FORMS_CASES = [
+    *FIXED, SAME_SHAPES_NEW_WEIGHTS,
+    Case(Config("LSTM", 2, 3, 2, True, True, True), Inputs(3, None, unbatched=True, dtype="float32", seed=6)),
+    Case(Config("GRU", 2, 3, 1, False, True, False), Inputs(4, 3, True, (4, 2, 4), False, dtype="float32", seed=8)),
+]
+
+
+def forms(monkeypatch, every):
+    """Every case in the deployed form (``every=1``) or in the shared one (a huge ``every``)."""
+    from fuzz_birnn.targets import onnx_export
+
+    monkeypatch.setattr(onnx_export, "DEPLOYED_EVERY", every)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("name", ["onnxruntime-torchscript", "onnxruntime"])
+def test_the_shared_form_gives_the_deployed_forms_verdict(monkeypatch, name):
+    candidate = target(name)
+    verdicts = {}
+    for every in (1, 10**9):
+        forms(monkeypatch, every)
+        verdicts[every] = [check(candidate, case, name=name).skipped for case in FORMS_CASES]
+    assert verdicts[1] == verdicts[10**9] == [None] * len(FORMS_CASES)
+
+
+def test_the_torchscript_shared_form_is_exported_once_per_configuration(monkeypatch):
+    from fuzz_birnn.targets import onnx_export
+
+    candidate = target("onnxruntime-torchscript")
+    forms(monkeypatch, 10**9)
+    exports = []
+    real = onnx_export._export_shared
+    monkeypatch.setattr(onnx_export, "_export_shared", lambda *a, **k: exports.append(1) or real(*a, **k))
+    monkeypatch.setattr(onnx_export, "_SHARED", onnx_export.ExportCache())
+    gru = Config("GRU", 3, 4, 2, True, False, True)
+    for steps, batch, seed in ((5, 2, 1), (3, 4, 2), (7, 1, 3)):  # other lengths, batches and weights
+        check(candidate, Case(gru, Inputs(steps, batch, initial_state=True, dtype="float32", seed=seed)))
+    # packed: three length groups, each its own padded batch, all through the same export
+    check(candidate, Case(gru, Inputs(6, 3, True, (6, 2, 4), False, initial_state=True, dtype="float32", seed=4)))
+    assert len(exports) == 1
+
+
+def test_a_case_runs_one_form_whatever_ran_before():
+    from fuzz_birnn.targets.onnx_export import DEPLOYED_EVERY, runs_deployed
+
+    chosen = [runs_deployed(Case(FIXED[0].config, Inputs(5, 2, dtype="float32", seed=seed)).build().module)
+              for seed in range(400)]
+    assert chosen == [runs_deployed(Case(FIXED[0].config, Inputs(5, 2, dtype="float32", seed=seed)).build().module)
+                      for seed in range(400)]
+    assert 400 / DEPLOYED_EVERY / 2 < sum(chosen) < 400 / DEPLOYED_EVERY * 2  # about one case in DEPLOYED_EVERY
+
+
+@pytest.mark.parametrize("broken", ["deployed", "shared"])
+def test_a_bug_in_either_form_is_found(monkeypatch, broken):
+    """Each form really runs: a model that ignores the case's weights in one form is caught on the
+    cases of that form and only there."""
+    import torch
+
+    from fuzz_birnn.targets import onnx_export, onnxruntime
+
+    candidate = target("onnxruntime-torchscript")
+    stale = torch.nn.GRU(3, 4, 2, True, False, 0.0, True).eval()  # weights no case has
+    if broken == "deployed":
+        real_model = onnx_export.onnx_model
+        monkeypatch.setattr(onnxruntime, "onnx_model", lambda module, x, hx, **k: real_model(stale, x, hx, **k))
+    else:
+        real_inputs = onnx_export.shared_inputs
+        monkeypatch.setattr(onnxruntime, "shared_inputs",
+                            lambda module, x, hx: [*real_inputs(module, x, hx)[:2], *real_inputs(stale, x, hx)[2:]])
+    failed = {}
+    gru = Config("GRU", 3, 4, 2, True, False, True)
+    for seed in range(24):
+        case = Case(gru, Inputs(5, 2, initial_state=True, dtype="float32", seed=seed))
+        deployed = onnx_export.runs_deployed(case.build().module)
+        try:
+            check(candidate, case)
+            failed[seed] = (deployed, False)
+        except CheckFailure:
+            failed[seed] = (deployed, True)
+    assert any(deployed for deployed, _ in failed.values()) and not all(d for d, _ in failed.values())
+    assert all(fails == (deployed == (broken == "deployed")) for deployed, fails in failed.values())

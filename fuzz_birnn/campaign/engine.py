@@ -468,6 +468,7 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
     counts: Counts = Counts()
     failing: dict[str, CheckFailure] = {}
     clock = _SliceClock()
+    per_shape = cases_per_shape(candidate) if not prop.torch_only else 1
     # isolated cases run in one warm forked child, a new one only after a crash or a hang
     server = ForkServer(lambda request: _essentials(prop.run(candidate, request[0], spec.candidate, request[1])))
     started, cpu_started = time.monotonic(), _cpu_seconds()
@@ -484,19 +485,8 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
             counts.clear()
             clock.generated, clock.flushed = 0, now
 
-    @settings(max_examples=job.max_examples, database=database, phases=phases, deadline=None,
-              verbosity=Verbosity.quiet, suppress_health_check=list(HealthCheck), report_multiple_bugs=True)
-    @seed(job.seed)
-    @given(_strategy(spec))
-    def search(drawn: Any) -> None:
-        if job.deadline is not None and time.time() >= job.deadline:
-            raise _Stop("shrinking cut short: the time budget ran out")
-        if not failing and _overran(job, started, cpu_started, server):
-            raise _Stop
-        if failing and job.shrink_seconds is not None and time.monotonic() - clock.first_failure > \
-                job.shrink_seconds:
-            raise _Stop("shrinking cut short: its search's share of the time budget ran out")
-        case, details = (drawn[0], {"corruption": drawn[1]}) if prop.invalid else (drawn, {})
+    def check_one(case: Case, details: dict[str, Any]) -> tuple[str, float | None]:
+        """Check one case; count it; raise its new fault. Its verdict and its score for ``target``."""
         in_flight = {"candidate": spec.candidate, "property": spec.prop, "case": case.to_dict(), "details": details}
         ahead.write(in_flight)
         capture.reset()
@@ -510,7 +500,8 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
             forked = server.run((case, details), limit)
             if forked.kind == "crashed":
                 if crash_signature("crash", f"died ({forked.detail})") in job.known:
-                    return count(case, "known")
+                    count(case, "known")
+                    return "known", None
                 raise _InProcessFault("crash", f"died ({forked.detail})", in_flight, capture.read())
             if forked.kind == "hung":
                 if HANG in job.known:
@@ -520,7 +511,7 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
                                          "the candidate hung in another search (search this one alone, with "
                                          "--properties and --modes, to give each case the whole --timeout)")
                     clock.limit_scale *= 2 if job.escalate else 1
-                    return
+                    return "known", None
                 raise _InProcessFault("timeout", f"ran past the {spec.timeout:g}s limit", in_flight, capture.read())
             if forked.kind == "passed":
                 essentials = forked.value
@@ -536,7 +527,8 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
         if failure is not None:
             signature = signature_of(failure, lambda twin: _twin_mismatch(prop, candidate, spec, twin, details))
             if signature in job.known:
-                return count(case, "known")
+                count(case, "known")
+                return "known", None
             count(case, "failed")
             fault = _fault_type(signature)(failure.mismatch, failure.case, failure.candidate, failure.prop,
                                            failure.details, failure.actual, failure.allowed, failure.reference)
@@ -550,9 +542,27 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
         verdict = "passed" if not skipped else "unsupported" if skipped.startswith("unsupported:") else "skipped"
         count(case, verdict, _reason(skipped))
         clock.slowest = max(clock.slowest, time.monotonic() - began)
-        assume(skipped is None)
-        if spec.target and score is not None:
-            target(score, label="error / allowance")
+        return verdict, score
+
+    @settings(max_examples=-(-job.max_examples // per_shape), database=database, phases=phases, deadline=None,
+              verbosity=Verbosity.quiet, suppress_health_check=list(HealthCheck), report_multiple_bugs=True)
+    @seed(job.seed)
+    @given(_strategy(spec))
+    def search(drawn: Any) -> None:
+        if job.deadline is not None and time.time() >= job.deadline:
+            raise _Stop("shrinking cut short: the time budget ran out")
+        if not failing and _overran(job, started, cpu_started, server):
+            raise _Stop
+        if failing and job.shrink_seconds is not None and time.monotonic() - clock.first_failure > \
+                job.shrink_seconds:
+            raise _Stop("shrinking cut short: its search's share of the time budget ran out")
+        case, details = (drawn[0], {"corruption": drawn[1]}) if prop.invalid else (drawn, {})
+        # a candidate whose setup is per shape checks more values on the same shapes (its cases_per_shape)
+        judged = [check_one(case.with_values(number), details) for number in range(per_shape)]
+        assume(any(verdict not in ("skipped", "unsupported") for verdict, _ in judged))
+        scores = [score for verdict, score in judged if verdict == "passed" and score is not None]
+        if spec.target and scores:
+            target(max(scores), label="error / allowance")
 
     result = SliceResult(counts, 0, 0.0, [])
     try:
@@ -574,6 +584,14 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
             result.error = harness_error(others[0], spec, job.number)
     result.generated, result.slowest = clock.generated, clock.slowest
     return result
+
+
+def cases_per_shape(candidate: Candidate) -> int:
+    """How many draws of values (weights, inputs, states) a search checks on each drawn
+    configuration and shapes: the candidate's ``cases_per_shape`` (a target whose setup is per
+    shape, an export or a compilation, sets it to spread that cost), else 1."""
+    number = getattr(candidate, "cases_per_shape", 1)
+    return number if isinstance(number, int) and not isinstance(number, bool) and 1 <= number <= 1000 else 1
 
 
 def harness_error(error: BaseException, spec: SearchSpec, number: int) -> str:

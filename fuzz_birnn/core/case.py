@@ -210,6 +210,14 @@ class Case:
             extras.append(f"scale={i.scale}")
         return f"{self.config.describe()} on {i.form} input ({shape}), {', '.join(extras)}"
 
+    def with_values(self, number: int) -> Case:
+        """This configuration and these shapes with the ``number``-th other draw of values (weights,
+        input, initial state: everything the seed decides); ``with_values(0)`` is this case."""
+        if number == 0:
+            return self
+        seed = (self.inputs.seed * 1_000_003 + number) % 2**63
+        return dataclasses.replace(self, inputs=dataclasses.replace(self.inputs, seed=seed))
+
     # -- serialisation -------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from torch.nn.utils.rnn import PackedSequence
 
 from fuzz_birnn.targets.packing import by_length_groups
 
-__all__ = ["ExportCache", "candidate_from", "export_key"]
+__all__ = ["CASES_PER_SHAPE", "ExportCache", "candidate_from", "export_key"]
 
 
 def export_key(module: torch.nn.RNNBase, x: torch.Tensor, hx: Any) -> Hashable:
@@ -42,7 +42,14 @@ class ExportCache:
         return value
 
 
-def candidate_from(run_padded: Callable[[torch.nn.RNNBase, torch.Tensor, Any], Any]) -> Callable[..., Any]:
+#: Draws of values a search checks on each drawn configuration and shapes, for a target whose
+#: setup (an export, a session) is per configuration and shapes: one setup then serves several
+#: cases (see ``cases_per_shape`` in :mod:`fuzz_birnn.campaign.engine`).
+CASES_PER_SHAPE = 8
+
+
+def candidate_from(run_padded: Callable[[torch.nn.RNNBase, torch.Tensor, Any], Any], *,
+                   cases_per_shape: int = 1) -> Callable[..., Any]:
     """A candidate ``(module, input, hx=None)`` from a runner of padded (or unbatched) input."""
     def candidate(module: torch.nn.RNNBase, input: Any, hx: Any = None) -> Any:
         # exporters warn freely (deprecations, tracer notes): their warnings are not findings
@@ -51,6 +58,7 @@ def candidate_from(run_padded: Callable[[torch.nn.RNNBase, torch.Tensor, Any], A
             if isinstance(input, PackedSequence):
                 return by_length_groups(run_padded, module, input, hx)
             return run_padded(module, input, hx)
+    candidate.cases_per_shape = cases_per_shape  # type: ignore[attr-defined]
     return candidate
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from fuzz_birnn.core.check import Unsupported
-from fuzz_birnn.targets.adapter import ExportCache, candidate_from
+from fuzz_birnn.targets.adapter import CASES_PER_SHAPE, ExportCache, candidate_from
 from fuzz_birnn.targets.onnx_export import input_names, onnx_model, runs_deployed, shared_inputs, shared_model
 
 __all__ = ["onnx_reference"]
@@ -41,4 +41,4 @@ def _run(module: torch.nn.RNNBase, x: torch.Tensor, hx: Any) -> Any:
 _EVALUATORS = ExportCache()
 
 
-onnx_reference = candidate_from(_run)
+onnx_reference = candidate_from(_run, cases_per_shape=CASES_PER_SHAPE)

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from fuzz_birnn.core.check import Unsupported
-from fuzz_birnn.targets.adapter import ExportCache, candidate_from
+from fuzz_birnn.targets.adapter import CASES_PER_SHAPE, ExportCache, candidate_from
 from fuzz_birnn.targets.onnx_export import input_names, onnx_model, runs_deployed, shared_inputs, shared_model
 
 __all__ = ["onnxruntime", "onnxruntime_torchscript", "run_onnx"]
@@ -92,5 +92,7 @@ def _tensor(value: Any) -> torch.Tensor:
     return torch.from_numpy(value.numpy().copy())
 
 
-onnxruntime = candidate_from(lambda module, x, hx: run_onnx(module, x, hx, exporter="dynamo"))
-onnxruntime_torchscript = candidate_from(lambda module, x, hx: run_onnx(module, x, hx, exporter="torchscript"))
+onnxruntime = candidate_from(lambda module, x, hx: run_onnx(module, x, hx, exporter="dynamo"),
+                             cases_per_shape=CASES_PER_SHAPE)
+onnxruntime_torchscript = candidate_from(lambda module, x, hx: run_onnx(module, x, hx, exporter="torchscript"),
+                                         cases_per_shape=CASES_PER_SHAPE)

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from fuzz_birnn.core.check import Unsupported
-from fuzz_birnn.targets.adapter import ExportCache, arguments, candidate_from, export_key
+from fuzz_birnn.targets.adapter import CASES_PER_SHAPE, ExportCache, arguments, candidate_from, export_key
 
 __all__ = ["torch_export"]
 
@@ -34,4 +34,4 @@ def _run(module: torch.nn.RNNBase, x: torch.Tensor, hx: Any) -> Any:
     return exported(*arguments(x, hx))
 
 
-torch_export = candidate_from(_run)
+torch_export = candidate_from(_run, cases_per_shape=CASES_PER_SHAPE)
