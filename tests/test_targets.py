@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -237,3 +238,24 @@ def test_a_bug_in_either_form_is_found(monkeypatch, broken):
             failed[seed] = (deployed, True)
     assert any(deployed for deployed, _ in failed.values()) and not all(d for d, _ in failed.values())
     assert all(fails == (deployed == (broken == "deployed")) for deployed, fails in failed.values())
+
+
+@pytest.mark.e2e
+def test_the_dynamo_exporters_table_built_once_exports_the_same_bytes():
+    import torch
+
+    target("onnxruntime")
+    from torch.onnx._internal.exporter import _registration
+
+    from fuzz_birnn.targets import onnx_export
+
+    module = torch.nn.GRU(3, 4, 2, bidirectional=True).eval()
+    x = torch.randn(5, 2, 3)
+    before = vars(_registration.ONNXRegistry)["from_torchlib"]
+    cached = onnx_export._serialized(onnx_export._export(module, (x,), dynamo=True, names=["input"]))
+    assert vars(_registration.ONNXRegistry)["from_torchlib"] is before  # put back as it was
+    again = onnx_export._serialized(onnx_export._export(module, (x,), dynamo=True, names=["input"]))
+    with warnings.catch_warnings():  # the exporter warns of its own deprecations
+        warnings.simplefilter("ignore")
+        plain = torch.onnx.export(module, (x,), None, dynamo=True, verbose=False, input_names=["input"])
+    assert cached == again == plain.model_proto.SerializeToString()

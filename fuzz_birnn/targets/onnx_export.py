@@ -35,7 +35,7 @@ import hashlib
 import io
 import os
 import warnings
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
 from typing import Any
 
 import torch
@@ -168,7 +168,8 @@ def _export(model: torch.nn.Module, args: tuple[Any, ...], *, dynamo: bool, name
             outputs: list[str] | None = None, axes: dict[str, dict[int, str]] | None = None) -> Any:
     target = io.BytesIO() if not dynamo else None
     try:
-        with warnings.catch_warnings(), open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+        with warnings.catch_warnings(), open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet), \
+                _registry_built_once():
             warnings.simplefilter("ignore")
             # torch types ``f`` as a path; the TorchScript exporter writes to a file object as well
             program = torch.onnx.export(model, args, target,  # type: ignore[arg-type]
@@ -181,6 +182,46 @@ def _export(model: torch.nn.Module, args: tuple[Any, ...], *, dynamo: bool, name
             raise Unsupported(f"torch.onnx ({'dynamo' if dynamo else 'torchscript'}): {_first(error)}") from error
         raise
     return program if dynamo else target
+
+
+_REGISTRIES: dict[Any, Any] = {}
+
+
+@contextlib.contextmanager
+def _registry_built_once() -> Iterator[None]:
+    """The dynamo exporter's table of ATen-to-ONNX functions, built once a process instead of on
+    every export. ``torch.onnx.export`` rebuilds it each call (``ONNXRegistry.from_torchlib``: the
+    source of some 500 onnxscript functions parsed again), half of a small module's export; the
+    table depends only on the opset and the installed packages, and an export without a
+    ``custom_translation_table`` (ours never have one) only reads it. Exported bytes are the same
+    either way (``tests/test_targets.py``). Where the installed torch has no such method, nothing
+    changes."""
+    try:
+        from torch.onnx._internal.exporter import _registration
+    except ImportError:
+        yield
+        return
+    registry = getattr(_registration, "ONNXRegistry", None)
+    build = getattr(registry, "from_torchlib", None)
+    if registry is None or build is None:
+        yield
+        return
+
+    def built_once(cls: Any, *args: Any, **kwargs: Any) -> Any:
+        key = (args, tuple(sorted(kwargs.items())))
+        if key not in _REGISTRIES:
+            _REGISTRIES[key] = build(*args, **kwargs)
+        return _REGISTRIES[key]
+
+    original = vars(registry).get("from_torchlib")  # the classmethod itself, to put back as it was
+    registry.from_torchlib = classmethod(built_once)
+    try:
+        yield
+    finally:
+        if original is None:
+            del registry.from_torchlib
+        else:
+            registry.from_torchlib = original
 
 
 def _first(error: BaseException) -> str:
