@@ -18,7 +18,12 @@ import torch
 from hypothesis import HealthCheck, given, settings
 
 from fuzz_birnn import CheckFailure, check, check_fused, decomposed, reference
+from fuzz_birnn.core.evaluation import Evaluation
 from fuzz_birnn.strategies import cases
+
+# What is calibrated is the measured model, so measure it on every case (a run measures it only
+# for results beyond its cheaper bound, which would make every ratio here read against the bound).
+Evaluation.judge = lambda self, compare: (compare(self.tolerances), self.tolerances)  # type: ignore[method-assign]
 
 
 def fused_in_float32(module, input, hx=None):

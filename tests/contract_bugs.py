@@ -324,3 +324,18 @@ def costly_per_shape_and_wrong_on_a_large_first_weight(module, input, hx=None):
 
 
 costly_per_shape_and_wrong_on_a_large_first_weight.cases_per_shape = 4
+
+
+_CALLS = [0]
+
+
+def crashes_on_its_second_call(module, input, hx=None):
+    """Dies of a segfault on the second case its process checks, whatever that case is: a fault
+    one case leaves for the next (here a counter; in real code a corrupted heap)."""
+    _CALLS[0] += 1
+    if _CALLS[0] == 2:
+        import os
+        import signal
+
+        os.kill(os.getpid(), signal.SIGSEGV)
+    return module(input, hx)

@@ -308,3 +308,15 @@ def test_a_fault_on_another_draw_of_values_is_reported_with_that_case(tmp_path):
         again = subprocess.run([sys.executable, "-m", "fuzz_birnn", "replay", str(folder)], cwd=ROOT,
                                capture_output=True, text=True, timeout=600)
         assert again.returncode == 1, again.stdout + again.stderr
+
+
+@pytest.mark.e2e
+def test_a_crash_that_belongs_to_an_earlier_case_is_reported_as_not_reproduced(tmp_path):
+    reports = tmp_path / "reports"
+    done = fuzz("run", "--candidate", "tests.contract_bugs:crashes_on_its_second_call", "--properties", "agreement",
+                "--modes", "gru", "--max-examples", 6, "--workers", 1, "--seed", 2, "--database", "none",
+                "--reports", reports)
+    assert done.returncode == 1, done.stdout + done.stderr
+    [report] = [json.loads(p.read_text()) for p in reports.glob("*/case.json")]
+    assert report["kind"] == "crash"
+    assert report["shrink"].startswith("not reproduced: alone in a fresh child the case did not crash again")

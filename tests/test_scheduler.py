@@ -18,8 +18,8 @@ def searches(count: int, quota: int) -> list[Search]:
 
 
 def hand_out(scheduler: Scheduler, workers: int) -> list[Slice]:
-    """Run the scheduler to its end with ``workers`` workers, each slice using all its examples;
-    the slices in the order they were handed out."""
+    """Run the scheduler to its end with ``workers`` workers, the oldest running slice ending
+    first; the slices in the order they were handed out."""
     running: list[Slice] = []
     handed: list[Slice] = []
     while True:
@@ -32,8 +32,9 @@ def hand_out(scheduler: Scheduler, workers: int) -> list[Slice]:
             handed.append(job)
         if not running:
             return handed
-        job = running.pop(0)
-        scheduler.slice_ended(job, examples=job.max_examples, seconds=1.0)
+        job = running.pop(0)  # every third slice stops early (a failure shrunk, its time cap)
+        used = job.max_examples if job.number % 3 else job.max_examples // 2
+        scheduler.slice_ended(job, examples=used, seconds=1.0)
 
 
 def test_one_search_keeps_every_worker_busy():
@@ -58,9 +59,14 @@ def test_running_slices_never_add_up_to_more_than_the_quota():
     jobs = [scheduler.next_job() for _ in range(8)]
     given = [job for job in jobs if job is not None]
     assert [job.max_examples for job in given] == [FIRST_SLICE, SLICE_EXAMPLES, 10]
-    scheduler.slice_ended(given[1], examples=50, seconds=1.0)  # stopped early: its unused examples go back
+    scheduler.slice_ended(given[1], examples=50, seconds=1.0)  # stopped early
+    assert scheduler.next_job() is None  # its unused examples wait until no slice of the search runs
+    scheduler.slice_ended(given[0], examples=FIRST_SLICE, seconds=1.0)
+    scheduler.slice_ended(given[2], examples=10, seconds=1.0)
     again = scheduler.next_job()
     assert isinstance(again, Slice) and again.max_examples == 150 and again.number == 4
+    scheduler.slice_ended(again, examples=150, seconds=1.0)
+    assert scheduler.next_job() is None and scheduler.finished(busy=False)
 
 
 def test_the_same_slices_whatever_the_number_of_workers():
@@ -70,8 +76,9 @@ def test_the_same_slices_whatever_the_number_of_workers():
 
     one = slices(1)
     assert slices(2) == one == slices(5)
-    per_search = {index: sum(size for i, _, size, _ in one if i == index) for index in range(4)}
-    assert per_search == dict.fromkeys(range(4), 1000)
+    used = {index: sum(size if number % 3 else size // 2 for i, number, size, _ in one if i == index)
+            for index in range(4)}
+    assert used == dict.fromkeys(range(4), 1000)  # every search used its whole quota
 
 
 def test_workers_are_not_started_for_slices_that_cannot_exist():

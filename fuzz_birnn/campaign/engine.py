@@ -708,6 +708,10 @@ def run_reduction(job: Reduce, capture: OutputCapture, ahead: WriteAhead) -> Fin
         budget_end = min(budget_end, time.monotonic() + max(0.0, job.deadline - time.time()))
     reduction = reduce_case(original, reproduces, within=within_space(spec.space), deadline=budget_end)
     how = "complete" if reduction.complete else "shrinking cut short: its budget ran out"
+    if reduction.case == original and time.monotonic() < budget_end and not reproduces(original):
+        # nothing smaller fails that way, and neither does the case itself, alone in a fresh child
+        how = (f"not reproduced: alone in a fresh child the case did not {'hang' if job.kind == 'timeout' else 'crash'}"
+               " again (the fault may come from an earlier case in the same process, or be intermittent)")
     shrink = f"{how} ({reduction.attempts} attempts in forked children, {reduction.seconds:.1f}s)"
     in_flight = {**job.in_flight, "case": reduction.case.to_dict()}
     return write_crash_finding(job, in_flight, shrink, outputs[reduction.case])

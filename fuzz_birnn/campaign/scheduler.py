@@ -10,9 +10,11 @@ whose cases crash or hang is charged for the time they cost.
 
 A worker never waits while a search has cases left: when every search with cases left already
 has a slice running (a run narrowed to one search, or the last searches of a run), the idle
-worker takes another slice of one of them, its next slice number and so its own seed. Its
-examples are reserved from the quota while it runs, so a search's slices never add up to more
-than its quota.
+worker takes another slice of one of them, its next slice number and so its own seed. Slice sizes
+are planned from the quota alone (:data:`FIRST_SLICE`, then :data:`SLICE_EXAMPLES` until the
+quota is planned), so which slices run does not depend on which ended first; examples a slice
+did not use (it stopped early) go to make-up slices, planned only once every slice of the search
+has ended.
 
 Slice sizes and seeds depend only on the run's seed and the slice's number within its search,
 never on timing, so ``--seed`` repeats a run's cases exactly, whatever the machine's load, unless
@@ -136,7 +138,7 @@ class Search:
     seconds: float = 0.0
     slices: int = 0
     running: int = 0  # slices in flight
-    reserved: int = 0  # examples those slices were given
+    planned: int = 0  # examples given to its slices so far
     known: set[str] = field(default_factory=set)
     isolate: bool = False
     slowest: float = 0.0
@@ -148,8 +150,13 @@ class Search:
 
     @property
     def left(self) -> int:
-        """Examples of its quota that no slice, ended or running, has been given."""
-        return 0 if self.ended is not None else self.quota - self.examples - self.reserved
+        """Examples its next slice may have: the quota not yet planned; once it all is, what its
+        ended slices left unused, but only when none is running (so that sizes never depend on timing)."""
+        if self.ended is not None:
+            return 0
+        if self.planned < self.quota:
+            return self.quota - self.planned
+        return self.quota - self.examples if self.running == 0 else 0
 
 
 class Scheduler:
@@ -168,7 +175,7 @@ class Scheduler:
         self.shrink_seconds: float | None = None
         if deadline is not None:  # a slow candidate: every search must get its turn well within the budget
             budget = max(0.0, deadline - time.time())
-            share = budget * workers / len(searches)
+            share = budget * min(workers, len(searches)) / len(searches)
             self.cap_seconds = max(MIN_CAP_SECONDS, min(SLICE_CAP_SECONDS, share / 4))
             self.shrink_seconds = max(2 * self.cap_seconds, share / 2)
 
@@ -188,7 +195,7 @@ class Scheduler:
         planned = FIRST_SLICE if search.slices == 0 else SLICE_EXAMPLES
         size = min(planned, search.left)
         search.running += 1
-        search.reserved += size
+        search.planned += size
         search.slices += 1
         key = _learner(search.spec)
         borrowed = key in self.hung and HANG not in search.known  # it hung in another search
@@ -206,7 +213,6 @@ class Scheduler:
         spec = job.search
         search = self.searches[spec.index]
         search.running -= 1
-        search.reserved -= job.max_examples
         search.examples += examples
         search.seconds += seconds
         search.slowest = max(search.slowest, slowest)

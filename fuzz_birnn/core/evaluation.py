@@ -31,7 +31,9 @@ class Evaluation:
     The measured tolerances need two more reference runs (float32, and the case's own dtype for
     bfloat16 and float16), which cost as much as the float64 one. Most results are well inside a
     bound that needs neither, so :meth:`judge` compares under :attr:`bound` first and measures
-    only for a result beyond it; :attr:`tolerances` measures on first use.
+    only for a result beyond it; :attr:`tolerances` measures on first use. A passing outcome's
+    ``allowed`` is then the bound, so its error/allowance (the search's ``target`` score) reads
+    high on ill-conditioned cases, steering the search towards them.
     """
 
     fused_result: Any
@@ -89,11 +91,13 @@ def evaluate(case: Case, built: Built | None = None) -> Evaluation:
         fused = tensors_of(fused_result, case)
 
     def measure() -> Tolerances:
+        # from a build of its own: by now a candidate may have written into the caller's tensors
+        fresh = _on_cpu(case, case.build())
         with backend(case.inputs), torch.no_grad():
-            ref32 = tensors_of(_REFERENCE32.compute(*on_cpu), case)
+            ref32 = tensors_of(_REFERENCE32.compute(*fresh), case)
             native = None
             if case.inputs.dtype in ("bfloat16", "float16"):
-                native = tensors_of(CellReference(case.inputs.torch_dtype).compute(*on_cpu), case)
+                native = tensors_of(CellReference(case.inputs.torch_dtype).compute(*fresh), case)
             return Tolerances.measure(case, ref, ref32, native, fused)
 
     return Evaluation(fused_result, ref, Tolerances.measure(case, ref, None, None, fused), None, measure)

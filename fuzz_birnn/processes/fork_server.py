@@ -11,8 +11,10 @@ it each case's argument down a pipe, and reads back how the case ended, as
 :func:`~fuzz_birnn.processes.forked.run_forked` reports it (:class:`~fuzz_birnn.processes.forked.Ending`).
 The child stays warm from case to case. When a case crashes it (its pipe closes; its exit status
 says how) or hangs (the worker kills it at the case's limit), that case's ending says so and the
-next case forks a new child: a crash still costs one child, never the worker, and one case's
-fault never shows on another's.
+next case forks a new child: a crash still costs one child, never the worker. What one case leaves
+behind in the child (a thread, a corrupted heap) can bring it down during a later case, which is
+then the one reported, as in a worker; the reduction replays a crash in fresh children, one case
+each, and its report says so when the case does not crash there on its own.
 
 Messages are pickles with an 8-byte length in front. The child flushes Python's stdout and
 stderr after each case, so what a case printed is in the capture file before its ending is read.
@@ -82,7 +84,7 @@ class ForkServer:
         return Ending("raised", payload, seconds=seconds)
 
     def close(self) -> None:
-        """Stop the child (it exits when its request pipe closes; a busy one is killed)."""
+        """Stop the child (killed: it may be busy with a case that never returns) and reap it."""
         if self.pid is None:
             return
         os.close(self._requests)
@@ -131,7 +133,6 @@ class ForkServer:
 
 def _serve(function: Callable[[Any], Any], requests: int, replies: int) -> None:
     """The child's loop: one reply per request, until the worker closes the pipe."""
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     while True:
         request, _ = _read_message(requests, None)
         if request is None:

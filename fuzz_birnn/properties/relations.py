@@ -233,26 +233,26 @@ def check_relation(relation: str, candidate: Candidate, case: Case, *, name: str
             pairs = list(relate(bound, original))
         except Unsupported as refusal:
             return Outcome(case, {}, {}, unsupported(refusal))
-    errors: dict[str, float] = {}
-    for what, tensor, mine, theirs in pairs:
-        if mine.shape != theirs.shape:
-            message = (f"{relation}: {tensor}.shape={tuple(theirs.shape)} for {what}, "
-                       f"but should be {tuple(mine.shape)}")
-            raise CheckFailure(Mismatch(tensor, message), case, label, prop)
-        errors[tensor] = max(errors.get(tensor, 0.0), max_abs_difference(theirs, mine))
 
     def beyond(tolerances: Tolerances) -> Mismatch | None:
-        """The first pair further apart than twice the candidate's allowance (two results, each off by up to it)."""
+        """The first pair of another shape, or further apart than twice the candidate's allowance
+        (two results, each off by up to it)."""
         allowed = _twice(tolerances)
         for what, tensor, mine, theirs in pairs:
+            if mine.shape != theirs.shape:
+                return Mismatch(tensor, f"{relation}: {tensor}.shape={tuple(theirs.shape)} for {what}, "
+                                        f"but should be {tuple(mine.shape)}")
             if max_abs_difference(theirs, mine) > allowed[tensor]:
                 return not_close(tensor, theirs, mine, allowed[tensor], f"{relation}: {tensor} differs for {what}")
         return None
 
     mismatch, tolerances = evaluation.judge(beyond)
-    allowed = _twice(tolerances)
     if mismatch is not None:
         raise CheckFailure(mismatch, case, label, prop)
+    allowed = _twice(tolerances)
+    errors: dict[str, float] = {}
+    for _, tensor, mine, theirs in pairs:
+        errors[tensor] = max(errors.get(tensor, 0.0), max_abs_difference(theirs, mine))
     return Outcome(case, errors, allowed)
 
 
