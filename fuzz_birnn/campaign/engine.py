@@ -557,8 +557,13 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
                 job.shrink_seconds:
             raise _Stop("shrinking cut short: its search's share of the time budget ran out")
         case, details = (drawn[0], {"corruption": drawn[1]}) if prop.invalid else (drawn, {})
-        # a candidate whose setup is per shape checks more values on the same shapes (its cases_per_shape)
-        judged = [check_one(case.with_values(number), details) for number in range(per_shape)]
+        # a candidate whose setup is per shape checks more values on the same shapes (its cases_per_shape),
+        # while the slice has time for them
+        judged = [check_one(case, details)]
+        for number in range(1, per_shape):
+            if not failing and _overran(job, started, cpu_started, server):
+                break
+            judged.append(check_one(case.with_values(number), details))
         assume(any(verdict not in ("skipped", "unsupported") for verdict, _ in judged))
         scores = [score for verdict, score in judged if verdict == "passed" and score is not None]
         if spec.target and scores:
