@@ -55,19 +55,20 @@ def check_backends(case: Case) -> Outcome:
                 message = f"torch's fused module on {label} raised {type(error).__name__}: {error}".splitlines()[0]
                 raise CheckFailure(Mismatch("result", message), case, "fused", "backends") from error
     (first_label, first) = results[0]
+    # each backend's difference from the first, once; judged under the bound and maybe the model
+    differences = [(label, name, values, max_abs_difference(values, first[name]))
+                   for label, tensors in results[1:] for name, values in tensors.items()]
     errors: dict[str, float] = {}
-    for _, tensors in results[1:]:
-        for name, values in tensors.items():
-            errors[name] = max(errors.get(name, 0.0), max_abs_difference(values, first[name]))
+    for _, name, _, difference in differences:
+        errors[name] = max(errors.get(name, 0.0), difference)
 
     def beyond(tolerances: Tolerances) -> Mismatch | None:
         """The first backend further from the first than twice torch's allowance."""
         allowed = _twice(tolerances)
-        for label, tensors in results[1:]:
-            for name, values in tensors.items():
-                if max_abs_difference(values, first[name]) > allowed[name]:
-                    return not_close(name, values, first[name], allowed[name],
-                                     f"{name} on {label} differs from {first_label}")
+        for label, name, values, difference in differences:
+            if difference > allowed[name]:
+                return not_close(name, values, first[name], allowed[name],
+                                 f"{name} on {label} differs from {first_label}")
         return None
 
     mismatch, tolerances = evaluation.judge(beyond)

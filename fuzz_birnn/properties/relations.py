@@ -234,25 +234,29 @@ def check_relation(relation: str, candidate: Candidate, case: Case, *, name: str
         except Unsupported as refusal:
             return Outcome(case, {}, {}, unsupported(refusal))
 
+    # each pair's difference once (None: another shape), judged under the bound and maybe the model
+    differences = [None if mine.shape != theirs.shape else max_abs_difference(theirs, mine)
+                   for _, _, mine, theirs in pairs]
+
     def beyond(tolerances: Tolerances) -> Mismatch | None:
         """The first pair of another shape, or further apart than twice the candidate's allowance
         (two results, each off by up to it)."""
         allowed = _twice(tolerances)
-        for what, tensor, mine, theirs in pairs:
-            if mine.shape != theirs.shape:
+        for (what, tensor, mine, theirs), difference in zip(pairs, differences, strict=True):
+            if difference is None:
                 return Mismatch(tensor, f"{relation}: {tensor}.shape={tuple(theirs.shape)} for {what}, "
                                         f"but should be {tuple(mine.shape)}")
-            if max_abs_difference(theirs, mine) > allowed[tensor]:
+            if difference > allowed[tensor]:
                 return not_close(tensor, theirs, mine, allowed[tensor], f"{relation}: {tensor} differs for {what}")
         return None
 
     mismatch, tolerances = evaluation.judge(beyond)
     if mismatch is not None:
         raise CheckFailure(mismatch, case, label, prop)
-    allowed = _twice(tolerances)
     errors: dict[str, float] = {}
-    for _, tensor, mine, theirs in pairs:
-        errors[tensor] = max(errors.get(tensor, 0.0), max_abs_difference(theirs, mine))
+    for (_, tensor, _, _), difference in zip(pairs, differences, strict=True):
+        errors[tensor] = max(errors.get(tensor, 0.0), difference or 0.0)
+    allowed = _twice(tolerances)
     return Outcome(case, errors, allowed)
 
 
