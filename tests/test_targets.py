@@ -200,6 +200,7 @@ def test_the_torchscript_shared_form_is_exported_once_per_configuration(monkeypa
 
 
 def test_a_case_runs_one_form_whatever_ran_before():
+    target("onnxruntime-torchscript")  # the ONNX extra (NumPy among it), or a skip saying so
     from fuzz_birnn.targets.onnx_export import DEPLOYED_EVERY, runs_deployed
 
     chosen = [runs_deployed(Case(FIXED[0].config, Inputs(5, 2, dtype="float32", seed=seed)).build().module)
