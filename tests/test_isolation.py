@@ -194,6 +194,7 @@ def test_a_fork_server_says_how_much_cpu_its_live_child_has_used():
 
     with ForkServer(busy) as server:
         server.run(0.3, 10)
-        assert server.cpu_seconds >= 0.2  # (os.times ticks coarser than process_time) a slice's CPU-time cap counts the child's work
+        # a slice's CPU-time cap counts the child's work (os.times ticks are coarser than process_time's)
+        assert server.cpu_seconds >= 0.2
         assert server.run("not a number", 10).kind == "raised"
     assert server.cpu_seconds == 0.0  # reaped: its time is in os.times()'s children's now
