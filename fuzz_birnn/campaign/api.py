@@ -21,6 +21,7 @@ import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from fuzz_birnn.campaign.cluster import ClusterError, RayPool, needs_of
 from fuzz_birnn.campaign.database import DatabaseError, check_database, describe_database
 from fuzz_birnn.campaign.engine import Campaign, plan_searches
 from fuzz_birnn.campaign.scheduler import most_slices, shard_of
@@ -48,7 +49,8 @@ def run(candidate: str | None = None, *, properties: Sequence[str] | None = None
         space: CaseSpace | None = None, max_examples: int = DEFAULT_MAX_EXAMPLES, time_budget: float | None = None,
         timeout: float | None = None, workers: int | None = None, seed: int | None = None,
         database: str | None = None, reports: str | Path = "reports", shard: tuple[int, int] | None = None,
-        grad: bool = False, echo: Callable[[str], None] = lambda line: None,
+        grad: bool = False, cluster: str | None = None, needs: Sequence[str] = (),
+        echo: Callable[[str], None] = lambda line: None,
         on_progress: Callable[[Campaign], None] = lambda campaign: None) -> RunRecord:
     """Search every (property, mode) for cases where ``candidate`` (``None``: torch itself) is wrong;
     write a report per fault and ``run.json`` under ``reports``; return the run's record.
@@ -59,7 +61,10 @@ def run(candidate: str | None = None, *, properties: Sequence[str] | None = None
     ``space`` defaults to everything :func:`~fuzz_birnn.strategies.cases` draws, on every device
     this machine has (the command draws on the CPU unless ``--devices`` says otherwise);
     ``database`` is a directory, a Redis URL or ``"none"`` (default ``REPORTS/.hypothesis``);
-    ``shard=(K, N)`` runs the K-th of N deterministic shares of the searches. ``echo`` gets the
+    ``shard=(K, N)`` runs the K-th of N deterministic shares of the searches; ``cluster`` (a Ray
+    address: ``auto``, ``HOST:PORT``, ``ray://HOST:PORT``) runs the workers on that cluster's nodes,
+    the candidate's searches only on nodes with the Ray resources ``needs``
+    (:mod:`fuzz_birnn.campaign.cluster`). ``echo`` gets the
     header lines a console shows; ``on_progress`` the campaign, about once a second. Ctrl-C
     (KeyboardInterrupt) ends the run early with a record of what ran.
     """
@@ -74,10 +79,6 @@ def run(candidate: str | None = None, *, properties: Sequence[str] | None = None
     unknown_modes = [mode for mode in modes if mode not in MODES]
     if unknown_modes or not modes:
         raise RunError(f"modes {','.join(unknown_modes) or '(none)'}: choose from {','.join(MODES)}")
-    missing = [d for d in space.devices or () if d not in available_devices()]
-    if missing:
-        raise RunError(f"--devices {','.join(missing)}: not available here (available: "
-                       f"{','.join(available_devices())})")
     properties = list(properties or default_properties(candidate, grad))
     unknown = [p for p in properties if p not in PROPERTIES]
     if unknown:
@@ -89,6 +90,28 @@ def run(candidate: str | None = None, *, properties: Sequence[str] | None = None
         check_database(database)  # an unreachable Redis is said now, not by every worker
     except DatabaseError as error:
         raise RunError(str(error)) from None
+    if needs and cluster is None:
+        raise RunError(f"--needs {','.join(needs)}: places searches on a cluster's nodes; give --cluster too")
+    pool = _cluster(cluster, workers, reports) if cluster is not None else None
+    try:
+        return _run(pool, candidate, properties, modes, space, max_examples, time_budget, timeout, workers, seed,
+                    database, reports, shard, tuple(needs), echo, on_progress)
+    finally:
+        if pool is not None:
+            pool.stop()
+
+
+def _run(pool: RayPool | None, candidate: str | None, properties: list[str], modes: Sequence[str],
+         space: CaseSpace, max_examples: int, time_budget: float | None, timeout: float, workers: int | None,
+         seed: int | None, database: str, reports: Path, shard: tuple[int, int] | None, needs: tuple[str, ...],
+         echo: Callable[[str], None], on_progress: Callable[[Campaign], None]) -> RunRecord:
+    """The run, its settings checked (and its cluster's workers started, with ``pool``)."""
+    devices = pool.devices() if pool is not None else set(available_devices())
+    missing = [d for d in space.devices or () if d not in devices]
+    if missing:
+        where = "on any node of the cluster" if pool is not None else "here"
+        raise RunError(f"--devices {','.join(missing)}: not available {where} (available: "
+                       f"{','.join(sorted(devices))})")
     seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
     specs, impossible = plan_searches(candidate, properties, list(modes), space, seed=seed, reports=reports,
                                       timeout=timeout, database=None if database == "none" else database)
@@ -103,6 +126,14 @@ def run(candidate: str | None = None, *, properties: Sequence[str] | None = None
         shard_note = f"; shard {number}/{shards}: {len(specs)} of {everything} searches"
         if not specs:
             raise RunError(f"--shard {number}/{shards}: this shard has no searches (the run has {everything})")
+    unplaced = []
+    if pool is not None:
+        specs = [dataclasses.replace(s, needs=needs_of(s, candidate, needs)) for s in specs]
+        unplaced = [f"{s.name}: not compared: {why}" for s in specs if (why := pool.cannot_run(s))]
+        specs = [dataclasses.replace(s, index=i) for i, s in enumerate(s for s in specs if not pool.cannot_run(s))]
+        if not specs:
+            raise RunError(f"--cluster {pool.address}: no node can run any search ({unplaced[0]})")
+        workers = pool.size
     workers = max(1, min(workers or os.cpu_count() or 1, most_slices(len(specs), max_examples)))
 
     echo(f"fuzz-birnn run: {environment_summary()}")
@@ -113,10 +144,16 @@ def run(candidate: str | None = None, *, properties: Sequence[str] | None = None
     echo(f"properties: {', '.join(p for p in properties if p not in impossible)}")
     if impossible:
         echo(f"not run (the flags leave no cases for them): {', '.join(impossible)}")
-    campaign = Campaign(specs, max_examples, workers, time_budget, on_progress=on_progress)
+    if pool is not None:
+        echo(f"on the {pool.describe()}")
+    for line in unplaced:
+        echo(line)
+    campaign = Campaign(specs, max_examples, workers, time_budget, on_progress=on_progress, pool=pool,
+                        notes=list(unplaced))
     options = RunOptions(candidate, [p for p in properties if p not in impossible], list(modes), seed, max_examples,
                          time_budget, timeout, workers, describe_database(database),
-                         None if shard is None else f"{shard[0]}/{shard[1]}", str(reports))
+                         None if shard is None else f"{shard[0]}/{shard[1]}", str(reports),
+                         cluster=pool.address if pool is not None else None)
     started = datetime.datetime.now(datetime.UTC)
     interrupted = False
     try:
@@ -126,6 +163,13 @@ def run(candidate: str | None = None, *, properties: Sequence[str] | None = None
     record = campaign.run_record(options, started=started, interrupted=interrupted)
     write_record(reports, record)
     return record
+
+
+def _cluster(address: str, workers: int | None, reports: Path) -> RayPool:
+    try:
+        return RayPool(address, workers=workers, reports=reports)
+    except ClusterError as error:
+        raise RunError(str(error)) from None
 
 
 def _writable(folder: Path) -> None:

@@ -34,10 +34,10 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import datetime
-import multiprocessing
+import functools
 import os
-import queue as queue_module
 import signal
 import time
 import traceback
@@ -45,7 +45,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from hypothesis import HealthCheck, Phase, Verbosity, assume, given, seed, settings, target
@@ -53,38 +53,46 @@ from hypothesis.errors import Unsatisfiable
 from hypothesis.strategies import SearchStrategy
 
 from fuzz_birnn.campaign.database import SearchDatabase, open_database, search_key
+from fuzz_birnn.campaign.events import (
+    Counts,
+    Died,
+    Event,
+    Fault,
+    Lost,
+    Progress,
+    ReductionEnded,
+    SliceEnded,
+    SliceResult,
+)
+from fuzz_birnn.campaign.pool import LocalPool, in_flight_file, output_file
 from fuzz_birnn.campaign.reducer import reduce_case, within_space
 from fuzz_birnn.campaign.scheduler import HANG, Reduce, Scheduler, Search, SearchSpec, Slice, quota_of
 from fuzz_birnn.campaign.signature import crash_signature, fault_signature, signature_of
-from fuzz_birnn.campaign.writeahead import WriteAhead, last_in_flight
+from fuzz_birnn.campaign.writeahead import WriteAhead
 from fuzz_birnn.core.case import Case
 from fuzz_birnn.core.compare import Mismatch
 from fuzz_birnn.core.outcomes import Candidate, CheckFailure, Outcome
 from fuzz_birnn.core.space import CaseSpace
 from fuzz_birnn.output.files import write_whole
 from fuzz_birnn.output.reports import check_failures, write_crash, write_report
-from fuzz_birnn.output.run_record import CountKey, Finding, RunOptions, RunRecord, SearchTime, build_record, count_key
+from fuzz_birnn.output.run_record import Finding, Node, RunOptions, RunRecord, SearchTime, build_record, count_key
 from fuzz_birnn.portable.report_files import ReportRefused, case_cost, read_json
-from fuzz_birnn.processes.capture import OutputCapture, read_file
+from fuzz_birnn.processes.capture import OutputCapture
 from fuzz_birnn.processes.fork_server import ForkServer
-from fuzz_birnn.processes.forked import can_fork, exit_reason, run_forked
+from fuzz_birnn.processes.forked import can_fork, run_forked
 from fuzz_birnn.processes.lifeline import die_with_parent
 from fuzz_birnn.properties import PROPERTIES, Property
 from fuzz_birnn.strategies import cases, invalid_calls
 from fuzz_birnn.targets.naming import load_candidate
 
-__all__ = ["Campaign", "CaseTimeout", "Counts", "Event", "Fault", "Progress", "ReductionEnded",
-           "SliceEnded", "SliceResult", "plan_searches", "time_limit"]
+__all__ = ["Campaign", "CaseTimeout", "Counts", "Event", "Fault", "Pool", "Progress", "ReductionEnded",
+           "SliceEnded", "SliceResult", "plan_searches", "run_reduction", "run_slice", "time_limit", "worker_main"]
 
-#: Seconds past ``--timeout`` before the parent kills a worker whose case has not returned.
-KILL_GRACE = 5.0
 #: A slice that waits rather than computes is stopped after this many times its CPU-time cap.
 WALL_BACKSTOP = 4.0
 #: Crash and hang reductions each get at most this much time (and never past the budget).
 REDUCE_SECONDS = 120.0
 
-#: Cases by what they are counted under (:class:`~fuzz_birnn.output.run_record.CountKey`).
-Counts = collections.Counter[CountKey]
 
 
 def plan_searches(candidate: str | None, properties: list[str], modes: list[str], space: CaseSpace,
@@ -106,71 +114,31 @@ def plan_searches(candidate: str | None, properties: list[str], modes: list[str]
     return specs, impossible
 
 
-# -- what workers tell the parent ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Fault:
-    """A case that crashed or hung where the search had not met that before: the parent reduces it."""
-
-    kind: str  # "crash" or "timeout"
-    how: str  # "died (SIGSEGV)", "ran past the 60s limit", ...
-    in_flight: dict[str, Any] | None  # the case as written ahead (None: nothing was written yet)
-    output: str  # what the candidate printed on it
-
-
-@dataclass
-class SliceResult:
-    """A slice's end: what it counted and found, and why it stopped if not of its own accord."""
-
-    counts: Counts
-    generated: int
-    slowest: float
-    findings: list[Finding]
-    fault: Fault | None = None
-    error: str | None = None
-    #: why the search cannot go on, though nothing went wrong (said in the run's notes)
-    ended: str | None = None
-
-
-@dataclass(frozen=True)
-class Progress:
-    """Counts of a slice still running (about once a second): the progress line, and what a
-    worker that dies had done."""
-
-    worker_id: int
-    counts: Counts
-    generated: int
-
-
-@dataclass(frozen=True)
-class SliceEnded:
-    worker_id: int
-    result: SliceResult
-
-
-@dataclass(frozen=True)
-class ReductionEnded:
-    """A crash or hang reduction's end: its report, or why reducing it failed."""
-
-    worker_id: int
-    finding: Finding | None
-    error: str | None = None
-
-
-Event = Progress | SliceEnded | ReductionEnded
-
-
 # -- parent side -------------------------------------------------------------------------------
 
 
 @dataclass
-class _Worker:
-    process: Any
-    inbox: Any
-    job: Slice | Reduce | None = None
-    started: float = 0.0
+class _Busy:
+    """A job in the hands of a worker."""
+
+    job: Slice | Reduce
+    started: float = field(default_factory=time.monotonic)
     generated: int = 0  # examples its slice has reported generating so far
+
+
+class Pool(Protocol):
+    """Where a campaign's jobs run: worker processes here (:class:`~fuzz_birnn.campaign.pool.LocalPool`)
+    or on a Ray cluster's nodes (:class:`~fuzz_birnn.campaign.cluster.RayPool`)."""
+
+    def start(self) -> None: ...
+    def idle(self) -> list[int]: ...
+    def fits(self, worker_id: int, spec: SearchSpec) -> bool: ...
+    def cannot_run(self, spec: SearchSpec) -> str | None: ...
+    def nodes(self) -> list[Node]: ...
+    def node_of(self, worker_id: int) -> str: ...
+    def give(self, worker_id: int, job: Slice | Reduce) -> None: ...
+    def events(self, timeout: float) -> list[Event]: ...
+    def stop(self) -> None: ...
 
 
 @dataclass
@@ -187,30 +155,34 @@ class Campaign:
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: where its jobs run (default: ``workers`` processes on this machine)
+    pool: Pool | None = None
 
     def __post_init__(self) -> None:
         quota = quota_of(len(self.specs), self.max_examples)
         deadline = None if self.time_budget is None else time.time() + self.time_budget
         self.scheduler = Scheduler([Search(spec, quota) for spec in self.specs], deadline=deadline,
                                    reduce_seconds=REDUCE_SECONDS, workers=max(1, self.workers))
+        self._busy: dict[int, _Busy] = {}
+        #: worker -> cases it checked, and the searches it ran (run.json's ``nodes``)
+        self.cases_by_worker: collections.Counter[int] = collections.Counter()
+        self.searches_by_worker: dict[int, set[str]] = collections.defaultdict(set)
 
     def run(self) -> None:
         """Run to the end of the budget (Ctrl-C raises KeyboardInterrupt; the state stays readable)."""
         started = time.monotonic()
-        context = multiprocessing.get_context("spawn")
-        self._outbox = context.Queue()
-        self._pool: dict[int, _Worker] = {}
-        self._context = context
-        for worker_id in range(max(1, self.workers)):
-            self._start(worker_id)
+        if self.pool is None:
+            self.pool = LocalPool(max(1, self.workers), worker_main)
+        pool = self.pool
         try:
-            while not self.scheduler.finished(busy=any(w.job for w in self._pool.values())):
-                self._assign()
-                self._receive()
-                self._watch()
+            pool.start()
+            while not self.scheduler.finished(busy=bool(self._busy)):
+                self._assign(pool)
+                for event in pool.events(timeout=0.2):
+                    self._handle(event)
         finally:
             self.seconds = time.monotonic() - started
-            self._stop()
+            pool.stop()
             self._orphaned_reductions()
 
     def run_record(self, options: RunOptions, *, started: datetime.datetime, interrupted: bool) -> RunRecord:
@@ -219,39 +191,47 @@ class Campaign:
                     for spec in self.specs]
         return build_record(searches=searches, counts=self.counts, findings=self.findings, errors=self.errors,
                             notes=self.notes, seconds=self.seconds, options=options, started=started,
-                            interrupted=interrupted)
+                            interrupted=interrupted, nodes=self.node_records())
+
+    def node_records(self) -> list[Node]:
+        """Each machine the run's workers ran on, with the cases checked and searches run there."""
+        if self.pool is None:
+            return []
+        cases: collections.Counter[str] = collections.Counter()
+        searches: dict[str, set[str]] = collections.defaultdict(set)
+        for worker_id, n in self.cases_by_worker.items():
+            cases[self.pool.node_of(worker_id)] += n
+        for worker_id, names in self.searches_by_worker.items():
+            searches[self.pool.node_of(worker_id)] |= names
+        return [dataclasses.replace(node, cases=cases[node.id], searches=sorted(searches[node.id]))
+                for node in self.pool.nodes()]
 
     # one turn of the loop
 
-    def _assign(self) -> None:
-        for worker in self._pool.values():
-            if worker.job is None:
-                job = self.scheduler.next_job()
-                if job is None:
-                    return
-                worker.job, worker.started, worker.generated = job, time.monotonic(), 0
-                worker.inbox.put(job)
-
-    def _receive(self) -> None:
-        with contextlib.suppress(queue_module.Empty):
-            self._handle(self._outbox.get(timeout=0.2))
+    def _assign(self, pool: Pool) -> None:
+        for worker_id in pool.idle():
+            job = self.scheduler.next_job(fits=functools.partial(_fits, pool, worker_id))
+            if job is None:
+                continue
+            self._busy[worker_id] = _Busy(job)
+            self.searches_by_worker[worker_id].add(job.search.name)
+            pool.give(worker_id, job)
 
     def _handle(self, event: Event) -> None:
-        worker = self._pool[event.worker_id]
         if isinstance(event, Progress):
-            self.counts.update(event.counts)
-            worker.generated += event.generated
+            self._count(event.worker_id, event.counts)
+            self._busy[event.worker_id].generated += event.generated
             self.on_progress(self)
             return
-        job, worker.job = worker.job, None
-        assert job is not None, "a worker reported the end of a job it was not given"
-        elapsed = time.monotonic() - worker.started
+        busy = self._busy.pop(event.worker_id, None)
+        assert busy is not None, "a worker reported the end of a job it was not given"
+        job, elapsed = busy.job, time.monotonic() - busy.started
         if isinstance(event, SliceEnded):
             assert isinstance(job, Slice)
             result = event.result
-            self.counts.update(result.counts)
+            self._count(event.worker_id, result.counts)
             self.findings += result.findings
-            self.scheduler.slice_ended(job, examples=worker.generated + result.generated, seconds=elapsed,
+            self.scheduler.slice_ended(job, examples=busy.generated + result.generated, seconds=elapsed,
                                        slowest=result.slowest, signatures=[f.signature for f in result.findings],
                                        error=(result.error and "stopped by an error") or result.ended)
             if result.error:
@@ -260,7 +240,7 @@ class Campaign:
                 self.notes.append(result.ended)
             if result.fault is not None:
                 self._fault(job.search, result.fault)
-        else:
+        elif isinstance(event, ReductionEnded):
             assert isinstance(job, Reduce)
             self.scheduler.charge(job.search, elapsed)
             if event.finding is not None:
@@ -268,7 +248,46 @@ class Campaign:
             else:
                 self.errors.append(f"{job.search.name}: reducing a {job.kind} failed: {event.error}")
                 self._write_unreduced(job, "not shrunk: the reduction failed")
+        elif isinstance(event, Died):
+            self._died(job, event, busy)
+        else:
+            self._lost(job, event)
         self.on_progress(self)
+
+    def _count(self, worker_id: int, counts: Counts) -> None:
+        self.counts.update(counts)
+        self.cases_by_worker[worker_id] += sum(counts.values())
+
+    def _died(self, job: Slice | Reduce, died: Died, busy: _Busy) -> None:
+        elapsed = time.monotonic() - busy.started
+        if isinstance(job, Slice):  # the case it died on counts towards its search's quota
+            self.scheduler.slice_ended(job, examples=busy.generated + 1, seconds=elapsed)
+        else:
+            self.scheduler.charge(job.search, elapsed)
+        if died.late:
+            self.notes.append(f"{job.search.name}: a case in flight when the time budget ran out was stopped")
+            if isinstance(job, Reduce):
+                self._write_unreduced(job, "shrinking cut short: the time budget ran out")
+        elif isinstance(job, Reduce):
+            self._write_unreduced(job, f"not shrunk: the reducing worker {died.how}")
+        else:
+            how = (f"ran past the {job.search.timeout:g}s limit and was killed by the parent" if died.hung
+                   else died.how)
+            self._fault(job.search, Fault("timeout" if died.hung else "crash", how, died.in_flight, died.output))
+
+    def _lost(self, job: Slice | Reduce, lost: Lost) -> None:
+        """A job whose worker vanished runs again on another (its counts so far are dropped, so
+        that its cases are not counted twice)."""
+        self.scheduler.retry(job)
+        self.notes.append(f"{job.search.name}: {lost.why}; its {'slice' if isinstance(job, Slice) else 'reduction'}"
+                          " ran again on another worker")
+        assert self.pool is not None
+        for search in self.scheduler.searches:
+            why = None if search.done else self.pool.cannot_run(search.spec)
+            if why is not None:
+                self.notes.append(f"{search.spec.name}: not compared further: {why}")
+                for reduce in self.scheduler.end_search(search.spec, f"not compared further: {why}"):
+                    self._write_unreduced(reduce, f"not shrunk: {why}")
 
     def _fault(self, spec: SearchSpec, fault: Fault) -> None:
         if fault.in_flight is None:
@@ -278,76 +297,6 @@ class Campaign:
         new = self.scheduler.fault_in_process(spec, fault.kind, fault.how, signature, fault.in_flight, fault.output)
         case = Case.from_dict(fault.in_flight["case"])
         self.counts[count_key(spec.prop, spec.mode, case, "failed" if new else "known")] += 1
-
-    def _watch(self) -> None:
-        """Dead workers, and cases that overran their time limit without the worker noticing."""
-        for worker_id, worker in list(self._pool.items()):
-            job = worker.job
-            if job is None:
-                continue
-            log = Path(job.search.reports) / f".inflight-{worker_id}.json"
-            hung = _case_overran(log, job.search.timeout + KILL_GRACE)
-            late = self.scheduler.out_of_time() and time.time() > (self.scheduler.deadline or 0) + \
-                min(job.search.timeout, KILL_GRACE) + KILL_GRACE
-            if worker.process.is_alive() and not hung and not late:
-                continue
-            worker.process.kill()
-            worker.process.join()
-            self._drain()
-            if self._pool[worker_id].job is None:  # it finished after all
-                continue
-            worker.job = None
-            if isinstance(job, Slice):  # the case it died on counts towards its search's quota
-                self.scheduler.slice_ended(job, examples=worker.generated + 1,
-                                           seconds=time.monotonic() - worker.started)
-            else:
-                self.scheduler.charge(job.search, time.monotonic() - worker.started)
-            if late and not hung:
-                self.notes.append(f"{job.search.name}: a case in flight when the time budget ran out was stopped")
-                if isinstance(job, Reduce):
-                    self._write_unreduced(job, "shrinking cut short: the time budget ran out")
-            elif isinstance(job, Reduce):
-                self._write_unreduced(job, f"not shrunk: the reducing worker {_how(worker.process.exitcode, hung)}")
-            else:
-                output = read_file(Path(job.search.reports) / f".output-{worker_id}.log")
-                in_flight = last_in_flight(log)
-                kind = "timeout" if hung else "crash"
-                how = (f"ran past the {job.search.timeout:g}s limit and was killed by the parent" if hung
-                       else _how(worker.process.exitcode, hung))
-                self._fault(job.search, Fault(kind, how, in_flight, output))
-            with contextlib.suppress(OSError):
-                log.unlink()
-            self._start(worker_id)
-
-    def _drain(self) -> None:
-        """Take what a dead worker managed to send before deciding what it was doing."""
-        with contextlib.suppress(queue_module.Empty, EOFError, OSError):
-            while True:
-                self._handle(self._outbox.get(timeout=0.1))
-
-    # workers
-
-    def _start(self, worker_id: int) -> None:
-        inbox = self._context.Queue()
-        process = self._context.Process(target=_worker_main, args=(worker_id, inbox, self._outbox, os.getpid()),
-                                        daemon=True)
-        process.start()
-        self._pool[worker_id] = _Worker(process, inbox)
-
-    def _stop(self) -> None:
-        for worker in self._pool.values():
-            if worker.process.is_alive():
-                worker.process.terminate()
-        reports = Path(self.specs[0].reports) if self.specs else None
-        for worker_id, worker in self._pool.items():
-            worker.process.join(timeout=5)
-            if worker.process.is_alive():
-                worker.process.kill()
-                worker.process.join()
-            if reports is not None:
-                for name in (f".inflight-{worker_id}.json", f".output-{worker_id}.log"):
-                    with contextlib.suppress(OSError):
-                        (reports / name).unlink()
 
     def _orphaned_reductions(self) -> None:
         """Crashes and hangs whose reduction never started (the budget ran out, or Ctrl-C): still
@@ -361,6 +310,10 @@ class Campaign:
             self.findings.append(write_crash_finding(job, job.in_flight, shrink, job.output))
 
 
+def _fits(pool: Pool, worker_id: int, spec: SearchSpec) -> bool:
+    return pool.fits(worker_id, spec)
+
+
 def write_crash_finding(job: Reduce, in_flight: dict[str, Any], shrink: str, output: str) -> Finding:
     """Write the crash or timeout report of ``in_flight`` and describe it as a finding."""
 
@@ -372,18 +325,6 @@ def write_crash_finding(job: Reduce, in_flight: dict[str, Any], shrink: str, out
     cost = case_cost(in_flight["case"]["config"], in_flight["case"]["inputs"])["elements"]
     return Finding(job.signature, job.search.prop, job.search.mode, str(folder), new,
                    f"{job.kind}: {message} [{case.describe()}]", shrink, cost)
-
-
-def _case_overran(log: Path, limit: float) -> bool:
-    """Whether the case written ahead last has been running for more than ``limit`` seconds."""
-    try:
-        return time.time() - log.stat().st_mtime > limit
-    except OSError:
-        return False
-
-
-def _how(exitcode: int | None, hung: bool) -> str:
-    return "stopped answering and was killed" if hung else f"died ({exit_reason(exitcode)})"
 
 
 # -- worker side -------------------------------------------------------------------------------
@@ -410,7 +351,8 @@ class _InProcessFault(BaseException):
         self.fault = Fault(kind, how, in_flight, output)
 
 
-def _worker_main(worker_id: int, inbox: Any, outbox: Any, parent_pid: int) -> None:
+def worker_main(worker_id: int, inbox: Any, outbox: Any, parent_pid: int) -> None:
+    """A worker process: run each job its inbox brings (``None``: stop), send its events to ``outbox``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     die_with_parent(parent_pid)  # ... and if it cannot (it was killed), its death stops us
 
@@ -426,8 +368,8 @@ def _worker_main(worker_id: int, inbox: Any, outbox: Any, parent_pid: int) -> No
             return
         reports = Path(job.search.reports)
         if capture is None:  # a candidate's prints go to a file, never to the run's console
-            capture = OutputCapture(reports / f".output-{worker_id}.log")
-        with WriteAhead(reports / f".inflight-{worker_id}.json") as ahead:
+            capture = OutputCapture(output_file(reports, worker_id))
+        with WriteAhead(in_flight_file(reports, worker_id)) as ahead:
             if isinstance(job, Slice):
                 result = run_slice(job, capture, ahead,
                                    lambda counts, generated: outbox.put(Progress(worker_id, counts, generated)))

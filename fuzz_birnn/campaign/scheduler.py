@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,6 +83,8 @@ class SearchSpec:
     timeout: float
     database: str | None = None
     target: bool = True
+    #: what a cluster's node must have to run it (:func:`fuzz_birnn.campaign.cluster.needs_of`)
+    needs: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -168,6 +170,8 @@ class Scheduler:
         self.deadline = deadline
         self.reduce_seconds = reduce_seconds
         self.reductions: deque[Reduce] = deque()
+        #: jobs whose worker vanished (a node left the cluster): each runs again, as it was
+        self.retries: deque[Slice | Reduce] = deque()
         #: candidate -> its slowest passing case in any search; the candidates seen to hang
         self.slowest: dict[str, float] = {}
         self.hung: set[str] = set()
@@ -182,12 +186,16 @@ class Scheduler:
     def out_of_time(self) -> bool:
         return self.deadline is not None and time.time() >= self.deadline
 
-    def next_job(self) -> Slice | Reduce | None:
+    def next_job(self, fits: Callable[[SearchSpec], bool] = lambda spec: True) -> Slice | Reduce | None:
+        """The next job for a worker that can run the searches ``fits`` accepts (a cluster's
+        node has the devices and resources a search needs), or ``None``: nothing for it now."""
         if self.out_of_time():
             return None
-        if self.reductions:
-            return self.reductions.popleft()
-        ready = [s for s in self.searches if s.left > 0]
+        for job in [*self.retries, *self.reductions]:
+            if fits(job.search):
+                (self.retries if job in self.retries else self.reductions).remove(job)  # type: ignore[arg-type]
+                return job
+        ready = [s for s in self.searches if s.left > 0 and fits(s.spec)]
         if not ready:
             return None
         # a search with no slice running first; then the one that has had the least time
@@ -242,6 +250,20 @@ class Scheduler:
                                       self.reduce_seconds, limit if signature == HANG else spec.timeout))
         return True
 
+    def retry(self, job: Slice | Reduce) -> None:
+        """Run ``job`` again, as it was, on the next worker that can: its worker vanished with
+        nothing known of it (a slice keeps its number and seed, so the run's cases stay the same)."""
+        self.retries.append(job)
+
+    def end_search(self, spec: SearchSpec, why: str) -> list[Reduce]:
+        """End a search that no worker left can run; returns its reductions that will not run now."""
+        search = self.searches[spec.index]
+        search.ended = search.ended or why
+        mine = [job for job in [*self.retries, *self.reductions] if job.search.index == spec.index]
+        self.retries = deque(job for job in self.retries if job.search.index != spec.index)
+        self.reductions = deque(job for job in self.reductions if job.search.index != spec.index)
+        return [job for job in mine if isinstance(job, Reduce)]
+
     def charge(self, spec: SearchSpec, seconds: float) -> None:
         """Time spent for a search outside its slices (a reduction) counts towards its share."""
         self.searches[spec.index].seconds += seconds
@@ -251,7 +273,7 @@ class Scheduler:
             return False
         if self.out_of_time():
             return True
-        return not self.reductions and all(s.done for s in self.searches)
+        return not self.reductions and not self.retries and all(s.done for s in self.searches)
 
 
 def _learner(spec: SearchSpec) -> str:

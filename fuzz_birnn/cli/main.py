@@ -29,6 +29,7 @@ from fuzz_birnn.core.devices import DEVICE_TYPES, available_devices, device_avai
 from fuzz_birnn.core.outcomes import CheckFailure
 from fuzz_birnn.core.space import CaseSpace
 from fuzz_birnn.output.junit import write_junit
+from fuzz_birnn.output.merge import MergeError, merge_runs
 from fuzz_birnn.output.reports import ReportError, load_report
 from fuzz_birnn.output.run_record import print_summary
 from fuzz_birnn.portable.report_files import ReportRefused, candidate_origin
@@ -78,7 +79,8 @@ def _run(args: argparse.Namespace) -> int:
         record = run(args.candidate, properties=args.properties, modes=args.modes, space=_space(args),
                      max_examples=args.max_examples, time_budget=args.time_budget, timeout=args.timeout,
                      workers=args.workers, seed=args.seed, database=args.database, reports=args.reports,
-                     shard=args.shard, grad=args.grad, echo=print, on_progress=progress.update)
+                     shard=args.shard, grad=args.grad, cluster=args.cluster, needs=args.needs or (), echo=print,
+                     on_progress=progress.update)
     except RunError as error:
         raise UsageError(str(error)) from None
     progress.done()
@@ -129,6 +131,21 @@ class _Progress:
     def done(self) -> None:
         if self._tty:
             print()
+
+
+def _merge(args: argparse.Namespace) -> int:
+    """Merge the shards' reports folders into ``--out``: reports, ``run.json``, ``index.html``."""
+    out = Path(args.out)
+    try:
+        record = merge_runs([Path(folder) for folder in args.folders], out)
+    except MergeError as error:
+        raise UsageError(str(error)) from None
+    except OSError as error:
+        raise UsageError(f"--out {out}: cannot write there ({error.strerror or error})") from None
+    print(f"merged {len(args.folders)} run(s) into {out}")
+    print_summary(record, out)
+    print(f"run page: {write_run_pages(record, out)}")
+    return record.exit_code
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -248,6 +265,12 @@ def _parser() -> argparse.ArgumentParser:
                      help="also write the run as JUnit XML: a test case per search, a failure per fault")
     run.add_argument("--shard", type=shard, metavar="K/N",
                      help="run only the K-th of N deterministic shares of the searches (one per machine)")
+    run.add_argument("--cluster", metavar="ADDRESS",
+                     help="run the workers on a Ray cluster's nodes (auto, HOST:PORT or ray://HOST:PORT; "
+                          "pip install 'fuzz-birnn[ray]'); one reports folder and run.json here")
+    run.add_argument("--needs", type=lambda text: [t.strip() for t in text.split(",") if t.strip()],
+                     metavar="LIST", help="with --cluster: run the candidate's searches only on nodes that "
+                                          "advertise these Ray resources (ray start --resources)")
     run.add_argument("--seed", type=non_negative, metavar="N", help="make the run repeatable")
     run.add_argument("--properties", type=lambda text: [t.strip() for t in text.split(",") if t.strip()],
                      metavar="LIST", help=f"comma-separated subset of: {', '.join(PROPERTIES)} "
@@ -277,6 +300,12 @@ def _parser() -> argparse.ArgumentParser:
         run.add_argument(f"--no-{flag}", dest=flag.replace("-", "_"), action="store_false", help=f"never use {what}")
     run.add_argument("--no-onednn-off", dest="onednn_off", action="store_false",
                      help="keep oneDNN at torch's default instead of also running with it disabled")
+
+    merge = commands.add_parser("merge", help="merge the reports folders of a campaign's shards (--shard K/N) "
+                                              "into one: reports, run.json, index.html")
+    merge.set_defaults(command=_merge)
+    merge.add_argument("folders", nargs="+", metavar="DIR", help="a reports folder of fuzz-birnn run")
+    merge.add_argument("--out", required=True, metavar="DIR", help="the merged folder (created; may be one of DIR)")
 
     replay = commands.add_parser("replay", help="re-run reports on the torch installed now")
     replay.set_defaults(command=_replay)

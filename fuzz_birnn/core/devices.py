@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
+import socket
 
 import torch
 
 from fuzz_birnn.portable.report_files import device_available
 
-__all__ = ["DEVICE_TYPES", "available_devices", "cuda_without_gpu", "device_available", "environment_summary"]
+__all__ = ["DEVICE_TYPES", "available_devices", "cpu_capability", "cuda_without_gpu", "device_available",
+           "environment_summary", "hostname"]
 
 
 #: The device types a case may name (``cuda:N`` is a ``cuda`` device).
@@ -46,3 +48,15 @@ def cuda_without_gpu() -> str | None:
     if torch.version.cuda and "cuda" not in available_devices():
         return f"a CUDA {torch.version.cuda} build of torch with no GPU visible: only the CPU is checked"
     return None
+
+
+def cpu_capability() -> str:
+    """The instruction-set level torch's own CPU kernels run at here (``AVX512``, ``AVX2``, ``DEFAULT``, ...)."""
+    try:
+        return str(torch.backends.cpu.get_cpu_capability())
+    except (AttributeError, RuntimeError):  # torch before 2.1 does not say
+        return "unknown"
+
+
+def hostname() -> str:
+    return socket.gethostname()

@@ -9,7 +9,8 @@ within a version:
 ``options``
     ``candidate`` (``null``: torch itself), ``properties``, ``modes``, ``seed``, ``max_examples``,
     ``time_budget`` (seconds or ``null``), ``timeout``, ``workers``, ``database``, ``shard``
-    (``"K/N"`` or ``null``), ``reports``.
+    (``"K/N"`` or ``null``), ``reports``, ``cluster`` (the Ray address, or ``null``), ``merged``
+    (the folders ``fuzz-birnn merge`` made it from, or ``null``).
 ``started`` (UTC, ISO 8601), ``seconds``, ``interrupted``.
 ``cases``
     ``total``; ``by_search``: one entry per (``property``, ``mode``) search this run owned, with
@@ -30,6 +31,12 @@ within a version:
     compared, and the ``mistakes`` named); ``reports`` (every
     report id of this fault, one per search that found it); ``seen_in`` (``property``, ``mode``,
     ``report``, ``new``: false when that report existed before this run).
+``nodes``
+    the machines the run's workers ran on (one for a run on this machine; every node of a Ray
+    cluster with ``--cluster``): ``id``, ``hostname``, ``devices``, ``isa`` (the instruction-set
+    level torch's own kernels use there), ``resources`` (what the node advertises to Ray),
+    ``workers``, ``cases`` (checked there), ``searches`` (that ran a slice or a reduction there),
+    ``lost`` (whether it left the run before the end).
 ``errors``, ``notes``
     searches that stopped with an error of the harness; anything else the reader should know.
 ``exit_code``
@@ -57,8 +64,8 @@ from fuzz_birnn.core.devices import available_devices, cuda_without_gpu
 from fuzz_birnn.output.files import write_whole
 
 __all__ = ["DIMENSIONS", "RUN_FILE", "SCHEMA_VERSION", "CaseCounts", "CountKey", "Finding", "FindingGroup",
-           "RunOptions", "RunRecord", "SearchCount", "SearchTime", "Seen", "Smallest", "Support", "build_record",
-           "count_key", "print_summary", "write_record"]
+           "Node", "RunOptions", "RunRecord", "SearchCount", "SearchTime", "Seen", "Smallest", "Support",
+           "build_record", "count_key", "print_summary", "write_record"]
 
 RUN_FILE = "run.json"
 SCHEMA_VERSION = 1
@@ -141,6 +148,8 @@ class RunOptions:
     database: str
     shard: str | None
     reports: str
+    cluster: str | None = None
+    merged: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -202,6 +211,21 @@ class FindingGroup:
 
 
 @dataclass(frozen=True)
+class Node:
+    """A machine the run's workers ran on, and what they did there."""
+
+    id: str
+    hostname: str
+    devices: list[str]
+    isa: str
+    resources: dict[str, float]
+    workers: int
+    cases: int = 0
+    searches: list[str] = dataclasses.field(default_factory=list)
+    lost: bool = False
+
+
+@dataclass(frozen=True)
 class RunRecord:
     """What ``run.json`` holds (the module docstring has the schema), typed."""
 
@@ -217,6 +241,7 @@ class RunRecord:
     errors: list[str]
     notes: list[str]
     exit_code: int
+    nodes: list[Node] = dataclasses.field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {"schema": "fuzz-birnn-run", "schema_version": SCHEMA_VERSION, **dataclasses.asdict(self)}
@@ -224,7 +249,7 @@ class RunRecord:
 
 def build_record(*, searches: Sequence[SearchTime], counts: Mapping[CountKey, int], findings: Sequence[Finding],
                  errors: Sequence[str], notes: Sequence[str], seconds: float, options: RunOptions,
-                 started: datetime.datetime, interrupted: bool) -> RunRecord:
+                 started: datetime.datetime, interrupted: bool, nodes: Sequence[Node] = ()) -> RunRecord:
     """The record of a run (finished or interrupted) from what its campaign counted and found."""
     by_search = []
     for search in searches:
@@ -262,6 +287,7 @@ def build_record(*, searches: Sequence[SearchTime], counts: Mapping[CountKey, in
                         for value, c in sorted(rows.items())} for name, rows in support.items()},
         findings=grouped, errors=list(errors), notes=list(notes),
         exit_code=130 if interrupted else 1 if grouped else 2 if errors else 0,
+        nodes=list(nodes),
     )
 
 
