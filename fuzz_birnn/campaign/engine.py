@@ -3,7 +3,10 @@
 The parent (:class:`Campaign`) hands jobs from the :mod:`~fuzz_birnn.campaign.scheduler` to worker
 processes: slices of a search, and reductions of a case that crashed or hung. A worker is a
 spawned process (a fresh interpreter, one torch thread) that assumes the code under test may
-kill it at any moment.
+kill it at any moment. Where the workers are is the campaign's :class:`Pool`: processes on this
+machine (:mod:`~fuzz_birnn.campaign.pool`, the default) or on a Ray cluster's nodes
+(:mod:`~fuzz_birnn.campaign.cluster`); either way they talk in the same events
+(:mod:`~fuzz_birnn.campaign.events`).
 
 **A slice** is one Hypothesis run of the search's strategy with its own seed. It goes on past
 the faults the search already knows: a failure whose :func:`~fuzz_birnn.campaign.signature.signature_of`
