@@ -22,10 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ray.cluster_utils import Cluster  # noqa: E402
+from ray.cluster_utils import Cluster
 
-from fuzz_birnn.campaign import cluster as cluster_module  # noqa: E402
-from fuzz_birnn.campaign.api import run  # noqa: E402
+from fuzz_birnn.campaign import cluster as cluster_module
+from fuzz_birnn.campaign.api import run
 
 
 def main() -> None:
