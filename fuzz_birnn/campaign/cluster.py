@@ -77,7 +77,8 @@ class NodeWorker:
         # the driver's import path, where it exists here: a MODULE:ATTR candidate beside the driver
         sys.path[:0] = [entry for entry in first if entry not in sys.path and Path(entry).is_dir()]
         sys.path += [entry for entry in last if entry not in sys.path and Path(entry).is_dir()]
-        self.folder = Path(tempfile.mkdtemp(prefix="fuzz-birnn-worker-"))
+        _remove_orphaned_folders()
+        self.folder = Path(tempfile.mkdtemp(prefix=f"{_FOLDER_PREFIX}{os.getpid()}-"))
         self.pool = LocalPool(1, worker_main)
         self.pool.start()
 
@@ -111,6 +112,27 @@ class NodeWorker:
                         files[str(path.relative_to(self.folder))] = path.read_bytes()
                 shutil.rmtree(entry, ignore_errors=True)
         return files
+
+
+_FOLDER_PREFIX = "fuzz-birnn-worker-"
+
+
+def _remove_orphaned_folders() -> None:
+    """Remove the folders of this node's workers that were killed (Ctrl-C, a lost run) before they could."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{_FOLDER_PREFIX}*-*"):
+        pid = folder.name[len(_FOLDER_PREFIX):].split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class RayPool:

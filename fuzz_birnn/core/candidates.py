@@ -1,4 +1,4 @@
-"""The built-in candidates (torch's fused module, the decomposition, the reference) and the name a
+"""The built-in candidates (torch's fused module, the decomposition, the stack of cells, the reference) and the name a
 report can import a candidate by (:func:`candidate_label`).
 
 Turning a name back into a candidate, targets and ``MODULE:ATTR`` included, is
@@ -12,6 +12,7 @@ from typing import Any
 
 from torch import nn
 
+from fuzz_birnn.core.cells import cells
 from fuzz_birnn.core.decomposition import decomposed
 from fuzz_birnn.core.reference import reference
 
@@ -24,7 +25,8 @@ def fused(module: nn.RNNBase, input: Any, hx: Any = None) -> Any:
 
 
 #: Built-in candidates by name.
-BUILTIN: dict[str, Callable[..., Any]] = {"decomposed": decomposed, "reference": reference, "fused": fused}
+BUILTIN: dict[str, Callable[..., Any]] = {"decomposed": decomposed, "cells": cells, "reference": reference,
+                                          "fused": fused}
 
 
 def candidate_label(candidate: Callable[..., Any]) -> str:

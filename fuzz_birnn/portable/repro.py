@@ -41,7 +41,8 @@ from report_files import (  # noqa: E402
     tensor_file_limit,
 )
 
-BUILTIN = {"decomposed": "fuzz_birnn.core.decomposition:decomposed", "reference": "fuzz_birnn.core.reference:reference"}
+BUILTIN = {"decomposed": "fuzz_birnn.core.decomposition:decomposed", "cells": "fuzz_birnn.core.cells:cells",
+           "reference": "fuzz_birnn.core.reference:reference"}
 
 
 def fail(message):

@@ -71,6 +71,10 @@ def _relation(name: str) -> Check:
 PROPERTIES: dict[str, Property] = {
     "agreement": Property("agreement", lambda cand, case, label, details: check(cand, case, name=label),
                           checks_in_torch_run="decomposed", diagnosed=True),
+    # torch's cells (nn.RNNCell, nn.GRUCell, nn.LSTMCell) as people stack them, against the fused
+    # module and the float64 reference; nn.LSTMCell has no proj_size
+    "cells": Property("cells", lambda cand, case, label, details: check(cand, case, name=label), {"proj": False},
+                      torch_only=True, checks_in_torch_run="cells", diagnosed=True),
     "fused-vs-reference": Property("fused-vs-reference", lambda cand, case, label, details: check_fused(case),
                                    torch_only=True, diagnosed=True),
     **{f"relation:{name}": Property(f"relation:{name}", _relation(name), _RELATION_NARROWING[name])

@@ -2,8 +2,10 @@
 
 A *corruption* turns a valid case into an invalid call at one stage: building the module
 (``proj_size >= hidden_size``), packing the input (a zero length, a length longer than the
-sequence, unsorted lengths with ``enforce_sorted=True``), or calling the module (``h0``/``c0`` of the
-wrong shape, kind or dtype, input of the wrong feature size, rank or dtype). The property:
+sequence, unsorted lengths with ``enforce_sorted=True``), calling the module (``h0``/``c0`` of the
+wrong shape, kind or dtype, input of the wrong feature size, rank or dtype), or calling the mode's
+cell (``nn.RNNCell``, ``nn.GRUCell``, ``nn.LSTMCell``) with an input and a state that do not fit
+each other (feature or hidden size, batch, rank, an unbatched input with a batched state). The property:
 
 * torch raises ``ValueError``, ``RuntimeError``, ``TypeError`` or ``IndexError`` (an
   ``AttributeError`` or similar means an argument went unchecked; accepting the call, or killing
@@ -26,7 +28,7 @@ from fuzz_birnn.core.decomposition import decomposed
 from fuzz_birnn.core.outcomes import CheckFailure, Outcome
 from fuzz_birnn.core.reference import reference
 
-__all__ = ["CLEAR_ERRORS", "CORRUPTIONS", "KNOWN_TORCH_ISSUES", "applicable_corruptions", "check_invalid"]
+__all__ = ["CLEAR_ERRORS", "CORRUPTIONS", "KNOWN_TORCH_CRASHES", "KNOWN_TORCH_ISSUES", "applicable_corruptions", "check_invalid"]
 
 #: Exceptions that count as a clear refusal.
 CLEAR_ERRORS = (ValueError, RuntimeError, TypeError, IndexError)
@@ -74,6 +76,31 @@ def _projection(case: Case) -> Callable[..., Any]:
     return call
 
 
+def _cell_call(case: Case, x_shape: Callable[[int, int], tuple[int, ...]],
+               h_shape: Callable[[int, int], tuple[int, ...]],
+               c_shape: Callable[[int, int], tuple[int, ...]] | None = None) -> Callable[..., Any]:
+    """Call torch's cell of the case's mode (layer 0's sizes) with an input and a state whose
+    shapes, given the batch and the hidden size, do not fit it; ``impl`` plays no part."""
+    def call(impl: Callable[..., Any]) -> Any:
+        config, batch, hidden = case.config, case.inputs.batch_size or 1, case.config.hidden_size
+        kwargs: dict[str, Any] = {"bias": config.bias, "dtype": case.inputs.torch_dtype}
+        if config.mode.startswith("RNN_"):
+            kwargs["nonlinearity"] = config.mode[4:].lower()
+        kind = {"LSTM": nn.LSTMCell, "GRU": nn.GRUCell}.get(config.mode, nn.RNNCell)
+        cell = kind(config.input_size, hidden, **kwargs)
+        x = torch.zeros(x_shape(batch, config.input_size), dtype=case.inputs.torch_dtype)
+        h = torch.zeros(h_shape(batch, hidden), dtype=case.inputs.torch_dtype)
+        if kind is nn.LSTMCell:
+            c = torch.zeros((c_shape or h_shape)(batch, hidden), dtype=case.inputs.torch_dtype)
+            return cell(x, (h, c))
+        return cell(x, h)
+    return call
+
+
+def _lstm_cell(case: Case) -> bool:
+    return case.config.mode == "LSTM" and not case.config.proj_size
+
+
 def _plain_call(case: Case) -> bool:
     return not case.inputs.packed
 
@@ -104,6 +131,25 @@ CORRUPTIONS: dict[str, tuple[str, Callable[[Case], bool], Callable[[Case], Calla
                           and c.inputs.seq_len >= 2,
                           lambda c: _pack(c, lambda ls, t: [1, t, *ls[2:]], True)),
     "proj_size_too_large": ("build", lambda c: c.config.mode == "LSTM", _projection),
+    # torch's cells, called as people call them in their own stacks
+    "cell_input_features": ("cell", lambda c: True, lambda c: _cell_call(c, lambda b, f: (b, f + 1),
+                                                                       lambda b, h: (b, h))),
+    "cell_input_rank": ("cell", lambda c: True, lambda c: _cell_call(c, lambda b, f: (1, b, f), lambda b, h: (b, h))),
+    "cell_hidden_size": ("cell", lambda c: True, lambda c: _cell_call(c, lambda b, f: (b, f), lambda b, h: (b, h + 1))),
+    "cell_hidden_batch": ("cell", lambda c: True, lambda c: _cell_call(c, lambda b, f: (b, f),
+                                                                     lambda b, h: (b + 1, h))),
+    "cell_hidden_rank": ("cell", lambda c: True, lambda c: _cell_call(c, lambda b, f: (b, f), lambda b, h: (1, b, h))),
+    "cell_unbatched_input_batched_state": ("cell", lambda c: True,
+                                           lambda c: _cell_call(c, lambda b, f: (f,), lambda b, h: (b, h))),
+    "cell_batched_input_unbatched_state": ("cell", lambda c: True,
+                                           lambda c: _cell_call(c, lambda b, f: (b, f), lambda b, h: (h,))),
+    "cell_c_size": ("cell", _lstm_cell, lambda c: _cell_call(c, lambda b, f: (b, f), lambda b, h: (b, h),
+                                                            lambda b, h: (b, h + 1))),
+    "cell_c_batch": ("cell", _lstm_cell, lambda c: _cell_call(c, lambda b, f: (b, f), lambda b, h: (b, h),
+                                                             lambda b, h: (b + 1, h))),
+    "cell_c_batched_for_unbatched_input": ("cell", _lstm_cell,
+                                           lambda c: _cell_call(c, lambda b, f: (f,), lambda b, h: (h,),
+                                                                lambda b, h: (b, h))),
 }
 
 #: Corruptions torch is known to accept or to refuse unclearly; reported, not failed, until fixed.
@@ -111,6 +157,17 @@ KNOWN_TORCH_ISSUES = {
     "length_too_long": "pack_padded_sequence accepts a length longer than the sequence and returns a "
                        "PackedSequence whose batch_sizes do not match its data",
     "hx_kind": "nn.GRU/nn.RNN given a tuple hx raise AttributeError ('tuple' object has no attribute 'dim')",
+    "cell_unbatched_input_batched_state": "nn.RNNCell given an unbatched input and a 2-D state of hidden_size rows "
+                                          "accepts it and returns a 2-D state (pytorch/pytorch#195547)",
+    "cell_c_batched_for_unbatched_input": "nn.LSTMCell given an unbatched input, a 1-D h and a 2-D c of hidden_size "
+                                          "rows accepts them and returns 2-D states (pytorch/pytorch#195547)",
+}
+
+#: Corruptions that crash torch (the process dies) in these modes: not called unless ``strict``, so
+#: that every run does not pay a crash and its reduction for a bug already known.
+KNOWN_TORCH_CRASHES: dict[str, tuple[tuple[str, ...], str]] = {
+    "cell_unbatched_input_batched_state": (("GRU", "LSTM"), "nn.GRUCell/nn.LSTMCell given an unbatched input and a "
+                                           "2-D state can crash with SIGSEGV (pytorch/pytorch#175978, #195547)"),
 }
 
 
@@ -123,12 +180,16 @@ def check_invalid(case: Case, corruption: str, *, strict: bool = False) -> Outco
     """Torch, the decomposition and the reference must all refuse ``corruption`` of ``case``.
 
     A corruption listed in :data:`KNOWN_TORCH_ISSUES` that torch still mishandles returns an
-    outcome with ``skipped`` naming the known issue, unless ``strict``.
+    outcome with ``skipped`` naming the known issue, unless ``strict``; one listed in
+    :data:`KNOWN_TORCH_CRASHES` for the case's mode is not called at all, unless ``strict``.
     """
     __tracebackhide__ = True  # pytest shows the caller's line and the message
     stage, applies, make = CORRUPTIONS[corruption]
     if not applies(case):
         return Outcome(case, {}, {}, f"{corruption} does not apply to this case")
+    crashes_in, crash = KNOWN_TORCH_CRASHES.get(corruption, ((), ""))
+    if case.config.mode in crashes_in and not strict:
+        return Outcome(case, {}, {}, f"known torch issue: {crash} (not called)")
     invalid_call = make(case)
     torch_says = _refusal(invalid_call, lambda module, input, hx: module(input, hx), case)
     if torch_says is not None:
