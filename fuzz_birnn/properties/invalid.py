@@ -28,7 +28,8 @@ from fuzz_birnn.core.decomposition import decomposed
 from fuzz_birnn.core.outcomes import CheckFailure, Outcome
 from fuzz_birnn.core.reference import reference
 
-__all__ = ["CLEAR_ERRORS", "CORRUPTIONS", "KNOWN_TORCH_CRASHES", "KNOWN_TORCH_ISSUES", "applicable_corruptions", "check_invalid"]
+__all__ = ["CLEAR_ERRORS", "CORRUPTIONS", "KNOWN_TORCH_CRASHES", "KNOWN_TORCH_ISSUES", "applicable_corruptions",
+           "check_invalid"]
 
 #: Exceptions that count as a clear refusal.
 CLEAR_ERRORS = (ValueError, RuntimeError, TypeError, IndexError)
