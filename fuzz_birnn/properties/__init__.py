@@ -14,6 +14,7 @@ from typing import Any
 from fuzz_birnn.core.case import Case
 from fuzz_birnn.core.check import check, check_fused
 from fuzz_birnn.core.outcomes import Candidate, Outcome
+from fuzz_birnn.properties.autocast import check_autocast
 from fuzz_birnn.properties.backends import check_backends
 from fuzz_birnn.properties.gradients import check_gradients
 from fuzz_birnn.properties.invalid import check_invalid
@@ -75,6 +76,9 @@ PROPERTIES: dict[str, Property] = {
     # module and the float64 reference; nn.LSTMCell has no proj_size
     "cells": Property("cells", lambda cand, case, label, details: check(cand, case, name=label), {"proj": False},
                       torch_only=True, checks_in_torch_run="cells", diagnosed=True),
+    # torch's fused module inside torch.autocast (float32 cases; bfloat16 on the CPU, float16 on CUDA)
+    "autocast": Property("autocast", lambda cand, case, label, details: check_autocast(case), {"dtypes": ["float32"]},
+                         torch_only=True),
     "fused-vs-reference": Property("fused-vs-reference", lambda cand, case, label, details: check_fused(case),
                                    torch_only=True, diagnosed=True),
     **{f"relation:{name}": Property(f"relation:{name}", _relation(name), _RELATION_NARROWING[name])
