@@ -36,6 +36,8 @@ TARGETS: dict[str, Target] = {
                                       "torch.onnx.export(dynamo=False) run on ONNX Runtime's CPU provider"),
     "onnx-reference": Target("onnx_reference", "onnx_reference", ("onnx", "onnxscript"), "onnx", 300,
                              "torch.onnx.export run by onnx.reference.ReferenceEvaluator"),
+    "quantizable-lstm": Target("quantizable", "quantizable_lstm", (), "", 60,
+                               "torch.ao.nn.quantizable.LSTM.from_float, the module quantization swaps in"),
     "torch-compile": Target("torch_compile", "torch_compile", (), "", 600,
                             "torch.compile (inductor, CPU); opt-in and slow"),
 }
