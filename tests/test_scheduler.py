@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from fuzz_birnn.campaign.engine import plan_searches
 from fuzz_birnn.campaign.scheduler import FIRST_SLICE, SLICE_EXAMPLES, Scheduler, Search, Slice, most_slices, quota_of
 from fuzz_birnn.core.space import CaseSpace
@@ -86,3 +88,61 @@ def test_workers_are_not_started_for_slices_that_cannot_exist():
     assert most_slices(1, 10) == 1
     assert most_slices(1, FIRST_SLICE + 1) == 2
     assert most_slices(32, 25000) >= 32 * 4
+
+
+class _NodesLeft:
+    """A pool whose remaining workers cannot run ``lacking`` searches (a cluster that lost its GPU node)."""
+
+    def __init__(self, lacking: set[int]) -> None:
+        self.lacking = lacking
+
+    def cannot_run(self, spec):
+        return "no node has cuda" if spec.index in self.lacking else None
+
+
+def _campaign(tmp_path, lacking):
+    from fuzz_birnn.campaign.engine import Campaign
+
+    specs, _ = plan_searches(None, ["agreement"], ["GRU", "LSTM"], CaseSpace(max_layers=1), seed=3,
+                             reports=tmp_path, timeout=60, database=None)
+    campaign = Campaign(specs, max_examples=40, workers=2, pool=_NodesLeft(lacking))  # type: ignore[arg-type]
+    return campaign, specs
+
+
+def _in_flight(spec):
+    from fuzz_birnn.core.case import Case, Config, Inputs
+
+    return {"candidate": spec.candidate, "property": spec.prop,
+            "case": Case(Config(mode=spec.mode), Inputs()).to_dict(), "details": {}}
+
+
+@pytest.mark.e2e  # writing the crash report starts a process
+def test_a_reduction_whose_worker_is_lost_where_nothing_else_can_run_it_is_written_and_the_run_ends(tmp_path):
+    """Its search already done, the reduction waits to run again, but no worker left can take it:
+    the run must still end, with the crash reported unshrunk rather than lost."""
+    from fuzz_birnn.campaign.events import Lost
+
+    campaign, specs = _campaign(tmp_path, lacking={0})
+    scheduler = campaign.scheduler
+    for search in scheduler.searches:
+        search.examples = search.quota  # every slice has run
+    scheduler.fault_in_process(specs[0], "crash", "died (SIGSEGV)", "crash: died (SIGSEGV)", _in_flight(specs[0]), "")
+    reduce = scheduler.next_job()
+    campaign._lost(reduce, Lost(0, "node gpu-1 left the run"))
+    assert scheduler.finished(busy=False), "the run would wait forever for a worker that can take the reduction"
+    assert [f.shrink for f in campaign.findings] == ["not shrunk: no node has cuda"]
+    assert any("not compared further: no node has cuda" in note for note in campaign.notes)
+
+
+def test_a_job_lost_again_and_again_stops_its_search_with_an_error(tmp_path):
+    from fuzz_birnn.campaign.engine import MAX_LOSSES
+    from fuzz_birnn.campaign.events import Lost
+
+    campaign, _ = _campaign(tmp_path, lacking=set())
+    job = campaign.scheduler.next_job()
+    for _ in range(MAX_LOSSES):
+        campaign._lost(job, Lost(0, "worker lost"))
+        assert campaign.scheduler.next_job(fits=lambda spec: spec.index == job.search.index) == job  # runs again
+    campaign._lost(job, Lost(0, "worker lost"))
+    assert campaign.errors and "lost 4 times" in campaign.errors[0]
+    assert campaign.scheduler.searches[job.search.index].done

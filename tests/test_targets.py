@@ -4,6 +4,7 @@ user's Unsupported in the support table."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+import torch
 from torch.nn.utils.rnn import PackedSequence
 
 from fuzz_birnn import Case, CheckFailure, Config, Inputs, check
@@ -79,7 +81,8 @@ def target(name):
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("name", ["torch-export", "onnxruntime", "onnxruntime-torchscript", "onnx-reference"])
+@pytest.mark.parametrize("name", ["torch-export", "torch-export-dynamic", "onnxruntime", "onnxruntime-torchscript",
+                                  "onnx-reference"])
 def test_each_target_takes_weights_states_layouts_and_packed_input(name):
     candidate = target(name)
     for case in [*FIXED, SAME_SHAPES_NEW_WEIGHTS]:  # the last reuses the first's export with its own weights
@@ -260,3 +263,37 @@ def test_the_dynamo_exporters_table_built_once_exports_the_same_bytes():
         warnings.simplefilter("ignore")
         plain = torch.onnx.export(module, (x,), None, dynamo=True, verbose=False, input_names=["input"])
     assert cached == again == plain.model_proto.SerializeToString()
+
+
+def test_a_differentiable_target_keeps_gradients_and_the_gradients_property_sees_a_detached_state():
+    """``candidate_from(differentiable=True)`` (torch-compile's, for --grad) keeps autograd on; a
+    runner that cuts the initial state off the graph is caught by the gradients property."""
+    from fuzz_birnn.properties.gradients import check_gradients
+    from fuzz_birnn.targets.adapter import candidate_from
+
+    case = Case(Config("GRU", 2, 3, 2, True, False, True), Inputs(3, 2, initial_state=True, seed=3))
+    check_gradients(candidate_from(lambda module, x, hx: module(x, hx), differentiable=True), case, name="kept")
+    detached = candidate_from(lambda module, x, hx: module(x, hx.detach()), differentiable=True)
+    with pytest.raises(CheckFailure, match="h0"):
+        check_gradients(detached, case, name="detached")
+    with pytest.raises(CheckFailure):  # without differentiable, nothing reaches the parameters at all
+        check_gradients(candidate_from(lambda module, x, hx: module(x, hx)), case, name="no grad")
+
+
+@pytest.mark.e2e
+def test_the_dynamic_export_is_reused_across_batch_sizes_with_each_cases_weights(monkeypatch):
+    from fuzz_birnn.targets import torch_export
+
+    candidate = target("torch-export-dynamic")
+    first = Case(Config("GRU", 3, 4, 2, True, True, True), Inputs(5, 2, initial_state=True, dtype="float32", seed=1))
+    other_batch = Case(Config("GRU", 3, 4, 2, True, True, True), Inputs(5, 4, initial_state=True, dtype="float32",
+                                                                       seed=9))
+    assert check(candidate, first, name="torch-export-dynamic").skipped is None
+    exports = len(torch_export._DYNAMIC._entries)
+    assert check(candidate, other_batch, name="torch-export-dynamic").skipped is None
+    assert len(torch_export._DYNAMIC._entries) == exports, "a new batch size must reuse the export"
+    # the same reuse with the case's weights never loaded: the second case runs the first's weights
+    monkeypatch.setattr(torch.nn.Module, "load_state_dict", lambda self, state, *args, **kwargs: None)
+    with pytest.raises(CheckFailure):
+        check(candidate, dataclasses.replace(other_batch, inputs=dataclasses.replace(other_batch.inputs, seed=10)),
+              name="torch-export-dynamic")

@@ -85,7 +85,8 @@ def run(candidate: str | None = None, *, properties: Sequence[str] | None = None
         raise RunError(f"--properties {','.join(unknown)}: choose from {','.join(PROPERTIES)}")
     if timeout is None:
         timeout = TARGETS[candidate].timeout if candidate in TARGETS else DEFAULT_TIMEOUT
-    database = database if database is not None else str(reports / ".hypothesis")
+    # absolute, so that a cluster's workers use the same path, not one under their own directory
+    database = database if database is not None else str((reports / ".hypothesis").absolute())
     try:
         check_database(database)  # an unreachable Redis is said now, not by every worker
     except DatabaseError as error:
@@ -133,8 +134,8 @@ def _run(pool: RayPool | None, candidate: str | None, properties: list[str], mod
         specs = [dataclasses.replace(s, index=i) for i, s in enumerate(s for s in specs if not pool.cannot_run(s))]
         if not specs:
             raise RunError(f"--cluster {pool.address}: no node can run any search ({unplaced[0]})")
-        workers = pool.size
-    workers = max(1, min(workers or os.cpu_count() or 1, most_slices(len(specs), max_examples)))
+    workers = pool.size if pool is not None else \
+        max(1, min(workers or os.cpu_count() or 1, most_slices(len(specs), max_examples)))
 
     echo(f"fuzz-birnn run: {environment_summary()}")
     what = f"candidate {candidate} against torch's fused modules" if candidate else "torch's own recurrent modules"

@@ -18,9 +18,11 @@ what its workers find there (devices, torch's CPU capability) and the resources 
 says so.
 
 **Losses.** A worker or node that vanishes mid-job (:class:`~fuzz_birnn.campaign.events.Lost`)
-costs that job alone: it runs again, unchanged (same slice number and seed), on another worker;
-the counts it had sent are lost with it, so no case is counted twice. A search that no worker
-left can run ends, saying so.
+costs that job alone: it runs again, unchanged (same slice number and seed), on another worker,
+at most :data:`~fuzz_birnn.campaign.engine.MAX_LOSSES` times. A worker sends a job's events only
+with its end (so the progress line moves once a job, and a lost job has counted nothing). A
+search that no worker left can run ends, saying so, its waiting reductions written unshrunk. An
+exception the harness raises on a node is the job's error, as on one machine.
 
 **The example database** is what ``--database`` names: a Redis URL is shared by every node; a
 directory is that path on each node (shared where the path is on a shared file system).
@@ -42,7 +44,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from fuzz_birnn.campaign.engine import worker_main
-from fuzz_birnn.campaign.events import Died, Event, Lost, Progress, ReductionEnded, SliceEnded, ends_job
+from fuzz_birnn.campaign.events import (
+    Counts,
+    Died,
+    Event,
+    Lost,
+    Progress,
+    ReductionEnded,
+    SliceEnded,
+    SliceResult,
+    ends_job,
+)
 from fuzz_birnn.campaign.pool import LocalPool
 from fuzz_birnn.campaign.scheduler import Reduce, SearchSpec, Slice
 from fuzz_birnn.core.devices import available_devices, cpu_capability, hostname
@@ -54,9 +66,6 @@ __all__ = ["CONNECT_SECONDS", "ClusterError", "NodeWorker", "RayPool", "needs_of
 #: How long a cluster's address may take to accept a connection, and its workers to start.
 CONNECT_SECONDS = 5.0
 START_SECONDS = 300.0
-#: Ray's exceptions that mean a worker or its node is gone (looked up by name: Ray is optional).
-_GONE = ("RayActorError", "ActorDiedError", "ActorUnavailableError", "WorkerCrashedError", "NodeDiedError",
-         "ObjectLostError", "OwnerDiedError", "ObjectReconstructionFailedError", "TaskCancelledError")
 
 
 class ClusterError(ValueError):
@@ -148,6 +157,7 @@ class RayPool:
         self._has: dict[str, set[str]] = {}
         self._in_flight: dict[Any, int] = {}
         self._busy: set[int] = set()
+        self._jobs: dict[int, Slice | Reduce] = {}
         try:
             self._start_workers(workers)
         except BaseException:
@@ -187,13 +197,16 @@ class RayPool:
         return f"no node has {', '.join(missing)}" if missing else f"no node has all of {', '.join(spec.needs)}"
 
     def nodes(self) -> list[Node]:
-        return list(self._nodes.values())
+        """Every node that had workers; ``lost`` where none of its workers is left."""
+        live = set(self._node_of[worker_id] for worker_id in self._actors)
+        return [dataclasses.replace(node, lost=node.id not in live) for node in self._nodes.values()]
 
     def node_of(self, worker_id: int) -> str:
         return self._node_of[worker_id]
 
     def give(self, worker_id: int, job: Slice | Reduce) -> None:
         self._busy.add(worker_id)
+        self._jobs[worker_id] = job
         self._in_flight[self._actors[worker_id].run.remote(job)] = worker_id
 
     def events(self, timeout: float) -> list[Event]:
@@ -209,11 +222,15 @@ class RayPool:
         for ref in ready:
             worker_id = self._in_flight.pop(ref)
             self._busy.discard(worker_id)
+            job = self._jobs.pop(worker_id)
             try:
                 sent, files = ray.get(ref)
-            except Exception as error:
-                if type(error).__name__ not in _GONE and not isinstance(error, ray.exceptions.RayError):
-                    raise
+            except ray.exceptions.RayTaskError as error:  # the harness raised on the node: the job's error
+                where = self._nodes[self._node_of[worker_id]].hostname
+                events.append(_failed(worker_id, job, f"the worker on node {where} raised "
+                                                      f"{_line(error.as_instanceof_cause())}"))
+                continue
+            except ray.exceptions.RayError as error:  # the worker or its node is gone
                 events.append(Lost(worker_id, self._lose(worker_id, error)))
                 continue
             landed = self._land(files)
@@ -254,7 +271,7 @@ class RayPool:
         resources = {node["NodeID"]: node["Resources"] for node in nodes}
         remote = ray.remote(NodeWorker)
         for worker_id, node_id in enumerate(plan):
-            gpus = resources[node_id].get("GPU", 0) / plan.count(node_id)
+            gpus = _gpu_share(int(resources[node_id].get("GPU", 0)), plan.count(node_id))
             self._actors[worker_id] = remote.options(
                 num_cpus=1, num_gpus=gpus, max_restarts=0, max_task_retries=0,
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False)).remote(
@@ -263,8 +280,8 @@ class RayPool:
         try:
             found = ray.get([actor.describe.remote() for actor in self._actors.values()], timeout=START_SECONDS)
         except Exception as error:
-            raise ClusterError(f"--cluster {self.address}: its workers did not start "
-                               f"({_line(error)}); is fuzz-birnn installed on every node?") from None
+            raise ClusterError(f"--cluster {self.address}: its workers did not start ({_line(error)}); is fuzz-birnn "
+                               "installed on every node, and are the nodes' CPUs free?") from None
         for node_id in dict.fromkeys(plan):
             seen = next(f for f, n in zip(found, plan, strict=True) if n == node_id)
             advertised = {name: value for name, value in resources[node_id].items()
@@ -275,14 +292,19 @@ class RayPool:
             self._has[node_id] = set(seen["devices"]) | {name for name, value in advertised.items() if value > 0}
 
     def _lose(self, worker_id: int, error: BaseException) -> str:
-        """Forget a worker that is gone; mark its node lost if the cluster says the node is gone."""
+        """Forget a worker that is gone, and every worker of its node if the cluster says the node is gone."""
         node_id = self._node_of[worker_id]
-        self._actors.pop(worker_id, None)
-        alive = {node["NodeID"] for node in self._ray.nodes() if node.get("Alive")}
         node = self._nodes[node_id]
-        if node_id not in alive:
-            self._nodes[node_id] = dataclasses.replace(node, lost=True)
-            return f"node {node.hostname} {node_id[:8]} left the cluster"
+        gone = [worker_id]
+        if node_id not in {n["NodeID"] for n in self._ray.nodes() if n.get("Alive")}:
+            gone += [other for other in self._actors if self._node_of[other] == node_id]
+        for lost in gone:
+            actor = self._actors.pop(lost, None)
+            if actor is not None and lost not in self._busy:
+                with contextlib.suppress(Exception):
+                    self._ray.kill(actor, no_restart=True)
+        if len(gone) > 1 or not any(self._node_of[other] == node_id for other in self._actors):
+            return f"node {node.hostname} {node_id[:8]} left the run ({_line(error)})"
         return f"a worker on node {node.hostname} {node_id[:8]} was lost ({_line(error)})"
 
     def _land(self, files: dict[str, bytes]) -> dict[str, bool]:
@@ -299,6 +321,21 @@ class RayPool:
                 continue
             landed[name] = _land_folder(self.reports / name, content)
         return landed
+
+
+def _gpu_share(gpus: int, workers: int) -> float:
+    """Each of a node's ``workers``' share of its ``gpus``, as Ray can place it: a whole GPU each
+    where there are enough, else ``1/k`` with ``k`` workers on each GPU (a fraction never spans two)."""
+    if gpus == 0:
+        return 0.0
+    return 1.0 if gpus >= workers else 1.0 / -(-workers // gpus)
+
+
+def _failed(worker_id: int, job: Slice | Reduce, error: str) -> Event:
+    """The end of a job that raised on its node: the slice's error, or the reduction's."""
+    if isinstance(job, Slice):
+        return SliceEnded(worker_id, SliceResult(Counts(), 0, 0.0, [], error=error))
+    return ReductionEnded(worker_id, None, error)
 
 
 def _land_folder(final: Path, content: dict[str, bytes]) -> bool:

@@ -93,6 +93,8 @@ __all__ = ["Campaign", "CaseTimeout", "Counts", "Event", "Fault", "Pool", "Progr
 
 #: A slice that waits rather than computes is stopped after this many times its CPU-time cap.
 WALL_BACKSTOP = 4.0
+#: How many times a job may lose its worker (a node leaving a cluster) and run again.
+MAX_LOSSES = 3
 #: Crash and hang reductions each get at most this much time (and never past the budget).
 REDUCE_SECONDS = 120.0
 
@@ -170,6 +172,7 @@ class Campaign:
         #: worker -> cases it checked, and the searches it ran (run.json's ``nodes``)
         self.cases_by_worker: collections.Counter[int] = collections.Counter()
         self.searches_by_worker: dict[int, set[str]] = collections.defaultdict(set)
+        self._losses: collections.Counter[tuple[int, int | str]] = collections.Counter()
 
     def run(self) -> None:
         """Run to the end of the budget (Ctrl-C raises KeyboardInterrupt; the state stays readable)."""
@@ -279,18 +282,29 @@ class Campaign:
             self._fault(job.search, Fault("timeout" if died.hung else "crash", how, died.in_flight, died.output))
 
     def _lost(self, job: Slice | Reduce, lost: Lost) -> None:
-        """A job whose worker vanished runs again on another (its counts so far are dropped, so
-        that its cases are not counted twice)."""
-        self.scheduler.retry(job)
-        self.notes.append(f"{job.search.name}: {lost.why}; its {'slice' if isinstance(job, Slice) else 'reduction'}"
-                          " ran again on another worker")
+        """A job whose worker vanished runs again on another (a worker sends a job's counts only
+        with its end, so none of its cases is counted twice), at most :data:`MAX_LOSSES` times."""
+        what = "slice" if isinstance(job, Slice) else "reduction"
+        key = (job.search.index, job.number if isinstance(job, Slice) else job.signature)
+        self._losses[key] += 1
+        if self._losses[key] > MAX_LOSSES:
+            given_up = f"its worker was lost {MAX_LOSSES + 1} times ({lost.why})"
+            if isinstance(job, Slice):
+                self.scheduler.slice_ended(job, examples=0, seconds=0.0, error="stopped by an error")
+                self.errors.append(f"{job.search.name} stopped early: a {what} whose {given_up}")
+            else:
+                self._write_unreduced(job, f"not shrunk: {given_up}")
+        else:
+            self.scheduler.retry(job)
+            self.notes.append(f"{job.search.name}: {lost.why}; its {what} ran again on another worker")
         assert self.pool is not None
-        for search in self.scheduler.searches:
-            why = None if search.done else self.pool.cannot_run(search.spec)
-            if why is not None:
-                self.notes.append(f"{search.spec.name}: not compared further: {why}")
-                for reduce in self.scheduler.end_search(search.spec, f"not compared further: {why}"):
-                    self._write_unreduced(reduce, f"not shrunk: {why}")
+        for search in self.scheduler.searches:  # what no worker left can run ends (its reductions written)
+            why = self.pool.cannot_run(search.spec)
+            if why is None or (search.done and not self.scheduler.queued(search.spec)):
+                continue
+            self.notes.append(f"{search.spec.name}: not compared further: {why}")
+            for reduce in self.scheduler.end_search(search.spec, f"not compared further: {why}"):
+                self._write_unreduced(reduce, f"not shrunk: {why}")
 
     def _fault(self, spec: SearchSpec, fault: Fault) -> None:
         if fault.in_flight is None:
@@ -304,9 +318,11 @@ class Campaign:
     def _orphaned_reductions(self) -> None:
         """Crashes and hangs whose reduction never started (the budget ran out, or Ctrl-C): still
         reported, unshrunk, so that nothing found is lost."""
-        while self.scheduler.reductions:
-            job = self.scheduler.reductions.popleft()
-            self._write_unreduced(job, "not shrunk: the run ended before its turn")
+        for job in [*self.scheduler.retries, *self.scheduler.reductions]:
+            if isinstance(job, Reduce):
+                self._write_unreduced(job, "not shrunk: the run ended before its turn")
+        self.scheduler.retries.clear()
+        self.scheduler.reductions.clear()
 
     def _write_unreduced(self, job: Reduce, shrink: str) -> None:
         with contextlib.suppress(Exception):  # a report we cannot write must not hide the others

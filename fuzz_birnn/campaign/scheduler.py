@@ -255,6 +255,10 @@ class Scheduler:
         nothing known of it (a slice keeps its number and seed, so the run's cases stay the same)."""
         self.retries.append(job)
 
+    def queued(self, spec: SearchSpec) -> bool:
+        """Whether a job of the search waits (a reduction, or a job to run again)."""
+        return any(job.search.index == spec.index for job in [*self.retries, *self.reductions])
+
     def end_search(self, spec: SearchSpec, why: str) -> list[Reduce]:
         """End a search that no worker left can run; returns its reductions that will not run now."""
         search = self.searches[spec.index]

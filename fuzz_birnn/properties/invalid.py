@@ -84,15 +84,16 @@ def _cell_call(case: Case, x_shape: Callable[[int, int], tuple[int, ...]],
     shapes, given the batch and the hidden size, do not fit it; ``impl`` plays no part."""
     def call(impl: Callable[..., Any]) -> Any:
         config, batch, hidden = case.config, case.inputs.batch_size or 1, case.config.hidden_size
-        kwargs: dict[str, Any] = {"bias": config.bias, "dtype": case.inputs.torch_dtype}
+        device = case.inputs.device
+        kwargs: dict[str, Any] = {"bias": config.bias, "dtype": case.inputs.torch_dtype, "device": device}
         if config.mode.startswith("RNN_"):
             kwargs["nonlinearity"] = config.mode[4:].lower()
         kind = {"LSTM": nn.LSTMCell, "GRU": nn.GRUCell}.get(config.mode, nn.RNNCell)
         cell = kind(config.input_size, hidden, **kwargs)
-        x = torch.zeros(x_shape(batch, config.input_size), dtype=case.inputs.torch_dtype)
-        h = torch.zeros(h_shape(batch, hidden), dtype=case.inputs.torch_dtype)
+        x = torch.zeros(x_shape(batch, config.input_size), dtype=case.inputs.torch_dtype, device=device)
+        h = torch.zeros(h_shape(batch, hidden), dtype=case.inputs.torch_dtype, device=device)
         if kind is nn.LSTMCell:
-            c = torch.zeros((c_shape or h_shape)(batch, hidden), dtype=case.inputs.torch_dtype)
+            c = torch.zeros((c_shape or h_shape)(batch, hidden), dtype=case.inputs.torch_dtype, device=device)
             return cell(x, (h, c))
         return cell(x, h)
     return call

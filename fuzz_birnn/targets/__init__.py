@@ -30,6 +30,9 @@ class Target:
 TARGETS: dict[str, Target] = {
     "torch-export": Target("torch_export", "torch_export", (), "", 300,
                            "torch.export + run_decompositions(), run as the exported program"),
+    "torch-export-dynamic": Target("torch_export", "torch_export_dynamic", (), "", 300,
+                                   "torch.export with the batch size (and sequence length) as Dims, one export "
+                                   "per configuration"),
     "onnxruntime": Target("onnxruntime", "onnxruntime", ("onnx", "onnxscript", "onnxruntime"), "onnx", 300,
                           "torch.onnx.export (the default exporter) run on ONNX Runtime's CPU provider"),
     "onnxruntime-torchscript": Target("onnxruntime", "onnxruntime_torchscript", ("onnx", "onnxruntime"), "onnx", 300,

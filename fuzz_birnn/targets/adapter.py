@@ -49,11 +49,14 @@ CASES_PER_SHAPE = 8
 
 
 def candidate_from(run_padded: Callable[[torch.nn.RNNBase, torch.Tensor, Any], Any], *,
-                   cases_per_shape: int = 1) -> Callable[..., Any]:
-    """A candidate ``(module, input, hx=None)`` from a runner of padded (or unbatched) input."""
+                   cases_per_shape: int = 1, differentiable: bool = False) -> Callable[..., Any]:
+    """A candidate ``(module, input, hx=None)`` from a runner of padded (or unbatched) input;
+    ``differentiable``: called with gradients enabled (``--grad``), it keeps them, so that the
+    gradients property reaches the module's parameters, input and states through the runner."""
     def candidate(module: torch.nn.RNNBase, input: Any, hx: Any = None) -> Any:
+        grad = differentiable and torch.is_grad_enabled()
         # exporters warn freely (deprecations, tracer notes): their warnings are not findings
-        with torch.no_grad(), warnings.catch_warnings():
+        with torch.set_grad_enabled(grad), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if isinstance(input, PackedSequence):
                 return by_length_groups(run_padded, module, input, hx)

@@ -8,7 +8,11 @@ compiler; this target turns ``allow_rnn`` on, so Dynamo captures the module. Ind
 torch's own RNN kernel for the captured ``aten`` RNN op, so what this target checks is the capture
 (arguments, states, packed input, layouts through Dynamo), not a second implementation of the cell
 equations: ``torch-export`` is the one that runs torch's decompositions. Dynamo's recompile limit
-is lifted too: every configuration compiles (see :func:`_capture_everything`)."""
+is lifted too: every configuration compiles (see :func:`_capture_everything`).
+
+With ``--grad`` the gradients property runs backward through the compiled function (AOTAutograd
+compiles its backward too), to the module's parameters, the input and the initial state: the way
+people train with ``torch.compile``."""
 
 from __future__ import annotations
 
@@ -50,4 +54,4 @@ def _run(module: torch.nn.RNNBase, x: torch.Tensor, hx: Any) -> Any:
     return compiled(dict(module.named_parameters()), *arguments(x, hx))
 
 
-torch_compile = candidate_from(_run)
+torch_compile = candidate_from(_run, differentiable=True)
