@@ -158,6 +158,7 @@ class RayPool:
         self._in_flight: dict[Any, int] = {}
         self._busy: set[int] = set()
         self._jobs: dict[int, Slice | Reduce] = {}
+        self._gone: set[int] = set()  # workers lost during the run
         try:
             self._start_workers(workers)
         except BaseException:
@@ -198,7 +199,7 @@ class RayPool:
 
     def nodes(self) -> list[Node]:
         """Every node that had workers; ``lost`` where none of its workers is left."""
-        live = set(self._node_of[worker_id] for worker_id in self._actors)
+        live = {node for worker_id, node in self._node_of.items() if worker_id not in self._gone}
         return [dataclasses.replace(node, lost=node.id not in live) for node in self._nodes.values()]
 
     def node_of(self, worker_id: int) -> str:
@@ -298,6 +299,7 @@ class RayPool:
         gone = [worker_id]
         if node_id not in {n["NodeID"] for n in self._ray.nodes() if n.get("Alive")}:
             gone += [other for other in self._actors if self._node_of[other] == node_id]
+        self._gone.update(gone)
         for lost in gone:
             actor = self._actors.pop(lost, None)
             if actor is not None and lost not in self._busy:
