@@ -40,6 +40,16 @@ def test_a_report_holds_everything_to_replay_it(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == [folder.name]  # no staging folder left behind
 
 
+def test_a_report_records_what_chose_the_cpu_kernels(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "default")  # as a capped worker would have it (read at start)
+    folder, _ = write_report(_failure(), tmp_path)
+    dispatch = json.loads((folder / "case.json").read_text())["environment"]["cpu_dispatch"]
+    assert dispatch["caps"] == {"ATEN_CPU_CAPABILITY": "default"}
+    assert dispatch["cpu_capability"] and dispatch["threads"] >= 1 and isinstance(dispatch["config"], list)
+    assert "- **CPU dispatch**: torch's kernels at " in (folder / "summary.md").read_text()
+    assert "caps: ATEN_CPU_CAPABILITY=default" in (folder / "summary.md").read_text()
+
+
 @pytest.mark.e2e
 def test_parallel_writers_of_one_failure_leave_one_whole_report(tmp_path):
     with multiprocessing.get_context("spawn").Pool(4) as pool:

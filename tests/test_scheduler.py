@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from fuzz_birnn.campaign.engine import plan_searches
 from fuzz_birnn.campaign.scheduler import FIRST_SLICE, SLICE_EXAMPLES, Scheduler, Search, Slice, most_slices, quota_of
 from fuzz_birnn.core.space import CaseSpace
@@ -116,7 +114,6 @@ def _in_flight(spec):
             "case": Case(Config(mode=spec.mode), Inputs()).to_dict(), "details": {}}
 
 
-@pytest.mark.e2e  # writing the crash report starts a process
 def test_a_reduction_whose_worker_is_lost_where_nothing_else_can_run_it_is_written_and_the_run_ends(tmp_path):
     """Its search already done, the reduction waits to run again, but no worker left can take it:
     the run must still end, with the crash reported unshrunk rather than lost."""

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import functools
+import os
 import socket
 
 import torch
 
 from fuzz_birnn.portable.report_files import device_available
 
-__all__ = ["DEVICE_TYPES", "available_devices", "cpu_capability", "cuda_without_gpu", "device_available",
-           "environment_summary", "hostname"]
+__all__ = ["DEVICE_TYPES", "DISPATCH_CAPS", "available_devices", "cpu_capability", "cpu_dispatch", "cuda_without_gpu",
+           "device_available", "environment_summary", "hostname"]
+
+#: Environment variables, read once when torch loads, that cap the instruction set its CPU kernels use.
+DISPATCH_CAPS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
 
 
 #: The device types a case may name (``cuda:N`` is a ``cuda`` device).
@@ -60,3 +64,19 @@ def cpu_capability() -> str:
 
 def hostname() -> str:
     return socket.gethostname()
+
+
+def cpu_dispatch() -> dict[str, object]:
+    """What chose this process's CPU kernels: the instruction-set caps set at start, the level
+    torch's own kernels run at, whether oneDNN has bfloat16 here, the intra-op threads, and the
+    lines of ``torch.__config__.show()`` that name the CPU features and libraries."""
+    try:
+        bf16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        bf16 = None
+    config = [line.strip() for line in torch.__config__.show().splitlines()
+              if any(word in line for word in ("CPU capability", "oneDNN", "MKL", "OpenMP", "LAPACK"))
+              and "Build settings" not in line]
+    return {"caps": {name: os.environ[name] for name in DISPATCH_CAPS if name in os.environ},
+            "cpu_capability": cpu_capability(), "onednn_bf16": bf16, "threads": torch.get_num_threads(),
+            "config": config}

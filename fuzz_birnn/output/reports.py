@@ -29,6 +29,7 @@ import torch
 from fuzz_birnn import __version__
 from fuzz_birnn.core.case import Case
 from fuzz_birnn.core.compare import Mismatch
+from fuzz_birnn.core.devices import cpu_dispatch
 from fuzz_birnn.core.evaluation import evaluate
 from fuzz_birnn.core.outcomes import CheckFailure
 from fuzz_birnn.diagnosis.diagnose import diagnose
@@ -343,10 +344,27 @@ def _tensors(case: Case, ref: dict[str, torch.Tensor],
     return tensors
 
 
-def _environment() -> dict[str, str]:
+def _environment() -> dict[str, Any]:
     return {"torch": torch.__version__, "hypothesis": hypothesis.__version__,
-            "python": platform.python_version(), "platform": platform.platform(),
-            "fuzz_birnn": __version__}
+            "python": platform.python_version(), "platform": _platform(),
+            "fuzz_birnn": __version__, "cpu_dispatch": cpu_dispatch()}
+
+
+def _platform() -> str:
+    """``platform.platform()`` without the processor name, which costs a ``uname -p`` process
+    the first time (a worker that writes a report must not fork one from inside a case)."""
+    uname = platform.uname()
+    return f"{uname.system}-{uname.release}-{uname.machine}"
+
+
+def _dispatch_line(dispatch: Any) -> str:
+    """The CPU kernels' dispatch as one line of summary.md (empty for a report written before it was kept)."""
+    if not isinstance(dispatch, dict):
+        return ""
+    caps = ", ".join(f"{name}={value}" for name, value in (dispatch.get("caps") or {}).items()) or "none"
+    bf16 = {True: "has", False: "has no", None: "may have"}.get(dispatch.get("onednn_bf16"), "may have")
+    return (f"- **CPU dispatch**: torch's kernels at {dispatch.get('cpu_capability')}, oneDNN {bf16} bfloat16, "
+            f"{dispatch.get('threads')} thread(s); caps: {caps}\n")
 
 
 def _markdown(document: dict[str, Any]) -> str:
@@ -368,5 +386,6 @@ def _markdown(document: dict[str, Any]) -> str:
             + (f"- **Fault signature**: {document['signature']}\n" if document.get("signature") else "")
             + (f"- **Shrinking**: {document['shrink']}\n" if document.get("shrink") else "")
             + (f"- **Candidate output**: `{OUTPUT_FILE}`\n" if document.get("output") else "")
-            + f"- **Found with**: torch {document['environment']['torch']}, {document['created']}\n\n"
+            + f"- **Found with**: torch {document['environment']['torch']}, {document['created']}\n"
+            + _dispatch_line(document['environment'].get("cpu_dispatch")) + "\n"
             "Reproduce: `python repro.py` (exit 1 while it fails), or `fuzz-birnn replay` on this folder.\n")
