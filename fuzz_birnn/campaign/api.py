@@ -27,6 +27,7 @@ from fuzz_birnn.campaign.engine import Campaign, plan_searches
 from fuzz_birnn.campaign.scheduler import most_slices, shard_of
 from fuzz_birnn.core.case import MODES
 from fuzz_birnn.core.devices import available_devices, environment_summary
+from fuzz_birnn.core.isa import LEVELS, NATIVE, levels_here, native_level
 from fuzz_birnn.core.space import CaseSpace
 from fuzz_birnn.output.run_record import RunOptions, RunRecord, write_record
 from fuzz_birnn.properties import PROPERTIES, default_properties
@@ -49,7 +50,7 @@ def run(candidate: str | None = None, *, properties: Sequence[str] | None = None
         space: CaseSpace | None = None, max_examples: int = DEFAULT_MAX_EXAMPLES, time_budget: float | None = None,
         timeout: float | None = None, workers: int | None = None, seed: int | None = None,
         database: str | None = None, reports: str | Path = "reports", shard: tuple[int, int] | None = None,
-        grad: bool = False, cluster: str | None = None, needs: Sequence[str] = (),
+        grad: bool = False, cluster: str | None = None, needs: Sequence[str] = (), isa: Sequence[str] | None = None,
         echo: Callable[[str], None] = lambda line: None,
         on_progress: Callable[[Campaign], None] = lambda campaign: None) -> RunRecord:
     """Search every (property, mode) for cases where ``candidate`` (``None``: torch itself) is wrong;
@@ -61,6 +62,10 @@ def run(candidate: str | None = None, *, properties: Sequence[str] | None = None
     ``space`` defaults to everything :func:`~fuzz_birnn.strategies.cases` draws, on every device
     this machine has (the command draws on the CPU unless ``--devices`` says otherwise);
     ``database`` is a directory, a Redis URL or ``"none"`` (default ``REPORTS/.hypothesis``);
+    ``isa`` names the instruction-set levels at which the properties that check torch's own kernels
+    are searched (``native``: the machine's own; default: it and every lower level this machine
+    reaches, :mod:`fuzz_birnn.core.isa`); given, the candidate's properties are searched at those
+    levels too (a candidate whose kernels dispatch on the CPU's instruction set).
     ``shard=(K, N)`` runs the K-th of N deterministic shares of the searches; ``cluster`` (a Ray
     address: ``auto``, ``HOST:PORT``, ``ray://HOST:PORT``) runs the workers on that cluster's nodes,
     the candidate's searches only on nodes with the Ray resources ``needs``
@@ -95,8 +100,9 @@ def run(candidate: str | None = None, *, properties: Sequence[str] | None = None
         raise RunError(f"--needs {','.join(needs)}: places searches on a cluster's nodes; give --cluster too")
     pool = _cluster(cluster, workers, reports) if cluster is not None else None
     try:
+        levels = _levels(isa, pool)
         return _run(pool, candidate, properties, modes, space, max_examples, time_budget, timeout, workers, seed,
-                    database, reports, shard, tuple(needs), echo, on_progress)
+                    database, reports, shard, tuple(needs), levels, isa is not None, echo, on_progress)
     finally:
         if pool is not None:
             pool.stop()
@@ -105,7 +111,8 @@ def run(candidate: str | None = None, *, properties: Sequence[str] | None = None
 def _run(pool: RayPool | None, candidate: str | None, properties: list[str], modes: Sequence[str],
          space: CaseSpace, max_examples: int, time_budget: float | None, timeout: float, workers: int | None,
          seed: int | None, database: str, reports: Path, shard: tuple[int, int] | None, needs: tuple[str, ...],
-         echo: Callable[[str], None], on_progress: Callable[[Campaign], None]) -> RunRecord:
+         levels: list[str | None], isa_given: bool, echo: Callable[[str], None],
+         on_progress: Callable[[Campaign], None]) -> RunRecord:
     """The run, its settings checked (and its cluster's workers started, with ``pool``)."""
     devices = pool.devices() if pool is not None else set(available_devices())
     missing = [d for d in space.devices or () if d not in devices]
@@ -115,7 +122,8 @@ def _run(pool: RayPool | None, candidate: str | None, properties: list[str], mod
                        f"{','.join(sorted(devices))})")
     seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
     specs, impossible = plan_searches(candidate, properties, list(modes), space, seed=seed, reports=reports,
-                                      timeout=timeout, database=None if database == "none" else database)
+                                      timeout=timeout, database=None if database == "none" else database,
+                                      levels=levels, candidate_levels=candidate is not None and isa_given)
     if not specs:
         raise RunError(f"the flags leave no cases for {','.join(impossible)}")
     shard_note = ""
@@ -145,6 +153,11 @@ def _run(pool: RayPool | None, candidate: str | None, properties: list[str], mod
     echo(f"properties: {', '.join(p for p in properties if p not in impossible)}")
     if impossible:
         echo(f"not run (the flags leave no cases for them): {', '.join(impossible)}")
+    leveled = sorted({s.prop for s in specs if s.isa}, key=properties.index)
+    if leveled:
+        names = [NATIVE + (f" ({native_level()})" if native_level() and pool is None else "") if level is None
+                 else level for level in levels]
+        echo(f"instruction-set levels (for {', '.join(leveled)}): {', '.join(names)}")
     if pool is not None:
         echo(f"on the {pool.describe()}")
     for line in unplaced:
@@ -154,7 +167,8 @@ def _run(pool: RayPool | None, candidate: str | None, properties: list[str], mod
     options = RunOptions(candidate, [p for p in properties if p not in impossible], list(modes), seed, max_examples,
                          time_budget, timeout, workers, describe_database(database),
                          None if shard is None else f"{shard[0]}/{shard[1]}", str(reports),
-                         cluster=pool.address if pool is not None else None)
+                         cluster=pool.address if pool is not None else None,
+                         isa=[level or NATIVE for level in levels])
     started = datetime.datetime.now(datetime.UTC)
     interrupted = False
     try:
@@ -164,6 +178,23 @@ def _run(pool: RayPool | None, candidate: str | None, properties: list[str], mod
     record = campaign.run_record(options, started=started, interrupted=interrupted)
     write_record(reports, record)
     return record
+
+
+def _levels(isa: Sequence[str] | None, pool: RayPool | None) -> list[str | None]:
+    """The instruction-set levels to search at (``None``: each machine's own, uncapped)."""
+    reachable = pool.lower_levels() if pool is not None else levels_here()[1:]
+    if isa is None:
+        return [None, *reachable]
+    own = native_level() if pool is None else None
+    unknown = [level for level in isa if level not in (NATIVE, *LEVELS)]
+    if unknown or not isa:
+        raise RunError(f"--isa {','.join(unknown) or '(none)'}: choose from {','.join((NATIVE, *LEVELS))}")
+    beyond = [level for level in isa if level not in (NATIVE, own, *reachable)]
+    if beyond:
+        here = ", ".join([NATIVE + (f" ({own})" if own else ""), *reachable])
+        raise RunError(f"--isa {','.join(beyond)}: {'no node of the cluster' if pool else 'this CPU'} runs at that "
+                       f"level (levels here: {here})")
+    return list(dict.fromkeys(None if level in (NATIVE, own) else level for level in isa))
 
 
 def _cluster(address: str, workers: int | None, reports: Path) -> RayPool:

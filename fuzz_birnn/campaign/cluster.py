@@ -58,6 +58,7 @@ from fuzz_birnn.campaign.events import (
 from fuzz_birnn.campaign.pool import LocalPool
 from fuzz_birnn.campaign.scheduler import Reduce, SearchSpec, Slice
 from fuzz_birnn.core.devices import available_devices, cpu_capability, hostname
+from fuzz_birnn.core.isa import LEVELS, levels_here
 from fuzz_birnn.output.files import write_whole
 from fuzz_birnn.output.run_record import Finding, Node
 
@@ -95,12 +96,14 @@ class NodeWorker:
         import ray
 
         return {"node": ray.get_runtime_context().get_node_id(), "hostname": hostname(),
-                "devices": list(available_devices()), "isa": cpu_capability()}
+                "devices": list(available_devices()), "isa": cpu_capability(), "levels": levels_here()}
 
     def run(self, job: Slice | Reduce) -> tuple[list[Event], dict[str, bytes]]:
         """Run ``job`` here; its events, and every file it wrote under the reports folder."""
         reports = job.search.reports
         here = dataclasses.replace(job.search, reports=str(self.folder))
+        if job.search.isa != self.pool.level(0):  # its worker process starts again with the level's caps
+            self.pool.switch(0, job.search.isa)
         self.pool.give(0, dataclasses.replace(job, search=here))
         events: list[Event] = []
         while not events or not ends_job(events[-1]):
@@ -155,6 +158,7 @@ class RayPool:
         self._node_of: dict[int, str] = {}
         self._nodes: dict[str, Node] = {}
         self._has: dict[str, set[str]] = {}
+        self._levels: dict[str, list[str]] = {}  # the instruction-set levels each node's CPU reaches
         self._in_flight: dict[Any, int] = {}
         self._busy: set[int] = set()
         self._jobs: dict[int, Slice | Reduce] = {}
@@ -168,6 +172,11 @@ class RayPool:
     @property
     def size(self) -> int:
         return len(self._actors)
+
+    def lower_levels(self) -> list[str]:
+        """The instruction-set levels some node reaches below its own, highest first."""
+        below = {level for levels in self._levels.values() for level in levels[1:]}
+        return [level for level in LEVELS if level in below]
 
     def devices(self) -> set[str]:
         return {device for node in self._nodes.values() if not node.lost for device in node.devices}
@@ -185,17 +194,33 @@ class RayPool:
     def idle(self) -> list[int]:
         return [worker_id for worker_id in self._actors if worker_id not in self._busy]
 
+    #: a node's worker starts its own process again at a job's level; placement picks the node
+    switches = False
+
     def fits(self, worker_id: int, spec: SearchSpec) -> bool:
-        return set(spec.needs) <= self._has[self._node_of[worker_id]]
+        return set(spec.needs) <= self._has[self._node_of[worker_id]] and \
+            (spec.isa is None or spec.isa in self._levels[self._node_of[worker_id]])
+
+    def level(self, worker_id: int) -> str | None:
+        return None
+
+    def workers(self) -> list[int]:
+        return list(self._actors)
+
+    def switch(self, worker_id: int, isa: str | None) -> None:
+        raise NotImplementedError("a cluster's worker switches levels itself, job by job")
 
     def cannot_run(self, spec: SearchSpec) -> str | None:
         nodes = {self._node_of[worker_id] for worker_id in self._actors}
-        if any(set(spec.needs) <= self._has[node] for node in nodes):
+        needs = [*spec.needs, *([f"instruction-set level {spec.isa}"] if spec.isa else [])]
+        has = {node: self._has[node] | {f"instruction-set level {level}" for level in self._levels[node]}
+               for node in nodes}
+        if any(set(needs) <= has[node] for node in nodes):
             return None
         if not nodes:
             return "no node is left"
-        missing = [need for need in spec.needs if not any(need in self._has[node] for node in nodes)]
-        return f"no node has {', '.join(missing)}" if missing else f"no node has all of {', '.join(spec.needs)}"
+        missing = [need for need in needs if not any(need in has[node] for node in nodes)]
+        return f"no node has {', '.join(missing)}" if missing else f"no node has all of {', '.join(needs)}"
 
     def nodes(self) -> list[Node]:
         """Every node that had workers; ``lost`` where none of its workers is left."""
@@ -291,6 +316,7 @@ class RayPool:
             self._nodes[node_id] = Node(node_id, seen["hostname"], seen["devices"], seen["isa"], advertised,
                                         plan.count(node_id))
             self._has[node_id] = set(seen["devices"]) | {name for name, value in advertised.items() if value > 0}
+            self._levels[node_id] = list(seen["levels"])
 
     def _lose(self, worker_id: int, error: BaseException) -> str:
         """Forget a worker that is gone, and every worker of its node if the cluster says the node is gone."""

@@ -45,7 +45,7 @@ import signal
 import time
 import traceback
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -74,6 +74,7 @@ from fuzz_birnn.campaign.signature import crash_signature, fault_signature, sign
 from fuzz_birnn.campaign.writeahead import WriteAhead
 from fuzz_birnn.core.case import Case
 from fuzz_birnn.core.compare import Mismatch
+from fuzz_birnn.core.isa import NATIVE, native_level
 from fuzz_birnn.core.outcomes import Candidate, CheckFailure, Outcome
 from fuzz_birnn.core.space import CaseSpace
 from fuzz_birnn.output.files import write_whole
@@ -102,9 +103,13 @@ REDUCE_SECONDS = 120.0
 
 def plan_searches(candidate: str | None, properties: list[str], modes: list[str], space: CaseSpace,
                   *, seed: int, reports: Path, timeout: float, database: str | None,
-                  target: bool = True) -> tuple[list[SearchSpec], list[str]]:
+                  target: bool = True, levels: Sequence[str | None] = (None,),
+                  candidate_levels: bool = False) -> tuple[list[SearchSpec], list[str]]:
     """The run's searches in a fixed order (the same on every machine, for ``--shard``), and the
-    properties the user's flags leave no cases for."""
+    properties the user's flags leave no cases for. A property that checks torch's own kernels
+    (``isa_levels``), and with ``candidate_levels`` every property that checks the candidate, is
+    searched at each of ``levels`` (``None``: the machine's own level, uncapped); the others at the
+    machine's own level only."""
 
     planned, impossible = [], []
     for name in properties:
@@ -113,9 +118,12 @@ def plan_searches(candidate: str | None, properties: list[str], modes: list[str]
         if narrow is None:
             impossible.append(name)
             continue
-        planned += [(name, prop.candidate(candidate), mode, narrow) for mode in modes]
-    specs = [SearchSpec(index, name, who, mode, narrow, seed + index, str(reports), timeout, database, target)
-             for index, (name, who, mode, narrow) in enumerate(planned)]
+        at_levels = prop.isa_levels or (candidate_levels and not prop.torch_only)
+        for level in levels if at_levels else (None,):
+            planned += [(name, prop.candidate(candidate), mode, narrow, level) for mode in modes]
+    specs = [SearchSpec(index, name, who, mode, narrow, seed + index, str(reports), timeout, database, target,
+                        isa=level)
+             for index, (name, who, mode, narrow, level) in enumerate(planned)]
     return specs, impossible
 
 
@@ -139,6 +147,11 @@ class Pool(Protocol):
     def idle(self) -> list[int]: ...
     def fits(self, worker_id: int, spec: SearchSpec) -> bool: ...
     def cannot_run(self, spec: SearchSpec) -> str | None: ...
+    #: whether :meth:`switch` can start a worker again at another instruction-set level
+    switches: bool
+    def level(self, worker_id: int) -> str | None: ...
+    def workers(self) -> list[int]: ...
+    def switch(self, worker_id: int, isa: str | None) -> None: ...
     def nodes(self) -> list[Node]: ...
     def node_of(self, worker_id: int) -> str: ...
     def give(self, worker_id: int, job: Slice | Reduce) -> None: ...
@@ -193,7 +206,7 @@ class Campaign:
 
     def run_record(self, options: RunOptions, *, started: datetime.datetime, interrupted: bool) -> RunRecord:
         """What the run covered and found (finished or interrupted): ``run.json``'s content."""
-        searches = [SearchTime(spec.prop, spec.mode, self.scheduler.searches[spec.index].seconds)
+        searches = [SearchTime(spec.prop, spec.mode, self.scheduler.searches[spec.index].seconds, spec.isa or NATIVE)
                     for spec in self.specs]
         return build_record(searches=searches, counts=self.counts, findings=self.findings, errors=self.errors,
                             notes=self.notes, seconds=self.seconds, options=options, started=started,
@@ -216,12 +229,32 @@ class Campaign:
 
     def _assign(self, pool: Pool) -> None:
         for worker_id in pool.idle():
+            if pool.switches:
+                level = self._level_for(pool, worker_id)
+                if level != pool.level(worker_id):
+                    pool.switch(worker_id, level)
             job = self.scheduler.next_job(fits=functools.partial(_fits, pool, worker_id))
             if job is None:
                 continue
             self._busy[worker_id] = _Busy(job)
             self.searches_by_worker[worker_id].add(job.search.name)
             pool.give(worker_id, job)
+
+    def _level_for(self, pool: Pool, worker_id: int) -> str | None:
+        """The instruction-set level an idle worker should run at: its own while that level has work
+        and either no other level waits for a worker or another worker shares its level; else the
+        waiting level with the fewest workers. So every level with work has a worker (given enough
+        workers), and a worker is started again only when its level runs out or another has none."""
+        waiting = list(dict.fromkeys(s.spec.isa for s in self.scheduler.searches
+                                     if s.left > 0 or self.scheduler.queued(s.spec)))
+        mine = pool.level(worker_id)
+        served = [pool.level(other) for other in pool.workers()]
+        unserved = [level for level in waiting if level not in served]
+        if mine in waiting and (not unserved or served.count(mine) == 1):
+            return mine
+        if unserved:
+            return unserved[0]
+        return min(waiting, key=served.count) if waiting else mine
 
     def _handle(self, event: Event) -> None:
         if isinstance(event, Progress):
@@ -313,7 +346,7 @@ class Campaign:
         signature = crash_signature(fault.kind, fault.how)
         new = self.scheduler.fault_in_process(spec, fault.kind, fault.how, signature, fault.in_flight, fault.output)
         case = Case.from_dict(fault.in_flight["case"])
-        self.counts[count_key(spec.prop, spec.mode, case, "failed" if new else "known")] += 1
+        self.counts[count_key(spec.prop, spec.mode, case, "failed" if new else "known", isa=spec.isa)] += 1
 
     def _orphaned_reductions(self) -> None:
         """Crashes and hangs whose reduction never started (the budget ran out, or Ctrl-C): still
@@ -343,7 +376,7 @@ def write_crash_finding(job: Reduce, in_flight: dict[str, Any], shrink: str, out
     case = Case.from_dict(in_flight["case"])
     cost = case_cost(in_flight["case"]["config"], in_flight["case"]["inputs"])["elements"]
     return Finding(job.signature, job.search.prop, job.search.mode, str(folder), new,
-                   f"{job.kind}: {message} [{case.describe()}]", shrink, cost)
+                   f"{job.kind}: {message} [{case.describe()}]", shrink, cost, isa=job.search.isa or NATIVE)
 
 
 # -- worker side -------------------------------------------------------------------------------
@@ -424,6 +457,9 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
               flush: Callable[[Counts, int], None]) -> SliceResult:
     """Run one slice of a search; write a report for each new fault (see the module docstring)."""
     spec = job.search
+    if spec.isa and native_level() != spec.isa:  # never count a case under a level it did not run at
+        return SliceResult(Counts(), 0, 0.0, [], error=f"this worker runs at instruction-set level {native_level()}, "
+                                                       f"not {spec.isa}: the caps did not take effect")
     candidate = load_candidate(spec.candidate)
     prop = PROPERTIES[spec.prop]
     counts: Counts = Counts()
@@ -439,7 +475,7 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
     phases = [p for p in Phase if p is not Phase.explain and (job.reuse or p is not Phase.reuse)]
 
     def count(case: Case, verdict: str, reason: str | None = None) -> None:
-        counts[count_key(spec.prop, spec.mode, case, verdict, reason)] += 1
+        counts[count_key(spec.prop, spec.mode, case, verdict, reason, spec.isa)] += 1
         now = time.monotonic()
         if now - clock.flushed > 1.0:  # the parent's progress line, and what a dead worker had done
             flush(Counts(counts), clock.generated)
@@ -492,7 +528,8 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
                 return "known", None
             count(case, "failed")
             fault = _fault_type(signature)(failure.mismatch, failure.case, failure.candidate, failure.prop,
-                                           failure.details, failure.actual, failure.allowed, failure.reference)
+                                           {**details, **failure.details}, failure.actual, failure.allowed,
+                                           failure.reference)
             fault.signature, fault.output = signature, capture.read()
             if not failing:
                 clock.first_failure = time.monotonic()
@@ -518,6 +555,8 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
                 job.shrink_seconds:
             raise _Stop("shrinking cut short: its search's share of the time budget ran out")
         case, details = (drawn[0], {"corruption": drawn[1]}) if prop.invalid else (drawn, {})
+        if spec.isa:  # in the report (its id, and what replay re-creates) and in the case written ahead
+            details = {**details, "isa": spec.isa}
         # a candidate whose setup is per shape checks more values on the same shapes (its cases_per_shape),
         # while the slice has time for them
         judged = [check_one(case, details)]
@@ -619,7 +658,7 @@ def _write(failure: CheckFailure, spec: SearchSpec, shrink: str) -> Finding:
     except ReportRefused:  # a report from elsewhere in the folder: its finding stands without one
         diagnosis = None
     return Finding(signature, spec.prop, spec.mode, str(folder), new, str(failure).splitlines()[0], shrink,
-                   case_cost(case["config"], case["inputs"])["elements"], diagnosis)
+                   case_cost(case["config"], case["inputs"])["elements"], diagnosis, spec.isa or NATIVE)
 
 
 def _cpu_seconds(server: ForkServer | None = None) -> float:

@@ -1,6 +1,7 @@
 """Worker processes on this machine: the slots a campaign hands its jobs to.
 
-A worker is a spawned process (a fresh interpreter) that runs one job at a time and sends its
+A worker is a spawned process (a fresh interpreter, started with the caps of its instruction-set
+level where it has one: :mod:`fuzz_birnn.core.isa`) that runs one job at a time and sends its
 events (:mod:`fuzz_birnn.campaign.events`) back on one queue shared by all. The pool watches each
 busy worker: one that died, whose case ran past its ``--timeout`` (its write-ahead file has not
 changed for that long, plus :data:`KILL_GRACE`), or that is still in a case well after the run's
@@ -19,7 +20,7 @@ import multiprocessing
 import os
 import queue as queue_module
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from fuzz_birnn.campaign.events import Died, Event, ends_job
 from fuzz_birnn.campaign.scheduler import Reduce, SearchSpec, Slice
 from fuzz_birnn.campaign.writeahead import last_in_flight
 from fuzz_birnn.core.devices import available_devices, cpu_capability, hostname
+from fuzz_birnn.core.isa import caps
 from fuzz_birnn.output.run_record import Node
 from fuzz_birnn.processes.capture import read_file
 from fuzz_birnn.processes.forked import exit_reason
@@ -55,6 +57,7 @@ def output_file(reports: str | Path, worker_id: int) -> Path:
 class _Worker:
     process: Any
     inbox: Any
+    isa: str | None = None  # the instruction-set level it was started at (None: the machine's own)
     job: Slice | Reduce | None = None
 
 
@@ -77,8 +80,28 @@ class LocalPool:
         return [worker_id for worker_id, worker in self._workers.items() if worker.job is None]
 
     def fits(self, worker_id: int, spec: SearchSpec) -> bool:
-        """Every worker here can run every search the run planned."""
-        return True
+        """A worker runs the searches of the instruction-set level it was started at."""
+        return self._workers[worker_id].isa == spec.isa
+
+    #: a worker here can be started again at another level (:meth:`switch`)
+    switches = True
+
+    def level(self, worker_id: int) -> str | None:
+        return self._workers[worker_id].isa
+
+    def workers(self) -> list[int]:
+        return list(self._workers)
+
+    def switch(self, worker_id: int, isa: str | None) -> None:
+        """Start idle worker ``worker_id`` again, at level ``isa`` (the caps are read once, at start)."""
+        worker = self._workers[worker_id]
+        assert worker.job is None, "only an idle worker is started again"
+        worker.inbox.put(None)
+        worker.process.join(timeout=5)
+        if worker.process.is_alive():
+            worker.process.kill()
+            worker.process.join()
+        self._start(worker_id, isa)
 
     def cannot_run(self, spec: SearchSpec) -> str | None:
         return None
@@ -121,12 +144,13 @@ class LocalPool:
                     with contextlib.suppress(OSError):
                         path.unlink()
 
-    def _start(self, worker_id: int) -> None:
+    def _start(self, worker_id: int, isa: str | None = None) -> None:
         inbox = self._context.Queue()
         process = self._context.Process(target=self._main, args=(worker_id, inbox, self._outbox, os.getpid()),
                                         daemon=True)
-        process.start()
-        self._workers[worker_id] = _Worker(process, inbox)
+        with _environment(caps(isa) if isa else {}):  # a spawned process starts with this environment
+            process.start()
+        self._workers[worker_id] = _Worker(process, inbox, isa)
 
     def _ended(self, event: Event) -> None:
         if ends_job(event):
@@ -157,7 +181,7 @@ class LocalPool:
                                read_file(output_file(job.search.reports, worker_id))))
             with contextlib.suppress(OSError):
                 log.unlink()
-            self._start(worker_id)
+            self._start(worker_id, worker.isa)
         return events
 
     def _drain(self) -> list[Event]:
@@ -169,6 +193,21 @@ class LocalPool:
                 self._ended(event)
                 events.append(event)
         return events
+
+
+@contextlib.contextmanager
+def _environment(variables: dict[str, str]) -> Iterator[None]:
+    """``os.environ`` with ``variables`` set, as it was after."""
+    before = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _case_overran(log: Path, limit: float) -> bool:

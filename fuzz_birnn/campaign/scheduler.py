@@ -85,10 +85,12 @@ class SearchSpec:
     target: bool = True
     #: what a cluster's node must have to run it (:func:`fuzz_birnn.campaign.cluster.needs_of`)
     needs: tuple[str, ...] = ()
+    #: the instruction-set level its worker runs at (:mod:`fuzz_birnn.core.isa`; ``None``: the machine's own)
+    isa: str | None = None
 
     @property
     def name(self) -> str:
-        return f"{self.prop} ({self.mode})"
+        return f"{self.prop} ({self.mode})" + (f" at {self.isa}" if self.isa else "")
 
 
 @dataclass(frozen=True)

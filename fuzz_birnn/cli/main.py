@@ -8,6 +8,7 @@ Exit status: 0 when nothing failed, 1 when a failure was found (run) or still fa
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from fuzz_birnn.cli.pages import write_run_pages
 from fuzz_birnn.core.candidates import BUILTIN
 from fuzz_birnn.core.case import DTYPES, MODES
 from fuzz_birnn.core.devices import DEVICE_TYPES, available_devices, device_available
+from fuzz_birnn.core.isa import caps, levels_here, native_level
 from fuzz_birnn.core.outcomes import CheckFailure
 from fuzz_birnn.core.space import CaseSpace
 from fuzz_birnn.output.junit import write_junit
@@ -79,8 +81,8 @@ def _run(args: argparse.Namespace) -> int:
         record = run(args.candidate, properties=args.properties, modes=args.modes, space=_space(args),
                      max_examples=args.max_examples, time_budget=args.time_budget, timeout=args.timeout,
                      workers=args.workers, seed=args.seed, database=args.database, reports=args.reports,
-                     shard=args.shard, grad=args.grad, cluster=args.cluster, needs=args.needs or (), echo=print,
-                     on_progress=progress.update)
+                     shard=args.shard, grad=args.grad, cluster=args.cluster, needs=args.needs or (), isa=args.isa,
+                     echo=print, on_progress=progress.update)
     except RunError as error:
         raise UsageError(str(error)) from None
     progress.done()
@@ -178,6 +180,12 @@ def _replay(args: argparse.Namespace) -> int:
                 print(f"{folder}: candidate {spec} from {where}")
         except (ReportError, ReportRefused) as error:
             raise UsageError(str(error)) from None
+        level = report.details.get("isa")
+        if level is not None and level != native_level() and level not in levels_here():
+            print(f"NOT HERE     {folder}: the case ran at instruction-set level {level}, which this CPU cannot "
+                  f"reach (it runs at {native_level() or 'a non-x86 level'})")
+            elsewhere += 1
+            continue
         device = report.case.inputs.device
         if not device_available(device):
             if named:
@@ -193,6 +201,14 @@ def _replay(args: argparse.Namespace) -> int:
             candidate = load_candidate(spec)
         except CandidateError as error:
             raise UsageError(str(error)) from None
+        level = report.details.get("isa")
+        if not args.in_process and level is not None and level != native_level():
+            print(f"(replaying {folder.name} in a process started at instruction-set level {level}: "
+                  f"{' '.join(f'{k}={v}' for k, v in caps(level).items())})")
+            verdict = _replay_isolated(folder, args, caps(level))
+            still_failing += verdict is not None
+            print(f"STILL FAILS  {folder}: {verdict}" if verdict else f"FIXED        {folder}")
+            continue
         if report.kind in ("crash", "timeout") and not args.in_process:
             verdict = _replay_isolated(folder, args)
             still_failing += verdict is not None
@@ -217,14 +233,16 @@ def _replay(args: argparse.Namespace) -> int:
     return 1 if still_failing else 0
 
 
-def _replay_isolated(folder: Path, args: argparse.Namespace) -> str | None:
-    """Replay a report that crashed or hung its worker in a child process; ``None`` once fixed."""
+def _replay_isolated(folder: Path, args: argparse.Namespace, environment: dict[str, str] | None = None) -> str | None:
+    """Replay a report in a child process (one that crashed or hung its worker; one found at an
+    instruction-set level, under that level's caps in ``environment``); ``None`` once fixed."""
 
     flags = ["--candidate", args.candidate] if args.candidate else []
     flags += ["--allow-large"] if args.allow_large else []
     command = [sys.executable, "-m", "fuzz_birnn", "replay", "--in-process", *flags, str(folder)]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout,
+                              env={**os.environ, **(environment or {})})
     except subprocess.TimeoutExpired:
         return f"still runs past the {args.timeout}s limit"
     if done.returncode == 0:
@@ -271,6 +289,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--needs", type=lambda text: [t.strip() for t in text.split(",") if t.strip()],
                      metavar="LIST", help="with --cluster: run the candidate's searches only on nodes that "
                                           "advertise these Ray resources (ray start --resources)")
+    run.add_argument("--isa", type=lambda text: [t.strip().lower() for t in text.split(",") if t.strip()],
+                     metavar="LIST", help="instruction-set levels for the properties that check torch's own kernels: "
+                                          "native, avx512, avx2, default (default: native and every lower level this "
+                                          "CPU reaches, each in workers started with ATEN_CPU_CAPABILITY and "
+                                          "ONEDNN_MAX_CPU_ISA caps)")
     run.add_argument("--seed", type=non_negative, metavar="N", help="make the run repeatable")
     run.add_argument("--properties", type=lambda text: [t.strip() for t in text.split(",") if t.strip()],
                      metavar="LIST", help=f"comma-separated subset of: {', '.join(PROPERTIES)} "

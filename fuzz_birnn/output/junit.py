@@ -13,6 +13,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
+from fuzz_birnn.core.isa import NATIVE
 from fuzz_birnn.output.files import write_whole
 from fuzz_birnn.output.run_record import RunRecord
 
@@ -25,13 +26,14 @@ def write_junit(path: Path, record: RunRecord, reports: Path) -> None:
     failures = errors = skipped = 0
     for search in record.cases.by_search:
         prop, mode = search.property, search.mode
-        case = ElementTree.SubElement(suite, "testcase", classname=prop, name=mode, time=f"{search.seconds:.3f}")
+        name = mode if search.isa == NATIVE else f"{mode} at {search.isa}"
+        case = ElementTree.SubElement(suite, "testcase", classname=prop, name=name, time=f"{search.seconds:.3f}")
         ElementTree.SubElement(case, "properties").extend([
             ElementTree.Element("property", name=key, value=str(getattr(search, key)))
             for key in ("cases", "passed", "failed", "known", "unsupported", "not_compared")])
         for finding in record.findings:
             for seen in finding.seen_in:
-                if (seen.property, seen.mode) == (prop, mode):
+                if (seen.property, seen.mode, seen.isa) == (prop, mode, search.isa):
                     failure = ElementTree.SubElement(case, "failure", message=finding.signature, type="fault")
                     failure.text = (f"report: {reports / seen.report}\n"
                                     f"smallest case of this fault: {finding.smallest.summary}")

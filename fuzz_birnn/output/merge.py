@@ -76,13 +76,13 @@ def merge_runs(folders: list[Path], out: Path) -> RunRecord:
 def merge_records(records: list[RunRecord], names: list[str], reports: Path) -> RunRecord:
     """One record of the runs ``records`` (named ``names``), whose reports are all in ``reports``."""
     first = records[0]
-    by_search: dict[tuple[str, str], list[SearchCount]] = collections.defaultdict(list)
+    by_search: dict[tuple[str, str, str], list[SearchCount]] = collections.defaultdict(list)
     dimensions: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     not_compared: collections.Counter[str] = collections.Counter()
     support: dict[str, dict[str, list[Support]]] = collections.defaultdict(lambda: collections.defaultdict(list))
     for record in records:
         for search in record.cases.by_search:
-            by_search[(search.property, search.mode)].append(search)
+            by_search[(search.property, search.mode, search.isa)].append(search)
         for name, values in record.cases.by_dimension.items():
             dimensions[name].update(values)
         not_compared.update(record.not_compared)
@@ -104,8 +104,8 @@ def merge_records(records: list[RunRecord], names: list[str], reports: Path) -> 
         seconds=max(record.seconds for record in records),
         interrupted=interrupted,
         cases=CaseCounts(sum(record.cases.total for record in records),
-                         [SearchCount(prop, mode, *(sum(getattr(s, f) for s in rows) for f in _SUMMED))
-                          for (prop, mode), rows in by_search.items()],
+                         [SearchCount(prop, mode, isa=isa, **{f: sum(getattr(s, f) for s in rows) for f in _SUMMED})
+                          for (prop, mode, isa), rows in by_search.items()],
                          {name: dict(sorted(values.items())) for name, values in dimensions.items()}),
         not_compared=dict(not_compared.most_common()),
         support={name: {value: Support(*(sum(getattr(r, f) for r in rows) for f in ("checked", "unsupported",

@@ -10,18 +10,20 @@ within a version:
     ``candidate`` (``null``: torch itself), ``properties``, ``modes``, ``seed``, ``max_examples``,
     ``time_budget`` (seconds or ``null``), ``timeout``, ``workers``, ``database``, ``shard``
     (``"K/N"`` or ``null``), ``reports``, ``cluster`` (the Ray address, or ``null``), ``merged``
-    (the folders ``fuzz-birnn merge`` made it from, or ``null``).
+    (the folders ``fuzz-birnn merge`` made it from, or ``null``), ``isa`` (the instruction-set
+    levels searched: ``native`` and the capped ones).
 ``started`` (UTC, ISO 8601), ``seconds``, ``interrupted``.
 ``cases``
-    ``total``; ``by_search``: one entry per (``property``, ``mode``) search this run owned, with
+    ``total``; ``by_search``: one entry per (``property``, ``mode``, ``isa``) search this run owned, with
     ``cases``, ``passed``, ``failed`` (failing calls, shrinking included), ``known`` (a fault the
     search had found already, seen again), ``unsupported``, ``not_compared`` and ``seconds`` (its
     worker time); ``by_dimension``: cases per value of each of :data:`DIMENSIONS` (property, mode,
-    dtype, form, device, backend, layers, bias, layout, h0, proj): what was actually checked.
+    dtype, form, device, backend, isa, layers, bias, layout, h0, proj): what was actually checked;
+    ``isa`` is the instruction-set level the case ran at (``native``: the machine's own).
 ``not_compared``
     reason -> cases (a candidate's ``unsupported: ...`` refusals included).
 ``support``
-    dimension (mode, dtype, form, device, backend, layers, bias, layout, h0, proj) -> value ->
+    dimension (mode, dtype, form, device, backend, isa, layers, bias, layout, h0, proj) -> value ->
     ``checked`` (compared, passing or not), ``unsupported`` (refused by the candidate), ``failing``:
     what the candidate takes and does right, measured in this run.
 ``findings``
@@ -61,6 +63,7 @@ import torch
 from fuzz_birnn import __version__
 from fuzz_birnn.core.case import Case
 from fuzz_birnn.core.devices import available_devices, cuda_without_gpu
+from fuzz_birnn.core.isa import NATIVE
 from fuzz_birnn.output.files import write_whole
 
 __all__ = ["DIMENSIONS", "RUN_FILE", "SCHEMA_VERSION", "CaseCounts", "CountKey", "Finding", "FindingGroup",
@@ -80,6 +83,8 @@ class CountKey(NamedTuple):
     form: str
     device: str
     backend: str
+    #: the instruction-set level of the worker (``native``: the machine's own; see :mod:`fuzz_birnn.core.isa`)
+    isa: str
     layers: str
     bias: str
     layout: str
@@ -95,13 +100,14 @@ class CountKey(NamedTuple):
 #: What cases are counted by (every field of :class:`CountKey` but the verdict and its reason).
 DIMENSIONS: tuple[str, ...] = CountKey._fields[:-2]
 #: The dimensions printed in the console's coverage lines (all are in run.json).
-SHOWN = ("property", "mode", "dtype", "form", "device", "backend")
+SHOWN = ("property", "mode", "dtype", "form", "device", "backend", "isa")
 
 
-def count_key(prop: str, mode: str, case: Case, verdict: str, reason: str | None = None) -> CountKey:
-    """The key a case of search ``(prop, mode)`` is counted under."""
+def count_key(prop: str, mode: str, case: Case, verdict: str, reason: str | None = None,
+              isa: str | None = None) -> CountKey:
+    """The key a case of search ``(prop, mode)`` at level ``isa`` (``None``: the machine's own) is counted under."""
     c, i = case.config, case.inputs
-    return CountKey(prop, mode, i.dtype, i.form, i.device, "oneDNN on" if i.onednn else "oneDNN off",
+    return CountKey(prop, mode, i.dtype, i.form, i.device, "oneDNN on" if i.onednn else "oneDNN off", isa or NATIVE,
                     f"{c.num_layers} layer(s)", "bias" if c.bias else "no bias",
                     "batch_first" if c.batch_first else "time-major",
                     "h0 given" if i.initial_state else "h0 default", "proj" if c.proj_size else "no proj",
@@ -122,6 +128,8 @@ class Finding:
     cost: int
     #: which catalogued mistake the result is (:class:`fuzz_birnn.diagnosis.Diagnosis` as a dict)
     diagnosis: dict[str, Any] | None = None
+    #: the instruction-set level of the search that found it
+    isa: str = NATIVE
 
 
 @dataclass(frozen=True)
@@ -131,6 +139,7 @@ class SearchTime:
     prop: str
     mode: str
     seconds: float
+    isa: str = NATIVE
 
 
 @dataclass(frozen=True)
@@ -150,6 +159,7 @@ class RunOptions:
     reports: str
     cluster: str | None = None
     merged: list[str] | None = None
+    isa: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -163,6 +173,7 @@ class SearchCount:
     unsupported: int
     not_compared: int
     seconds: float
+    isa: str = NATIVE
 
 
 @dataclass(frozen=True)
@@ -198,6 +209,7 @@ class Seen:
     report: str
     #: false when the report existed before this run
     new: bool
+    isa: str = NATIVE
 
 
 @dataclass(frozen=True)
@@ -255,11 +267,11 @@ def build_record(*, searches: Sequence[SearchTime], counts: Mapping[CountKey, in
     for search in searches:
         verdicts: collections.Counter[str] = collections.Counter()
         for key, n in counts.items():
-            if (key.property, key.mode) == (search.prop, search.mode):
+            if (key.property, key.mode, key.isa) == (search.prop, search.mode, search.isa):
                 verdicts[key.verdict] += n
         by_search.append(SearchCount(search.prop, search.mode, sum(verdicts.values()), verdicts["passed"],
                                      verdicts["failed"], verdicts["known"], verdicts["unsupported"],
-                                     verdicts["skipped"], round(search.seconds, 3)))
+                                     verdicts["skipped"], round(search.seconds, 3), search.isa))
     by_dimension: dict[str, collections.Counter[str]] = {name: collections.Counter() for name in DIMENSIONS}
     not_compared: collections.Counter[str] = collections.Counter()
     support: dict[str, dict[str, collections.Counter[str]]] = {
@@ -305,7 +317,7 @@ def _group(findings: Sequence[Finding]) -> list[FindingGroup]:
             Smallest(Path(smallest.folder).name, smallest.summary, smallest.shrink, diagnosis.get("summary"),
                      list(diagnosis.get("names", []))),
             sorted({Path(f.folder).name for f in members}),
-            [Seen(f.prop, f.mode, Path(f.folder).name, f.new) for f in members],
+            [Seen(f.prop, f.mode, Path(f.folder).name, f.new, f.isa) for f in members],
         ))
     return grouped
 
@@ -343,7 +355,8 @@ def print_summary(record: RunRecord, reports: Path) -> None:
         print(f"  {name:<9}" + "  ".join(f"{value} {n}" for value, n in counts.items()))
     if record.environment.get("no_gpu_note"):
         print(f"  note: {record.environment['no_gpu_note']}")
-    idle = [f"{s.property} ({s.mode})" for s in cases.by_search if not s.cases]
+    idle = [f"{s.property} ({s.mode})" + ("" if s.isa == NATIVE else f" at {s.isa}")
+            for s in cases.by_search if not s.cases]
     if idle:
         print(f"  searches that checked no case: {', '.join(idle)}")
     if record.not_compared:
@@ -377,7 +390,7 @@ def print_summary(record: RunRecord, reports: Path) -> None:
                 print(f"       ({smallest.shrink})")
             places = collections.defaultdict(list)
             for seen in finding.seen_in:
-                places[seen.property].append(seen.mode)
+                places[seen.property].append(seen.mode + ("" if seen.isa == NATIVE else f" at {seen.isa}"))
             print("     seen in: " + "; ".join(f"{prop} ({', '.join(modes)})" for prop, modes in places.items()))
         for line in same_mistake(findings):
             print(line)

@@ -31,9 +31,17 @@ from typing import Any
 
 import torch
 
-__all__ = ["CANDIDATE_SPEC", "LIMITS", "MAX_JSON_BYTES", "MAX_JSON_DEPTH", "ReportRefused", "candidate_origin",
-           "case_cost", "check_limits", "device_available", "load_tensors", "read_json", "save_tensors",
-           "tensor_file_limit"]
+__all__ = ["CANDIDATE_SPEC", "ISA_CAPS", "LIMITS", "MAX_JSON_BYTES", "MAX_JSON_DEPTH", "ReportRefused",
+           "candidate_origin", "case_cost", "check_limits", "device_available", "load_tensors", "read_json",
+           "save_tensors", "tensor_file_limit"]
+
+#: Instruction-set level -> the environment that caps torch's kernels (ATen) and oneDNN at it, read
+#: once when torch loads (:mod:`fuzz_birnn.core.isa`); a report found at a level replays under it.
+ISA_CAPS = {
+    "avx512": {"ATEN_CPU_CAPABILITY": "avx512", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE", "DNNL_MAX_CPU_ISA": "AVX512_CORE"},
+    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "DNNL_MAX_CPU_ISA": "AVX2"},
+    "default": {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41", "DNNL_MAX_CPU_ISA": "SSE41"},
+}
 
 #: The largest case a report may describe without ``--allow-large``: far above what the
 #: strategies draw (sizes 8, 4 layers), generous for real layers, and small enough that the

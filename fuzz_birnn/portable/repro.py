@@ -32,6 +32,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from calls import cpu_backend, max_abs_difference, module_for, per_direction, placed, structure_problem  # noqa: E402
 from report_files import (  # noqa: E402
+    ISA_CAPS,
     ReportRefused,
     candidate_origin,
     check_limits,
@@ -109,6 +110,11 @@ def main():
         report = read_json(HERE / "case.json")
         if not isinstance(report, dict) or not isinstance(report.get("case"), dict):
             raise ReportRefused("case.json: not a fuzz-birnn report")
+        level = (report.get("details") or {}).get("isa")
+        if level is not None:
+            at_level = under_level(level)
+            if at_level is not None:
+                return at_level
         if report.get("property") not in ("agreement", "fused-vs-reference"):
             return replay_with_fuzz_birnn(report, args)
         config, inputs = report["case"]["config"], report["case"]["inputs"]
@@ -156,6 +162,26 @@ def main():
             print(f"ok: {name} max abs error {worst:.3g} <= tolerance {tolerances[name]:.3g}")
     print("STILL FAILS" if failed else "FIXED: the candidate agrees with the reference on this case")
     return 1 if failed else 0
+
+
+def under_level(level):
+    """A case found at an instruction-set level replays there: this script again, in a process
+    started with the level's caps (``None`` once in it); one line where this CPU cannot reach it."""
+    if level not in ISA_CAPS:
+        raise ReportRefused(f"case.json: unknown instruction-set level {level!r}")
+    capability = str(torch.backends.cpu.get_cpu_capability()).lower()
+    if os.environ.get("FUZZ_BIRNN_REPRO_LEVEL") == level:
+        if capability != level:
+            fail(f"the case ran at instruction-set level {level}; this CPU runs at {capability} at most: "
+                 f"reproduce it on a CPU that reaches {level}")
+        return None
+    caps = ISA_CAPS[level]
+    print(f"re-running in a process started at instruction-set level {level}: "
+          + " ".join(f"{name}={value}" for name, value in caps.items()))
+    import subprocess
+
+    return subprocess.run([sys.executable, str(Path(__file__).resolve()), *sys.argv[1:]],
+                          env={**os.environ, **caps, "FUZZ_BIRNN_REPRO_LEVEL": level}).returncode
 
 
 def tensors_under(tensors, prefix):

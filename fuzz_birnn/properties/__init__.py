@@ -48,6 +48,9 @@ class Property:
     opt_in: bool = False
     #: a failure of it is a wrong result the diagnosis can name (a report stores the candidate's result).
     diagnosed: bool = False
+    #: it checks torch's own kernels, so a run also searches it at every lower instruction-set level
+    #: this machine can reach (:mod:`fuzz_birnn.core.isa`)
+    isa_levels: bool = False
 
     def candidate(self, user: str | None) -> str:
         """Who this property checks when the user names ``user`` (``None``: torch itself)."""
@@ -75,12 +78,12 @@ PROPERTIES: dict[str, Property] = {
     # torch's cells (nn.RNNCell, nn.GRUCell, nn.LSTMCell) as people stack them, against the fused
     # module and the float64 reference; nn.LSTMCell has no proj_size
     "cells": Property("cells", lambda cand, case, label, details: check(cand, case, name=label), {"proj": False},
-                      torch_only=True, checks_in_torch_run="cells", diagnosed=True),
+                      torch_only=True, checks_in_torch_run="cells", diagnosed=True, isa_levels=True),
     # torch's fused module inside torch.autocast (float32 cases; bfloat16 on the CPU, float16 on CUDA)
     "autocast": Property("autocast", lambda cand, case, label, details: check_autocast(case), {"dtypes": ["float32"]},
-                         torch_only=True),
+                         torch_only=True, isa_levels=True),
     "fused-vs-reference": Property("fused-vs-reference", lambda cand, case, label, details: check_fused(case),
-                                   torch_only=True, diagnosed=True),
+                                   torch_only=True, diagnosed=True, isa_levels=True),
     **{f"relation:{name}": Property(f"relation:{name}", _relation(name), _RELATION_NARROWING[name])
        for name in RELATIONS},
     # bfloat16/float16 gradients are left out: the measured backward error of a correct decomposition
@@ -88,7 +91,7 @@ PROPERTIES: dict[str, Property] = {
     "gradients": Property("gradients", lambda cand, case, label, details: check_gradients(cand, case, name=label),
                           {"dtypes": ["float64", "float32"]}, checks_in_torch_run="decomposed", opt_in=True),
     "backends": Property("backends", lambda cand, case, label, details: check_backends(case),
-                          torch_only=True),
+                         torch_only=True, isa_levels=True),
     "invalid-calls": Property("invalid-calls",
                               lambda cand, case, label, details: check_invalid(case, details["corruption"]),
                               torch_only=True, invalid=True),
