@@ -118,6 +118,28 @@ def test_a_node_removed_mid_campaign_costs_only_its_slice(tmp_path):
     assert all(search.cases >= 300 for search in record.cases.by_search), record.cases.by_search
 
 
+def test_a_search_at_an_instruction_set_level_runs_only_on_nodes_that_reach_it(tmp_path):
+    """The second node's workers start capped at the baseline level (as on an older CPU): its own
+    probe says it reaches no higher, so the searches at this CPU's own level go to the first node."""
+    from fuzz_birnn.core.isa import levels_here
+
+    if "default" not in levels_here()[1:]:
+        pytest.skip("this CPU's own level is the baseline: no node can be lower")
+    own = levels_here()[0]
+    cluster, _ = _cluster(env_vars={"ATEN_CPU_CAPABILITY": "default"})
+    try:
+        record = run(None, properties=["fused-vs-reference"], modes=["GRU", "LSTM"], space=SMALL, max_examples=200,
+                     seed=12, reports=tmp_path, cluster=cluster.address, isa=[own, "default"])
+    finally:
+        cluster.shutdown()
+    assert record.exit_code == 0 and not record.errors, record.errors
+    older = next(node for node in record.nodes if node.isa == "DEFAULT")
+    newer = next(node for node in record.nodes if node.isa != "DEFAULT")
+    assert older.searches and all(name.endswith("at default") for name in older.searches), older.searches
+    assert any(name.endswith(f"at {own}") for name in newer.searches), newer.searches
+    assert {s.isa for s in record.cases.by_search if s.cases} == {own, "default"}
+
+
 @pytest.mark.parametrize(("address", "says"), [
     ("127.0.0.1:1", "nothing answers at 127.0.0.1:1"),
     ("not an address", "give auto, HOST:PORT or ray://HOST:PORT"),

@@ -182,10 +182,10 @@ def _run(pool: RayPool | None, candidate: str | None, properties: list[str], mod
 
 def _levels(isa: Sequence[str] | None, pool: RayPool | None) -> list[str | None]:
     """The instruction-set levels to search at (``None``: each machine's own, uncapped)."""
-    reachable = pool.lower_levels() if pool is not None else levels_here()[1:]
-    if isa is None:
-        return [None, *reachable]
+    if isa is None:  # each machine's own level, and every lower one some machine reaches
+        return [None, *(pool.lower_levels() if pool is not None else levels_here()[1:])]
     own = native_level() if pool is None else None
+    reachable = pool.all_levels() if pool is not None else levels_here()[1:]
     unknown = [level for level in isa if level not in (NATIVE, *LEVELS)]
     if unknown or not isa:
         raise RunError(f"--isa {','.join(unknown) or '(none)'}: choose from {','.join((NATIVE, *LEVELS))}")

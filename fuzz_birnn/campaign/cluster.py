@@ -178,6 +178,11 @@ class RayPool:
         below = {level for levels in self._levels.values() for level in levels[1:]}
         return [level for level in LEVELS if level in below]
 
+    def all_levels(self) -> list[str]:
+        """Every instruction-set level some node reaches, highest first."""
+        reached = {level for levels in self._levels.values() for level in levels}
+        return [level for level in LEVELS if level in reached]
+
     def devices(self) -> set[str]:
         return {device for node in self._nodes.values() if not node.lost for device in node.devices}
 
