@@ -11,7 +11,9 @@ from torch import nn
 
 from fuzz_birnn import CheckFailure
 from fuzz_birnn.core.case import Case, Config, Inputs
-from fuzz_birnn.properties import PROPERTIES
+from fuzz_birnn.core.cells import cells
+from fuzz_birnn.core.decomposition import decomposed
+from fuzz_birnn.properties import PROPERTIES, default_properties
 from fuzz_birnn.properties.autocast import check_autocast
 from fuzz_birnn.strategies import cases
 
@@ -22,8 +24,26 @@ def test_torch_under_autocast_passes_or_is_a_known_issue(case):
     assert outcome.skipped is None or outcome.skipped.startswith("known torch issue: nn.LSTM under CPU autocast")
 
 
-def test_autocast_draws_float32_cases_only():
-    assert PROPERTIES["autocast"].narrowing == {"dtypes": ["float32"]} and PROPERTIES["autocast"].torch_only
+def test_autocast_draws_float32_cases_only_and_checks_a_candidate_by_default():
+    assert PROPERTIES["autocast"].narrowing == {"dtypes": ["float32"]}
+    assert "autocast" in default_properties("mypkg:stack", grad=False)
+
+
+@given(cases(dtypes=["float32"], bidirectional=None))
+def test_the_decomposition_and_the_stack_of_cells_under_autocast_pass(case):
+    for name, candidate in (("decomposed", decomposed), ("cells", cells)):
+        outcome = check_autocast(case, candidate, name)
+        assert outcome.skipped is None or outcome.skipped.startswith(("known torch issue", "unsupported")), \
+            (name, outcome.skipped)
+
+
+def test_a_candidate_that_ignores_autocasts_dtype_rule_is_caught():
+    def in_half(module, input, hx=None):
+        output, hidden = decomposed(module, input, hx)
+        return output.half() if torch.is_autocast_enabled("cpu") else output, hidden
+
+    with pytest.raises(CheckFailure, match="candidate in_half returned output in float16"):
+        check_autocast(GRU, in_half, "in_half")
 
 
 GRU = Case(Config(mode="GRU", input_size=3, hidden_size=4, num_layers=2), Inputs(seq_len=3, batch_size=2,

@@ -197,7 +197,7 @@ def test_a_kept_file_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
 def test_a_candidate_that_never_returns_is_one_finding_and_pays_the_time_limit_once_a_worker(tmp_path):
     """What the run learns of a candidate carries across its searches: after its first hang, every
     other search's cases run under the adaptive limit and count as that hang again, instead of each
-    of the 16 searches paying the time limit and a reduction of its own."""
+    of the 18 searches paying the time limit and a reduction of its own."""
     done = fuzz("run", "--candidate", "tests.contract_bugs:always_hangs", "--modes", "gru,lstm", "--max-examples", 30,
                 "--timeout", 3, "--seed", 1, "--workers", 2, "--reports", tmp_path)
     assert done.returncode == 1, done.stdout + done.stderr

@@ -118,7 +118,8 @@ def plan_searches(candidate: str | None, properties: list[str], modes: list[str]
         if narrow is None:
             impossible.append(name)
             continue
-        at_levels = prop.isa_levels or (candidate_levels and not prop.torch_only)
+        checks_torch = candidate is None or prop.torch_only
+        at_levels = (prop.isa_levels and checks_torch) or (candidate_levels and not checks_torch)
         for level in levels if at_levels else (None,):
             planned += [(name, prop.candidate(candidate), mode, narrow, level) for mode in modes]
     specs = [SearchSpec(index, name, who, mode, narrow, seed + index, str(reports), timeout, database, target,

@@ -79,9 +79,10 @@ PROPERTIES: dict[str, Property] = {
     # module and the float64 reference; nn.LSTMCell has no proj_size
     "cells": Property("cells", lambda cand, case, label, details: check(cand, case, name=label), {"proj": False},
                       torch_only=True, checks_in_torch_run="cells", diagnosed=True, isa_levels=True),
-    # torch's fused module inside torch.autocast (float32 cases; bfloat16 on the CPU, float16 on CUDA)
-    "autocast": Property("autocast", lambda cand, case, label, details: check_autocast(case), {"dtypes": ["float32"]},
-                         torch_only=True, isa_levels=True),
+    # torch's fused module (or the candidate) inside torch.autocast (float32 cases; bfloat16 on the CPU,
+    # float16 on CUDA)
+    "autocast": Property("autocast", lambda cand, case, label, details: check_autocast(
+        case, None if label == "fused" else cand, label), {"dtypes": ["float32"]}, isa_levels=True),
     "fused-vs-reference": Property("fused-vs-reference", lambda cand, case, label, details: check_fused(case),
                                    torch_only=True, diagnosed=True, isa_levels=True),
     **{f"relation:{name}": Property(f"relation:{name}", _relation(name), _RELATION_NARROWING[name])

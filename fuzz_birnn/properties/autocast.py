@@ -1,8 +1,9 @@
-"""Autocast: torch's fused module called inside ``torch.autocast``, as mixed-precision training and
-serving call it (``torch.autocast("cpu", dtype=torch.bfloat16)``; on CUDA, float16).
+"""Autocast: torch's fused module, or a candidate, called inside ``torch.autocast``, as
+mixed-precision training and serving call it (``torch.autocast("cpu", dtype=torch.bfloat16)``; on
+CUDA, float16).
 
-For a float32 case, the property calls the module under autocast with oneDNN on and off (on the
-CPU) and holds each call to what a user may rely on:
+For a float32 case, the property makes the call under autocast with oneDNN on and off (on the
+CPU) and holds each to what a user may rely on:
 
 * a valid call does not raise (one that does is a finding, its message naming the setting);
 * each returned tensor is in the input's dtype or the autocast dtype (torch's documentation lets
@@ -29,7 +30,7 @@ from torch.nn.utils.rnn import PackedSequence
 
 from fuzz_birnn.core.case import Case, backend
 from fuzz_birnn.core.compare import Mismatch, Tolerances, compare_values, tensors_of
-from fuzz_birnn.core.outcomes import CheckFailure, Outcome
+from fuzz_birnn.core.outcomes import Candidate, CheckFailure, Outcome, Unsupported
 from fuzz_birnn.core.reference import CellReference
 
 __all__ = ["AUTOCAST_DTYPES", "KNOWN_TORCH_ISSUES", "check_autocast"]
@@ -45,8 +46,10 @@ KNOWN_TORCH_ISSUES: dict[tuple[str, bool, str], str] = {
 }
 
 
-def check_autocast(case: Case, *, strict: bool = False) -> Outcome:
-    """Torch's fused module under ``torch.autocast`` on ``case`` (a float32 case), with oneDNN on and off."""
+def check_autocast(case: Case, candidate: Candidate | None = None, label: str = "fused", *,
+                   strict: bool = False) -> Outcome:
+    """``candidate`` (``None``: torch's fused module) under ``torch.autocast`` on ``case`` (a float32
+    case), with oneDNN on and off; a candidate's ``Unsupported`` is "not compared"."""
     __tracebackhide__ = True  # pytest shows the caller's line and the message
     device = case.inputs.device
     if device not in AUTOCAST_DTYPES:
@@ -55,12 +58,16 @@ def check_autocast(case: Case, *, strict: bool = False) -> Outcome:
     low = str(dtype).removeprefix("torch.")
     settings = [case.inputs.onednn, not case.inputs.onednn] if device == "cpu" else [case.inputs.onednn]
     built = case.build()
+    who = "torch's fused module" if candidate is None or label == "fused" else f"candidate {label}"
     results = {}
     for onednn in settings:
         setting = dataclasses.replace(case.inputs, onednn=onednn)
         with backend(setting), torch.no_grad(), _autocast(device, dtype):
             try:
-                results[onednn] = built.module(built.input, built.hx)
+                results[onednn] = (built.module(built.input, built.hx) if candidate is None
+                                   else candidate(built.module, built.input, built.hx))
+            except Unsupported as refusal:
+                return Outcome(case, {}, {}, f"unsupported: {refusal}")
             except Exception as error:
                 known = next((issue for (mode, on, says), issue in KNOWN_TORCH_ISSUES.items()
                               if mode == case.config.mode and on == onednn and says in str(error)), None)
@@ -68,22 +75,22 @@ def check_autocast(case: Case, *, strict: bool = False) -> Outcome:
                     if onednn == case.inputs.onednn:  # the case's own setting: not compared, saying why
                         return Outcome(case, {}, {}, f"known torch issue: {known}")
                     continue  # the other setting: the case's own is still checked
-                message = (f"under torch.autocast({device!r}, {low}) with oneDNN {_on(onednn)}, torch's fused module "
+                message = (f"under torch.autocast({device!r}, {low}) with oneDNN {_on(onednn)}, {who} "
                            f"raised {type(error).__name__}: {error}").splitlines()[0]
-                raise CheckFailure(Mismatch("result", message), case, "fused", "autocast") from error
+                raise CheckFailure(Mismatch("result", message), case, label, "autocast") from error
     kinds = {onednn: _dtypes(result) for onednn, result in results.items()}
     for onednn, found in kinds.items():
         for name, kind in found.items():
             if kind not in (case.inputs.torch_dtype, dtype):
                 raise CheckFailure(Mismatch(name, f"under torch.autocast({device!r}, {low}) with oneDNN "
-                                                  f"{_on(onednn)}, torch's fused module returned {name} in "
+                                                  f"{_on(onednn)}, {who} returned {name} in "
                                                   f"{_name(kind)}, neither {case.inputs.dtype} nor {low}"),
-                                   case, "fused", "autocast")
+                                   case, label, "autocast")
     if len(kinds) > 1 and kinds[True] != kinds[False]:
         name = next(n for n in kinds[True] if kinds[True][n] != kinds[False][n])
         raise CheckFailure(Mismatch(name, f"under torch.autocast({device!r}, {low}) the dtype of {name} depends "
                                           f"on oneDNN: {_name(kinds[True][name])} with it on, "
-                                          f"{_name(kinds[False][name])} with it off"), case, "fused", "autocast")
+                                          f"{_name(kinds[False][name])} with it off"), case, label, "autocast")
     with backend(case.inputs), torch.no_grad():
         ref = tensors_of(CellReference(torch.float64).compute(built.module, built.input, built.hx), case)
         ref32 = tensors_of(CellReference(torch.float32).compute(built.module, built.input, built.hx), case)
@@ -96,7 +103,7 @@ def check_autocast(case: Case, *, strict: bool = False) -> Outcome:
         mismatch = compare_values(actual, ref, tolerances.fused)
         if mismatch is not None:
             where = f"under torch.autocast({device!r}, {low}) with oneDNN {_on(onednn)}: "
-            raise CheckFailure(dataclasses.replace(mismatch, message=where + mismatch.message), case, "fused",
+            raise CheckFailure(dataclasses.replace(mismatch, message=where + mismatch.message), case, label,
                                "autocast", actual=actual, allowed=tolerances.fused, reference=ref)
         for name, tensor in actual.items():
             errors[name] = max(errors.get(name, 0.0), float((tensor - ref[name]).abs().max()))
