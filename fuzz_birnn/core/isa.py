@@ -21,7 +21,8 @@ LEVELS = ("avx512", "avx2", "default")
 #: The name a run gives the machine's own level (no caps).
 NATIVE = "native"
 
-_FROM_CAPABILITY = {"AVX512": "avx512", "AVX2": "avx2", "DEFAULT": "default"}
+#: torch's names for them (``NO AVX``: the baseline before torch 2.5 or so)
+_FROM_CAPABILITY = {"AVX512": "avx512", "AVX2": "avx2", "DEFAULT": "default", "NO AVX": "default"}
 
 
 def native_level() -> str | None:
