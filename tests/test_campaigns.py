@@ -201,12 +201,21 @@ def test_a_rerun_first_replays_what_the_database_remembers(tmp_path):
 
 def test_shards_split_the_searches_deterministically_and_completely():
     properties = list(PROPERTIES)
-    specs, _ = plan_searches(None, properties, list(MODES), CaseSpace(), seed=0, reports=Path("r"), timeout=1,
-                             database=None)
+
+    def plan(levels):  # the searches a machine whose CPU reaches ``levels`` plans
+        return plan_searches(None, properties, list(MODES), CaseSpace(), seed=0, reports=Path("r"), timeout=1,
+                             database=None, levels=levels)[0]
+
+    everything = plan((None, "avx512", "avx2", "default"))
     for shards in (1, 2, 3, 7):
-        owned = [[s.name for s in specs if shard_of(s.index, shards) == k] for k in range(1, shards + 1)]
-        assert sorted(itertools.chain(*owned)) == sorted(s.name for s in specs)  # every search, exactly once
+        owned = [[s.name for s in everything if shard_of(s.plan_index, shards) == k] for k in range(1, shards + 1)]
+        assert sorted(itertools.chain(*owned)) == sorted(s.name for s in everything)  # every search, exactly once
         assert max(map(len, owned)) - min(map(len, owned)) <= 1
+    # machines of other CPUs plan other levels, but a search they share has the same number, seed and shard
+    older, newer = plan((None, "default")), plan((None, "avx2", "default"))
+    numbers = {s.name: (s.plan_index, s.seed) for s in newer}
+    assert all(numbers[s.name] == (s.plan_index, s.seed) for s in older)
+    assert [s.index for s in older] == list(range(len(older)))
 
 
 @pytest.mark.e2e

@@ -3,25 +3,28 @@ searches at each level are counted apart, and a fault that shows only at one lev
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 import pytest
 
 from fuzz_birnn.campaign.api import RunError, run
-from fuzz_birnn.core.isa import LEVELS, NATIVE, caps, levels_here, native_level
+from fuzz_birnn.core.isa import NATIVE, caps, levels_here, native_level
 from fuzz_birnn.core.space import CaseSpace
 from tests.test_campaigns import ROOT, fuzz
 
 SMALL = CaseSpace(dtypes=("float64",), max_layers=2, max_seq_len=3, max_batch=2, forms=("padded",))
 
 
-def test_the_levels_here_start_at_this_cpus_own():
-    if native_level() is None:
-        pytest.skip("not an x86 CPU")
-    here = levels_here()
-    assert here[0] == native_level() and here == list(LEVELS[LEVELS.index(here[0]):])
-    assert caps("default")["ATEN_CPU_CAPABILITY"] == "default"
+@pytest.mark.e2e
+def test_a_process_started_with_a_levels_caps_runs_at_that_level():
+    if "default" not in levels_here()[1:]:
+        pytest.skip("this CPU's own level is the baseline: nothing lower to emulate")
+    script = "from fuzz_birnn.core.isa import levels_here, native_level; print(native_level(), levels_here())"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **caps("default")})
+    assert done.stdout.split() == ["default", "['default']"], done.stdout + done.stderr
 
 
 def test_an_unreachable_or_unknown_level_is_one_line(tmp_path):

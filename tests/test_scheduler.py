@@ -143,3 +143,41 @@ def test_a_job_lost_again_and_again_stops_its_search_with_an_error(tmp_path):
     campaign._lost(job, Lost(0, "worker lost"))
     assert campaign.errors and "lost 4 times" in campaign.errors[0]
     assert campaign.scheduler.searches[job.search.index].done
+
+
+class _Levels:
+    """A pool of workers at given instruction-set levels."""
+
+    switches = True
+
+    def __init__(self, levels):
+        self.levels = dict(enumerate(levels))
+
+    def level(self, worker_id):
+        return self.levels[worker_id]
+
+    def workers(self):
+        return list(self.levels)
+
+    def reaches(self, worker_id, isa):
+        return True
+
+
+def test_one_worker_serves_every_level_in_turn_and_two_workers_one_level_each(tmp_path):
+    from fuzz_birnn.campaign.engine import LEVEL_SWITCH_SECONDS, Campaign
+
+    specs, _ = plan_searches(None, ["fused-vs-reference"], ["GRU", "LSTM"], CaseSpace(), seed=3, reports=tmp_path,
+                             timeout=60, database=None, levels=(None, "default"))
+    assert [s.isa for s in specs] == [None, None, "default", "default"]
+    campaign = Campaign(specs, max_examples=4000, workers=1)
+    native = [s for s in campaign.scheduler.searches if s.spec.isa is None]
+    one = _Levels([None])
+    assert campaign._level_for(one, 0) is None  # no level is behind yet
+    for search in native:
+        search.seconds = LEVEL_SWITCH_SECONDS + 1  # the native searches are a switch's worth ahead
+    assert campaign._level_for(one, 0) == "default"
+    two = _Levels([None, None])
+    assert campaign._level_for(two, 1) == "default"  # a level no worker serves gets the second worker at once
+    for search in native:
+        search.examples = search.planned = search.quota  # the native level is done: its worker moves
+    assert campaign._level_for(_Levels([None, "default"]), 0) == "default"

@@ -131,7 +131,7 @@ def _run(pool: RayPool | None, candidate: str | None, properties: list[str], mod
         number, shards = shard
         everything = len(specs)
         specs = [dataclasses.replace(s, index=i) for i, s in
-                 enumerate(s for s in specs if shard_of(s.index, shards) == number)]
+                 enumerate(s for s in specs if shard_of(s.plan_index, shards) == number)]
         shard_note = f"; shard {number}/{shards}: {len(specs)} of {everything} searches"
         if not specs:
             raise RunError(f"--shard {number}/{shards}: this shard has no searches (the run has {everything})")

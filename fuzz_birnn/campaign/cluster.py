@@ -163,6 +163,7 @@ class RayPool:
         self._busy: set[int] = set()
         self._jobs: dict[int, Slice | Reduce] = {}
         self._gone: set[int] = set()  # workers lost during the run
+        self._level_of: dict[int, str | None] = {}  # the instruction-set level each worker runs at
         try:
             self._start_workers(workers)
         except BaseException:
@@ -199,21 +200,25 @@ class RayPool:
     def idle(self) -> list[int]:
         return [worker_id for worker_id in self._actors if worker_id not in self._busy]
 
-    #: a node's worker starts its own process again at a job's level; placement picks the node
-    switches = False
+    #: a worker is given a level as here (its node's process starts again at it with the next job)
+    switches = True
 
     def fits(self, worker_id: int, spec: SearchSpec) -> bool:
-        return set(spec.needs) <= self._has[self._node_of[worker_id]] and \
-            (spec.isa is None or spec.isa in self._levels[self._node_of[worker_id]])
+        return set(spec.needs) <= self._has[self._node_of[worker_id]] and spec.isa == self._level_of.get(worker_id)
 
     def level(self, worker_id: int) -> str | None:
-        return None
+        return self._level_of.get(worker_id)
 
     def workers(self) -> list[int]:
         return list(self._actors)
 
+    def reaches(self, worker_id: int, isa: str | None) -> bool:
+        return isa is None or isa in self._levels[self._node_of[worker_id]]
+
     def switch(self, worker_id: int, isa: str | None) -> None:
-        raise NotImplementedError("a cluster's worker switches levels itself, job by job")
+        """Give ``worker_id`` level ``isa`` (its node's process starts again at it with the next job)."""
+        if self.reaches(worker_id, isa):
+            self._level_of[worker_id] = isa
 
     def cannot_run(self, spec: SearchSpec) -> str | None:
         nodes = {self._node_of[worker_id] for worker_id in self._actors}
@@ -258,8 +263,8 @@ class RayPool:
                 sent, files = ray.get(ref)
             except ray.exceptions.RayTaskError as error:  # the harness raised on the node: the job's error
                 where = self._nodes[self._node_of[worker_id]].hostname
-                events.append(_failed(worker_id, job, f"the worker on node {where} raised "
-                                                      f"{_line(error.as_instanceof_cause())}"))
+                cause = error.cause if isinstance(getattr(error, "cause", None), BaseException) else error
+                events.append(_failed(worker_id, job, f"the worker on node {where} raised {_line(cause)}"))
                 continue
             except ray.exceptions.RayError as error:  # the worker or its node is gone
                 events.append(Lost(worker_id, self._lose(worker_id, error)))

@@ -32,9 +32,11 @@ class DatabaseError(ValueError):
     """A ``--database`` that cannot be used: the message says why and what to do."""
 
 
-def search_key(prop: str, mode: str, candidate: str, space: CaseSpace) -> bytes:
-    """The database namespace of one search."""
-    identity = json.dumps([prop, mode, candidate, space.arguments()], sort_keys=True, default=str)
+def search_key(prop: str, mode: str, candidate: str, space: CaseSpace, isa: str | None = None) -> bytes:
+    """The database namespace of one search (its instruction-set level too, where it has one: a
+    search at one level must not replay, and drop, what only another level fails on)."""
+    parts: list[object] = [prop, mode, candidate, space.arguments(), *([isa] if isa else [])]
+    identity = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(identity.encode()).hexdigest()[:24].encode()
 
 

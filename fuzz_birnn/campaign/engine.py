@@ -74,7 +74,7 @@ from fuzz_birnn.campaign.signature import crash_signature, fault_signature, sign
 from fuzz_birnn.campaign.writeahead import WriteAhead
 from fuzz_birnn.core.case import Case
 from fuzz_birnn.core.compare import Mismatch
-from fuzz_birnn.core.isa import NATIVE, native_level
+from fuzz_birnn.core.isa import LEVELS, NATIVE, native_level
 from fuzz_birnn.core.outcomes import Candidate, CheckFailure, Outcome
 from fuzz_birnn.core.space import CaseSpace
 from fuzz_birnn.output.files import write_whole
@@ -94,6 +94,9 @@ __all__ = ["Campaign", "CaseTimeout", "Counts", "Event", "Fault", "Pool", "Progr
 
 #: A slice that waits rather than computes is stopped after this many times its CPU-time cap.
 WALL_BACKSTOP = 4.0
+#: A worker whose instruction-set level is ahead of an unserved level's by this many seconds of worker
+#: time switches to it (a worker started again costs a second or two).
+LEVEL_SWITCH_SECONDS = 20.0
 #: How many times a job may lose its worker (a node leaving a cluster) and run again.
 MAX_LOSSES = 3
 #: Crash and hang reductions each get at most this much time (and never past the budget).
@@ -119,13 +122,18 @@ def plan_searches(candidate: str | None, properties: list[str], modes: list[str]
             impossible.append(name)
             continue
         checks_torch = candidate is None or prop.torch_only
-        at_levels = (prop.isa_levels and checks_torch) or (candidate_levels and not checks_torch)
-        for level in levels if at_levels else (None,):
-            planned += [(name, prop.candidate(candidate), mode, narrow, level) for mode in modes]
+        on_cpu = narrow.narrowed({"devices": ["cpu"]})  # a level is the CPU's: its searches draw CPU cases
+        leveled = (prop.isa_levels and checks_torch) or (candidate_levels and not checks_torch)
+        # every level has its place in the plan, reached here or not, so that a search's number (its
+        # seed, its shard) is the same on every machine, whatever its CPU
+        at_levels = leveled and on_cpu is not None
+        for level in (None, *LEVELS) if at_levels else (None,):
+            planned += [(name, prop.candidate(candidate), mode, on_cpu if level and on_cpu else narrow, level,
+                         level in levels or not at_levels) for mode in modes]
     specs = [SearchSpec(index, name, who, mode, narrow, seed + index, str(reports), timeout, database, target,
-                        isa=level)
-             for index, (name, who, mode, narrow, level) in enumerate(planned)]
-    return specs, impossible
+                        isa=level, plan_index=index)
+             for index, (name, who, mode, narrow, level, here) in enumerate(planned) if here]
+    return [dataclasses.replace(spec, index=index) for index, spec in enumerate(specs)], impossible
 
 
 # -- parent side -------------------------------------------------------------------------------
@@ -153,6 +161,7 @@ class Pool(Protocol):
     def level(self, worker_id: int) -> str | None: ...
     def workers(self) -> list[int]: ...
     def switch(self, worker_id: int, isa: str | None) -> None: ...
+    def reaches(self, worker_id: int, isa: str | None) -> bool: ...
     def nodes(self) -> list[Node]: ...
     def node_of(self, worker_id: int) -> str: ...
     def give(self, worker_id: int, job: Slice | Reduce) -> None: ...
@@ -242,20 +251,27 @@ class Campaign:
             pool.give(worker_id, job)
 
     def _level_for(self, pool: Pool, worker_id: int) -> str | None:
-        """The instruction-set level an idle worker should run at: its own while that level has work
-        and either no other level waits for a worker or another worker shares its level; else the
-        waiting level with the fewest workers. So every level with work has a worker (given enough
-        workers), and a worker is started again only when its level runs out or another has none."""
-        waiting = list(dict.fromkeys(s.spec.isa for s in self.scheduler.searches
-                                     if s.left > 0 or self.scheduler.queued(s.spec)))
+        """The instruction-set level an idle worker should run at. Its own, while that level has work,
+        unless a level no other worker serves waits, and either this level has another worker or
+        the waiting level's searches are :data:`LEVEL_SWITCH_SECONDS` behind this level's in worker
+        time (so that with fewer workers than levels, every level still gets its share of a time
+        budget, at the price of a worker started again about every that many seconds); a worker
+        whose level has run out goes to the waiting level with the fewest workers."""
+        searches = [s for s in self.scheduler.searches if (s.left > 0 or self.scheduler.queued(s.spec))
+                    and pool.reaches(worker_id, s.spec.isa)]
+        least: dict[str | None, float] = {}
+        for search in searches:
+            least[search.spec.isa] = min(least.get(search.spec.isa, float("inf")), search.seconds)
         mine = pool.level(worker_id)
-        served = [pool.level(other) for other in pool.workers()]
-        unserved = [level for level in waiting if level not in served]
-        if mine in waiting and (not unserved or served.count(mine) == 1):
-            return mine
+        others = [pool.level(other) for other in pool.workers() if other != worker_id]
+        unserved = [level for level in least if level not in others and level != mine]
+        if mine in least:
+            shared = others.count(mine) > 0
+            behind = [level for level in unserved if shared or least[level] + LEVEL_SWITCH_SECONDS < least[mine]]
+            return min(behind, key=least.__getitem__) if behind else mine
         if unserved:
-            return unserved[0]
-        return min(waiting, key=served.count) if waiting else mine
+            return min(unserved, key=least.__getitem__)
+        return min(least, key=others.count) if least else mine
 
     def _handle(self, event: Event) -> None:
         if isinstance(event, Progress):
@@ -472,7 +488,7 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
     started, cpu_started = time.monotonic(), _cpu_seconds()
     database = open_database(spec.database)
     if database is not None:
-        database = SearchDatabase(database, search_key(spec.prop, spec.mode, spec.candidate, spec.space))
+        database = SearchDatabase(database, search_key(spec.prop, spec.mode, spec.candidate, spec.space, spec.isa))
     phases = [p for p in Phase if p is not Phase.explain and (job.reuse or p is not Phase.reuse)]
 
     def count(case: Case, verdict: str, reason: str | None = None) -> None:

@@ -29,7 +29,7 @@ from fuzz_birnn.campaign.events import Died, Event, ends_job
 from fuzz_birnn.campaign.scheduler import Reduce, SearchSpec, Slice
 from fuzz_birnn.campaign.writeahead import last_in_flight
 from fuzz_birnn.core.devices import available_devices, cpu_capability, hostname
-from fuzz_birnn.core.isa import caps
+from fuzz_birnn.core.isa import caps, levels_here
 from fuzz_birnn.output.run_record import Node
 from fuzz_birnn.processes.capture import read_file
 from fuzz_birnn.processes.forked import exit_reason
@@ -91,6 +91,9 @@ class LocalPool:
 
     def workers(self) -> list[int]:
         return list(self._workers)
+
+    def reaches(self, worker_id: int, isa: str | None) -> bool:
+        return isa is None or isa in levels_here()
 
     def switch(self, worker_id: int, isa: str | None) -> None:
         """Start idle worker ``worker_id`` again, at level ``isa`` (the caps are read once, at start)."""

@@ -87,6 +87,8 @@ class SearchSpec:
     needs: tuple[str, ...] = ()
     #: the instruction-set level its worker runs at (:mod:`fuzz_birnn.core.isa`; ``None``: the machine's own)
     isa: str | None = None
+    #: its number in the full plan, the same on every machine (``--shard`` splits by it); -1: ``index``
+    plan_index: int = -1
 
     @property
     def name(self) -> str:

@@ -170,7 +170,7 @@ def _replay(args: argparse.Namespace) -> int:
         override = validate_spec(args.candidate) if args.candidate else None
     except CandidateError as error:
         raise UsageError(str(error)) from None
-    runnable, elsewhere = [], 0
+    runnable, elsewhere, other_cpu = [], 0, 0
     for folder, named in planned:
         try:
             report = load_report(folder, allow_large=args.allow_large)
@@ -184,7 +184,7 @@ def _replay(args: argparse.Namespace) -> int:
         if level is not None and level != native_level() and level not in levels_here():
             print(f"NOT HERE     {folder}: the case ran at instruction-set level {level}, which this CPU cannot "
                   f"reach (it runs at {native_level() or 'a non-x86 level'})")
-            elsewhere += 1
+            other_cpu += 1
             continue
         device = report.case.inputs.device
         if not device_available(device):
@@ -229,7 +229,8 @@ def _replay(args: argparse.Namespace) -> int:
 
     print(f"{len(runnable)} report(s) replayed on torch {torch.__version__}: {still_failing} still failing, "
           f"{len(runnable) - still_failing} fixed" + (f"; {elsewhere} need a device this machine lacks"
-                                                      if elsewhere else ""))
+                                                      if elsewhere else "")
+          + (f"; {other_cpu} need a CPU that reaches their instruction-set level" if other_cpu else ""))
     return 1 if still_failing else 0
 
 

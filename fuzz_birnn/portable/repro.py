@@ -110,7 +110,8 @@ def main():
         report = read_json(HERE / "case.json")
         if not isinstance(report, dict) or not isinstance(report.get("case"), dict):
             raise ReportRefused("case.json: not a fuzz-birnn report")
-        level = (report.get("details") or {}).get("isa")
+        details = report.get("details")
+        level = details.get("isa") if isinstance(details, dict) else None
         if level is not None:
             at_level = under_level(level)
             if at_level is not None:
