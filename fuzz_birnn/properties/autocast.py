@@ -78,6 +78,11 @@ def check_autocast(case: Case, candidate: Candidate | None = None, label: str = 
                 message = (f"under torch.autocast({device!r}, {low}) with oneDNN {_on(onednn)}, {who} "
                            f"raised {type(error).__name__}: {error}").splitlines()[0]
                 raise CheckFailure(Mismatch("result", message), case, label, "autocast") from error
+    for onednn, result in results.items():
+        if not _is_result(result):
+            raise CheckFailure(Mismatch("result", f"under torch.autocast({device!r}, {low}) with oneDNN {_on(onednn)}, "
+                                                  f"{who} returned {type(result).__name__}, not (output, hidden)"),
+                               case, label, "autocast")
     kinds = {onednn: _dtypes(result) for onednn, result in results.items()}
     for onednn, found in kinds.items():
         for name, kind in found.items():
@@ -96,10 +101,21 @@ def check_autocast(case: Case, candidate: Candidate | None = None, label: str = 
         ref32 = tensors_of(CellReference(torch.float32).compute(built.module, built.input, built.hx), case)
         native = tensors_of(CellReference(dtype).compute(built.module, built.input, built.hx), case)
     at_low = dataclasses.replace(case, inputs=dataclasses.replace(case.inputs, dtype=low))
-    tolerances = Tolerances.measure(at_low, ref, ref32, native, tensors_of(results[case.inputs.onednn], case))
+    # only the fused allowance is used, which rests on the references alone
+    tolerances = Tolerances.measure(at_low, ref, ref32, native, ref)
     errors: dict[str, float] = {}
     for onednn, result in results.items():
-        actual = tensors_of(result, case)
+        try:
+            actual = tensors_of(result, case)
+        except (RuntimeError, ValueError, IndexError, TypeError) as error:  # shapes that do not fit the case
+            raise CheckFailure(Mismatch("result", f"under torch.autocast({device!r}, {low}) with oneDNN "
+                                                  f"{_on(onednn)}, {who} returned tensors of the wrong shape "
+                                                  f"({type(error).__name__}: {error})".splitlines()[0]),
+                               case, label, "autocast") from error
+        wrong = next((name for name in ref if name not in actual or actual[name].shape != ref[name].shape), None)
+        if wrong is not None:
+            raise CheckFailure(Mismatch(wrong, f"under torch.autocast({device!r}, {low}) with oneDNN {_on(onednn)}, "
+                                               f"{who} returned {wrong} of the wrong shape"), case, label, "autocast")
         mismatch = compare_values(actual, ref, tolerances.fused)
         if mismatch is not None:
             where = f"under torch.autocast({device!r}, {low}) with oneDNN {_on(onednn)}: "
@@ -114,6 +130,15 @@ def check_autocast(case: Case, candidate: Candidate | None = None, label: str = 
 def _autocast(device: str, dtype: torch.dtype) -> Iterator[None]:
     with torch.autocast(device, dtype=dtype):
         yield
+
+
+def _is_result(result: object) -> bool:
+    """Whether ``result`` has the form of ``nn.RNNBase``'s: ``(output, h_n)`` or ``(output, (h_n, c_n))``."""
+    if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], torch.Tensor | PackedSequence)):
+        return False
+    hidden = result[1]
+    return isinstance(hidden, torch.Tensor) or (
+        isinstance(hidden, tuple) and len(hidden) == 2 and all(isinstance(h, torch.Tensor) for h in hidden))
 
 
 def _dtypes(result: object) -> dict[str, torch.dtype]:
