@@ -252,11 +252,12 @@ class Campaign:
 
     def _level_for(self, pool: Pool, worker_id: int) -> str | None:
         """The instruction-set level an idle worker should run at. Its own, while that level has work,
-        unless another level's least-served search is :data:`LEVEL_SWITCH_SECONDS` of worker time
-        behind this level's (so that each level's searches get their share of a time budget, with
-        fewer workers than levels too, at the price of a worker started again now and then), or this
-        level has another worker while a waiting level has none; a worker whose level has run out
-        goes to the waiting level with the fewest workers."""
+        unless a waiting level has no worker and either this level has another or that level's
+        least-served search is :data:`LEVEL_SWITCH_SECONDS` of worker time behind this level's (so
+        that with fewer workers than levels every level still gets its turn within a time budget,
+        at the price of a worker started again now and then); a worker whose level has run out goes
+        to the waiting level with the fewest workers. A level that has its worker keeps it: moving
+        workers between served levels for finer fairness costs more restarts than it buys."""
         searches = [s for s in self.scheduler.searches if (s.left > 0 or self.scheduler.queued(s.spec))
                     and pool.reaches(worker_id, s.spec.isa)]
         least: dict[str | None, float] = {}
@@ -266,9 +267,8 @@ class Campaign:
         others = [pool.level(other) for other in pool.workers() if other != worker_id]
         unserved = [level for level in least if level not in others and level != mine]
         if mine in least:
-            behind = [level for level in least if level != mine and least[level] + LEVEL_SWITCH_SECONDS < least[mine]]
-            if others.count(mine) > 0:  # this level has another worker: a level with none gets this one
-                behind += [level for level in unserved if level not in behind]
+            shared = others.count(mine) > 0
+            behind = [level for level in unserved if shared or least[level] + LEVEL_SWITCH_SECONDS < least[mine]]
             return min(behind, key=least.__getitem__) if behind else mine
         if unserved:
             return min(unserved, key=least.__getitem__)
