@@ -68,29 +68,29 @@ def test_a_module_that_ignores_h0_under_autocast_is_caught(monkeypatch):
         check_autocast(GRU)
 
 
-def test_a_module_that_raises_under_autocast_is_caught(monkeypatch):
-    def raises(m, x, hx, forward):
-        raise RuntimeError("no kernel for this")
-    monkeypatch.setattr(nn.GRU, "forward", _under_autocast(nn.GRU, raises))
-    with pytest.raises(CheckFailure, match="torch's fused module raised RuntimeError: no kernel for this"):
-        check_autocast(GRU)
+def _raises(m, x, hx, forward):
+    raise RuntimeError("no kernel for this")
 
 
-def test_a_result_dtype_that_depends_on_onednn_is_caught(monkeypatch):
-    def float_with_onednn(m, x, hx, forward):
-        output, h_n = forward(m, x, hx)
-        return (output.bfloat16() if torch.backends.mkldnn.enabled else output.float()), h_n
-    monkeypatch.setattr(nn.GRU, "forward", _under_autocast(nn.GRU, float_with_onednn))
-    with pytest.raises(CheckFailure, match="the dtype of output depends on oneDNN: bfloat16 with it on, float32"):
-        check_autocast(GRU)
+def _bfloat16_with_onednn(m, x, hx, forward):
+    output, h_n = forward(m, x, hx)
+    return (output.bfloat16() if torch.backends.mkldnn.enabled else output.float()), h_n
 
 
-def test_a_result_in_another_dtype_is_caught(monkeypatch):
-    def in_half(m, x, hx, forward):
-        output, h_n = forward(m, x, hx)
-        return output.half(), h_n
-    monkeypatch.setattr(nn.GRU, "forward", _under_autocast(nn.GRU, in_half))
-    with pytest.raises(CheckFailure, match="returned output in float16, neither float32 nor bfloat16"):
+def _output_in_half(m, x, hx, forward):
+    output, h_n = forward(m, x, hx)
+    return output.half(), h_n
+
+
+@pytest.mark.parametrize(("planted", "says"), [
+    (_raises, "torch's fused module raised RuntimeError: no kernel for this"),
+    (_bfloat16_with_onednn, "the dtype of output depends on oneDNN: bfloat16 with it on, float32"),
+    (_output_in_half, "returned output in float16, neither float32 nor bfloat16"),
+], ids=["raises", "dtype-depends-on-onednn", "float16-output"])
+def test_a_module_that_breaks_autocasts_rules_is_caught(monkeypatch, planted, says):
+    check_autocast(GRU)
+    monkeypatch.setattr(nn.GRU, "forward", _under_autocast(nn.GRU, planted))
+    with pytest.raises(CheckFailure, match=says):
         check_autocast(GRU)
 
 
