@@ -11,11 +11,11 @@ from hypothesis import strategies as st
 from examples.seed_decomposition import seed_decomposition
 from fuzz_birnn import Case, CheckFailure, Config, Inputs, check, decomposed, fused, reference
 from fuzz_birnn.core.evaluation import evaluate
-from fuzz_birnn.diagnosis.diagnose import diagnose
-from fuzz_birnn.diagnosis.mistakes import CATALOGUE
+from fuzz_birnn.diagnosis.diagnose import _Runner, diagnose
+from fuzz_birnn.diagnosis.mistakes import KINDS, catalogue
 from fuzz_birnn.strategies import cases
 
-from . import contract_bugs, planted
+from . import contract_bugs, misplaced, planted
 from .searching import SEARCH, fails
 
 #: Each planted bug of a catalogued kind, the cases that can show it, and the name it must get.
@@ -34,6 +34,15 @@ NAMED = [
     ("initial state ignored", contract_bugs.initial_state_ignored, {}, "initial-state-ignored"),
     ("c_n direction-major", contract_bugs.c_n_direction_major, {"modes": ["LSTM"]}, "c_n-rows-direction-major"),
     ("reverse reads the forward h0", planted.reverse_reads_forward_h0, {}, "reverse-starts-from-forward-h0"),
+    # the same kinds at places the first catalogue did not hold
+    ("never re-reversed, output included", misplaced.never_re_reversed,
+     {"forms": ["padded"], "min_layers": 2, "modes": ["RNN_TANH", "GRU"]}, "not-re-reversed@every-layer"),
+    ("TensorFlow gate order in the reverse direction only", misplaced.reverse_lstm_gates_in_tensorflow_order,
+     {"modes": ["LSTM"]}, "gate-order[i,g,f,o]@every-layer+reverse"),
+    ("b_hh left out in layer 1 only", misplaced.hidden_bias_left_out_in_layer_1,
+     {"modes": ["GRU"], "min_layers": 2, "max_layers": 2}, "bias-left-out[hh]@last-layer"),
+    ("c0 ignored, h0 not", misplaced.c0_ignored, {"modes": ["LSTM"], "initial_state": True},
+     "h0-ignored[c]@every-layer"),
 ]
 
 
@@ -49,6 +58,24 @@ def test_a_planted_bug_is_named_on_its_shrunk_case(bug, narrowing, name):
     diagnosis = _diagnosed(bug, case)
     assert name in diagnosis.names, (case.describe(), diagnosis)
     assert diagnosis.confirmed_on > 0  # ... and it held on more failing cases than the one shrunk to
+
+
+def test_two_mistakes_made_at_once_are_named_as_a_pair():
+    bug = misplaced.output_swapped_and_h_n_direction_major
+    case = Case(Config(mode="GRU", input_size=2, hidden_size=3, num_layers=2), Inputs(seq_len=3, batch_size=2))
+    diagnosis = _diagnosed(bug, case)
+    assert diagnosis.pair and diagnosis.names == ("output-halves-swapped + h_n-rows-direction-major",), diagnosis
+    assert "two mistakes at once" in diagnosis.describe()
+    assert {s.kind for s in diagnosis.mistakes[0].slips} == {"halves-swapped", "h_n-rows-direction-major"}
+
+
+def test_a_mistake_is_named_at_its_own_place_not_a_wider_one():
+    """Made in the reverse direction only, it is not named "in both directions" (which does not
+    reproduce it), nor at every layer when it is made in one."""
+    case = Case(Config(mode="LSTM", input_size=2, hidden_size=3, num_layers=2, bias=True), Inputs(seq_len=3))
+    diagnosis = _diagnosed(misplaced.reverse_lstm_gates_in_tensorflow_order, case)
+    assert diagnosis.names == ("gate-order[i,g,f,o]@every-layer+reverse",), diagnosis
+    assert "in the reverse direction only" in diagnosis.describe()
 
 
 def _shifted_reverse(module, input, hx=None):
@@ -88,8 +115,8 @@ def test_a_correct_result_is_named_nothing(case, candidate):
     assert diagnose(case, actual, evaluation.tolerances.candidate).names == ()
 
 
-def test_every_mistake_changes_some_case():
-    """A mistake that never shows would be dead weight, and untested."""
+def test_every_kind_of_mistake_changes_some_case():
+    """A kind that never shows would be dead weight, and untested."""
     big = Case(Config(mode="LSTM", input_size=3, hidden_size=4, num_layers=3, bias=True, proj_size=2),
                Inputs(seq_len=5, batch_size=3, packed=True, lengths=(5, 2, 4), enforce_sorted=False,
                       initial_state=True))
@@ -97,13 +124,42 @@ def test_every_mistake_changes_some_case():
                           big.inputs),
                 Case(Config(mode="GRU", input_size=3, hidden_size=4, num_layers=3, bias=True), big.inputs),
                 Case(Config(mode="RNN_RELU", input_size=3, hidden_size=4, num_layers=3, bias=True), big.inputs)]
-    from fuzz_birnn.diagnosis.diagnose import _close, _correct, _mistaken
+    from fuzz_birnn.diagnosis.diagnose import _close
 
-    for mistake in CATALOGUE:
-        shown = [c for c in variants if mistake.applies(c)
-                 and (m := _mistaken(mistake, c)) is not None
-                 and not _close(_correct(c), m, evaluate(c).tolerances.candidate)]
-        assert shown, mistake.name
+    shown = set()
+    for case in variants:
+        run = _Runner(case)
+        right, allowed = run(()), evaluate(case).tolerances.candidate
+        shown |= {m.kind for m in catalogue(case) if (r := run(m.slips)) is not None and not _close(right, r, allowed)}
+    assert shown == {kind.name for kind in KINDS}
+
+
+@pytest.mark.parametrize("mode", ["RNN_TANH", "RNN_RELU", "GRU", "LSTM"])
+@pytest.mark.parametrize("form", ["padded", "packed", "unbatched"])
+def test_the_stack_without_a_slip_is_the_reference(mode, form):
+    """Every mistake is a change of this computation: unchanged, it is the cell equations."""
+    for layers, proj in ((1, 0), (3, 0), (2, 2 if mode == "LSTM" else 0)):
+        packed = form == "packed"
+        case = Case(Config(mode=mode, input_size=3, hidden_size=4, num_layers=layers, bias=True, proj_size=proj),
+                    Inputs(seq_len=5, batch_size=None if form == "unbatched" else 3, unbatched=form == "unbatched",
+                           packed=packed, lengths=(5, 2, 4) if packed else None, enforce_sorted=False,
+                           initial_state=True))
+        built = case.build()
+        from fuzz_birnn.core.compare import tensors_of
+
+        with torch.no_grad():
+            expected = tensors_of(reference(built.module.double(), _double(built.input), _double(built.hx)), case)
+        mine = _Runner(case)(())
+        assert mine is not None
+        assert max(float((mine[k] - expected[k]).abs().max()) for k in expected) < 1e-12
+
+
+def _double(x):
+    from fuzz_birnn.core.layout import each_state
+
+    if isinstance(x, torch.nn.utils.rnn.PackedSequence):
+        return x._replace(data=x.data.double())
+    return x.double() if isinstance(x, torch.Tensor) else each_state(x, lambda h: h.double())
 
 
 def test_findings_with_one_diagnosis_are_said_to_be_likely_one_bug():

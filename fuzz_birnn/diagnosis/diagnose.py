@@ -1,21 +1,34 @@
-"""Which mistake a failing result is: the catalogue's variants run on the case, named when they reproduce it.
+"""Which mistake a failing result is: the catalogue run on the case, named when it reproduces the result.
 
 A failing agreement check says *where* a candidate diverges; :func:`diagnose` says *which* mistake
-it makes. Every catalogued mistake (:mod:`fuzz_birnn.diagnosis.mistakes`) that can show on the case is run
-on a float64 copy of the call, and those whose result matches the candidate's within the same
-tolerance the check used are the candidates for a name. A name is only worth giving if it is
-right, so a match must also hold on other cases: when the candidate itself can be run,
-:func:`diagnose` draws up to ``siblings`` more cases of the same configuration (other values,
-same shapes), and a mistake survives only if it reproduces the candidate on every one on which the
-candidate fails. Nothing survives: "none of the catalogued mistakes"; more than one survives (two
-mistakes that coincide on this configuration): all are named, as indistinguishable here.
+it makes. The catalogue (:func:`fuzz_birnn.diagnosis.mistakes.catalogue`: kinds of slip by the
+places they can be made) is searched on a float64 copy of the call, cheapest first:
+
+1. **prune by what the case shows**: the result's first wrong layer (its lowest wrong ``h_n``/``c_n``
+   row; the output counts as the last layer) must be the first layer the mistake changes, since a
+   slip never reaches the layers before it, and one made earlier would show there;
+2. **reproduce**: a mistake whose result matches the candidate's within the tolerance the check
+   used is a match; one that moves the correct result by less than twice that tolerance is not
+   tried at all, so a result within tolerance of the correct one can never be named;
+3. **confirm**: when the candidate itself can be run, up to ``siblings`` more cases of the same
+   configuration (other values, same shapes) are checked, and a match survives only if it
+   reproduces the candidate on every one on which the candidate fails;
+4. **rank**: of the survivors of one kind, the one made at the fewest places is named ("in layer 1
+   only" before "in every layer"); survivors of different kinds coincide on this configuration and
+   are all named, as indistinguishable here;
+5. **pairs**: only when no single mistake survives, two mistakes made at once, each of which
+   reproduces part of the result (some wrong ``h_n`` rows, one half of the output) or the first
+   wrong layer and then something after it, are tried and confirmed the same way, and named as a pair.
+
+Nothing survives: "none of the catalogued mistakes".
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,73 +38,194 @@ from torch.nn.utils.rnn import PackedSequence
 from fuzz_birnn.core.candidates import fused
 from fuzz_birnn.core.case import Case
 from fuzz_birnn.core.check import check
-from fuzz_birnn.core.compare import compare_values
-from fuzz_birnn.core.layout import Hidden, each_state
+from fuzz_birnn.core.compare import compare_values, tensors_of
+from fuzz_birnn.core.layout import Hidden, canonical, each_state
 from fuzz_birnn.core.outcomes import CheckFailure
-from fuzz_birnn.diagnosis.mistakes import CATALOGUE, Mistake, Tensors, applicable, correct
+from fuzz_birnn.diagnosis.mistakes import Mistake, catalogue, pair
+from fuzz_birnn.diagnosis.slips import SlippedStack
+from fuzz_birnn.portable.calls import abs_error
 from fuzz_birnn.processes.forked import can_fork, run_forked
 
-__all__ = ["Diagnosis", "diagnose"]
+__all__ = ["Diagnosis", "Tensors", "diagnose"]
 
-_BY_NAME = {mistake.name: mistake for mistake in CATALOGUE}
+#: Per-direction float64 tensors by name: ``output`` ``(T, B, D, F)``, ``h_n``/``c_n`` ``(L, D, B, F)``.
+Tensors = dict[str, torch.Tensor]
+#: A part of a result that a mistake can get right or wrong on its own: ``("output", direction)``,
+#: ``("h_n", layer, direction)``, ``("c_n", layer, direction)``.
+Part = tuple
+
+#: Seconds a candidate gets on one confirming case.
+CONFIRM_SECONDS = 60.0
+#: At most this many pairs are run on one case, the simplest first.
+PAIRS = 400
+#: At most this many indistinguishable mistakes are spelled out in the summary.
+SPELLED_OUT = 3
 
 
 @dataclass(frozen=True)
 class Diagnosis:
-    """``names``: the catalogued mistakes that reproduce the result (none, one, or several that
-    coincide here); ``tried``: how many could show on the case; ``confirmed_on``: on how many more
-    failing cases the names were confirmed."""
+    """``mistakes``: what reproduces the result (none, one, several that coincide here, or a
+    pair made at once); ``tried``: how many mistakes (and pairs) could show on the case and were
+    run; ``confirmed_on``: on how many more failing cases the names were confirmed."""
 
-    names: tuple[str, ...]
+    mistakes: tuple[Mistake, ...]
     tried: int
     confirmed_on: int = 0
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.mistakes)
+
+    @property
+    def pair(self) -> bool:
+        return any(len(m.slips) > 1 for m in self.mistakes)
+
     def describe(self) -> str:
-        """One sentence for a summary: ``behaves like a stack whose ...``, or why nothing is named."""
-        if not self.names:
-            return (f"none of the {self.tried} catalogued mistakes that can show on this case reproduces "
-                    "the result")
-        first, *others = (_BY_NAME[name].behaviour for name in self.names)
+        """One sentence for a summary: ``behaves like a stack ...``, or why nothing is named."""
+        if not self.mistakes:
+            return (f"none of the {self.tried} catalogued mistakes (and pairs) that can show on this case "
+                    "reproduces the result")
+        first, *others = (m.behaviour for m in self.mistakes)
         sentence = f"behaves like a stack {first}"
         if others:
-            sentence += "; on this configuration also indistinguishable from a stack " + "; or one ".join(others)
+            spelled = others[:SPELLED_OUT - 1]
+            more = len(others) - len(spelled)
+            sentence += ("; on this configuration also indistinguishable from a stack " + "; or one ".join(spelled)
+                         + (f"; or {more} more" if more else ""))
         where = f"this case and {self.confirmed_on} more" if self.confirmed_on else "this case"
         return f"{sentence} (reproduced within tolerance on {where})"
 
     def to_dict(self) -> dict[str, Any]:
         return {"names": list(self.names), "tried": self.tried, "confirmed_on": self.confirmed_on,
-                "summary": self.describe()}
+                "summary": self.describe(),
+                "mistakes": [{"name": m.name, "slips": [{"kind": s.kind, "layers": sorted(s.layers),
+                                                         "directions": sorted(s.directions), "detail": s.detail}
+                                                        for s in m.slips]} for m in self.mistakes]}
 
 
 def diagnose(case: Case, actual: Tensors, allowed: dict[str, float],
              candidate: Callable[..., Any] | None = None, *, siblings: int = 3) -> Diagnosis:
     """Name the catalogued mistakes that reproduce ``actual`` (the candidate's per-direction result
-    on ``case``, float64) within ``allowed``; confirm them on ``siblings`` more cases when
-    ``candidate`` is given (see the module docstring), each checked by :func:`~fuzz_birnn.core.check.check`
-    itself."""
-    right = _correct(case)
-    results = {m: result for m in applicable(case) if (result := _mistaken(m, case)) is not None}
-    # a mistake that does not change this case's result (a swap of equal halves, a state of
-    # zeros read from the wrong row) could be named for a correct result: it is not tried
-    tried = [m for m, result in results.items() if not _close(right, result, allowed)]
-    matches = [m for m in tried if _close(actual, results[m], allowed)]
-    confirmed = 0
-    if candidate is not None and matches:
-        for sibling in _siblings(case, siblings):
-            failing = _failing_result(candidate, sibling)
+    on ``case``, float64) within ``allowed``, confirmed on ``siblings`` more cases when
+    ``candidate`` is given (see the module docstring)."""
+    run = _Runner(case)
+    right = run(())
+    assert right is not None, "the stack without a slip runs on every case the reference does"
+    wrong = _parts_apart(actual, right, allowed)
+    if not wrong:
+        return Diagnosis((), 0)  # within tolerance everywhere: there is no mistake to name
+    first = min(part[1] if part[0] != "output" else case.config.num_layers - 1 for part in wrong)
+    apart = {name: 2 * value for name, value in allowed.items()}
+    mistakes = catalogue(case)
+
+    def results_of(wanted: Callable[[int | None], bool]) -> dict[Mistake, Tensors]:
+        results = {}
+        for mistake in mistakes:
+            if wanted(mistake.first_layer) and (result := run(mistake.slips)) is not None \
+                    and _parts_apart(result, right, apart):
+                results[mistake] = result
+        return results
+
+    results = results_of(lambda layer: layer in (None, first))
+    tried = len(results)
+    confirming = _Confirming(case, candidate, siblings)
+    matches = [m for m, result in results.items() if _close(actual, result, allowed)]
+    survivors = confirming.survivors(matches)
+    if not survivors:
+        # a pair may hold a mistake that only shows after the first wrong layer
+        results |= results_of(lambda layer: layer is not None and layer > first)
+        pairs = _pairs(results, actual, wrong, first, allowed)
+        tried += len(pairs)
+        matches = [m for m in pairs if (result := run(m.slips)) is not None and _close(actual, result, allowed)]
+        survivors = confirming.survivors(matches)
+    return Diagnosis(_simplest(survivors), tried, confirming.count if survivors else 0)
+
+
+class _Runner:
+    """Mistakes' results on one case: one :class:`SlippedStack` (and its cache of layers) for all."""
+
+    def __init__(self, case: Case) -> None:
+        self.case = case
+        built = case.build()
+        module = copy.deepcopy(built.module).to(device="cpu", dtype=torch.float64)
+        x = built.input
+        x = x._replace(data=x.data.to("cpu", torch.float64)) if isinstance(x, PackedSequence) \
+            else x.to("cpu", torch.float64)
+        hx: Hidden | None = each_state(built.hx, lambda h: h.to("cpu", torch.float64))
+        self.call = canonical(module, x, hx)
+        self.stack = SlippedStack(module, self.call)
+
+    def __call__(self, slips: Sequence) -> Tensors | None:
+        """The result with ``slips`` made, per direction; ``None`` where they cannot be made on this call."""
+        try:
+            with torch.no_grad():
+                output, h_n, c_n = self.stack.run(slips)
+                return tensors_of((self.call.restore_output(output), self.call.restore_hidden(h_n, c_n)), self.case)
+        except Exception:
+            return None
+
+
+class _Confirming:
+    """The candidate's failing results on more cases of the configuration, drawn once and kept."""
+
+    def __init__(self, case: Case, candidate: Callable[..., Any] | None, siblings: int) -> None:
+        self.candidate = candidate
+        self.cases = _siblings(case, siblings) if candidate is not None else []
+        self.failing: list[tuple[Case, Tensors, dict[str, float]] | None] | None = None
+        self.count = 0
+
+    def survivors(self, matches: list[Mistake]) -> list[Mistake]:
+        """The matches that reproduce the candidate on every confirming case on which it fails."""
+        if not matches or self.candidate is None:
+            return matches
+        if self.failing is None:
+            self.failing = []
+            for sibling in self.cases:
+                found = _failing_result(self.candidate, sibling)
+                self.failing.append(None if found is None else (sibling, *found))
+        self.count = 0
+        for failing in self.failing:
             if failing is None:
                 continue  # the candidate is right on it, or cannot be compared: it says nothing
-            result, sibling_allowed = failing
-            matches = [m for m in matches if _reproduces(m, sibling, result, sibling_allowed)]
-            confirmed += 1
+            sibling, result, sibling_allowed = failing
+            run = _Runner(sibling)
+            matches = [m for m in matches if (r := run(m.slips)) is not None and _close(result, r, sibling_allowed)]
+            self.count += 1
             if not matches:
                 break
-    return Diagnosis(tuple(m.name for m in matches), len(tried), confirmed if matches else 0)
+        return matches
 
 
-def _reproduces(mistake: Mistake, case: Case, actual: Tensors, allowed: dict[str, float]) -> bool:
-    mistaken = _mistaken(mistake, case)
-    return mistaken is not None and _close(actual, mistaken, allowed)
+def _pairs(results: dict[Mistake, Tensors], actual: Tensors, wrong: set[Part], first: int,
+           allowed: dict[str, float]) -> list[Mistake]:
+    """Pairs worth running, simplest first: two mistakes that each reproduce some of the wrong
+    parts and together all of them, or one that reproduces the first wrong layer's parts and one
+    whose first changed layer comes after it (the second then runs on the first one's result)."""
+    agree = {m: {p for p in wrong if _part_close(actual, result, p, allowed)} for m, result in results.items()}
+    at_first = {p for p in wrong if p[0] != "output" and p[1] == first}
+    worth = []
+    for a, b in itertools.combinations(results, 2):
+        if a.kind == b.kind and a.detail == b.detail:
+            continue  # one kind at two places is a wider place, listed as itself where it makes sense
+        covers = agree[a] | agree[b] == wrong and agree[a] and agree[b]
+        follows = any(at_first and at_first <= agree[x] and y.first_layer is not None and y.first_layer > first
+                      for x, y in ((a, b), (b, a)))
+        if covers or follows:
+            worth.append(pair(a, b))
+    worth.sort(key=lambda m: m.cells)
+    return worth[:PAIRS]
+
+
+def _simplest(survivors: list[Mistake]) -> tuple[Mistake, ...]:
+    """Of each kind's survivors, those made at the fewest places; kinds in catalogue order."""
+    by_kind: dict[tuple[str, ...], list[Mistake]] = {}
+    for mistake in survivors:
+        by_kind.setdefault(tuple(s.kind for s in mistake.slips), []).append(mistake)
+    kept = []
+    for members in by_kind.values():
+        fewest = min(m.cells for m in members)
+        kept += [m for m in members if m.cells == fewest]
+    return tuple(kept)
 
 
 def _close(actual: Tensors, mistaken: Tensors, allowed: dict[str, float]) -> bool:
@@ -100,32 +234,32 @@ def _close(actual: Tensors, mistaken: Tensors, allowed: dict[str, float]) -> boo
     return compare_values(actual, mistaken, allowed) is None
 
 
-def _mistaken(mistake: Mistake, case: Case) -> Tensors | None:
-    """The mistake's result on the case, or ``None`` where it cannot be made on this call."""
-    try:
-        module, input, hx = _float64_call(case)
-        with torch.no_grad():
-            return mistake.run(module, input, hx, case)
-    except Exception:
-        return None
+def _parts(tensors: Tensors) -> list[Part]:
+    parts: list[Part] = [("output", d) for d in range(tensors["output"].shape[2])]
+    for name in ("h_n", "c_n"):
+        if name in tensors:
+            layers, directions = tensors[name].shape[:2]
+            parts += [(name, layer, d) for layer in range(layers) for d in range(directions)]
+    return parts
 
 
-def _correct(case: Case) -> Tensors:
-    module, input, hx = _float64_call(case)
-    with torch.no_grad():
-        return correct(module, input, hx, case)
+def _part(tensors: Tensors, part: Part) -> torch.Tensor:
+    if part[0] == "output":
+        return tensors["output"][:, :, part[1]]
+    return tensors[part[0]][part[1], part[2]]
 
 
-def _float64_call(case: Case) -> tuple[torch.nn.RNNBase, torch.Tensor | PackedSequence, Hidden | None]:
-    """The case's call, exactly, in float64 on the CPU (its values are already rounded to its dtype)."""
-    built = case.build()
-    module = copy.deepcopy(built.module).to(device="cpu", dtype=torch.float64)
-    x = built.input
-    if isinstance(x, PackedSequence):
-        x = x._replace(data=x.data.to("cpu", torch.float64))
-    else:
-        x = x.to("cpu", torch.float64)
-    return module, x, each_state(built.hx, lambda h: h.to("cpu", torch.float64))
+def _part_close(a: Tensors, b: Tensors, part: Part, allowed: dict[str, float]) -> bool:
+    x, y = _part(a, part), _part(b, part)
+    return x.shape == y.shape and not bool((abs_error(x, y) > allowed[part[0]]).any())
+
+
+def _parts_apart(a: Tensors, b: Tensors, allowed: dict[str, float]) -> set[Part]:
+    """The parts on which ``a`` and ``b`` differ by more than ``allowed`` (every part, when their
+    shapes differ)."""
+    if set(a) != set(b) or any(a[k].shape != b[k].shape for k in a):
+        return set(_parts(b))
+    return {part for part in _parts(b) if not _part_close(a, b, part, allowed)}
 
 
 def _siblings(case: Case, count: int) -> list[Case]:
@@ -158,7 +292,3 @@ def _failing_result(candidate: Callable[..., Any], case: Case) -> tuple[Tensors,
         return failing()
     except Exception:
         return None
-
-
-#: Seconds a candidate gets on one confirming case.
-CONFIRM_SECONDS = 60.0

@@ -1,296 +1,240 @@
-"""The catalogue of mistakes people make when they build or port a recurrent stack.
+"""The catalogue of mistakes people make building or porting a recurrent stack: kinds by places.
 
-Each :class:`Mistake` is the float64 reference with one thing done wrong, the way a person gets it
-wrong: the seed thread's missing re-reversal, ``h0`` rows read in the wrong order, the output's
-halves swapped, gates read in another framework's order, and so on. :mod:`fuzz_birnn.diagnosis.diagnose`
-runs them on a failing case and names those that reproduce the candidate's result.
+A mistake is a kind of slip (:class:`Kind`: the reverse output left in processing order, the
+directions concatenated the wrong way round, gate blocks read in another order, a bias left out,
+``h0`` rows read in the wrong layout, ...) made at a place: in every layer or some, in one
+direction or both, between layers or in the returned output, in ``h`` or ``c``. :func:`catalogue`
+lists every mistake that can show on a case, each kind at every place it can occur and each gate
+order as every permutation of the gate blocks, and :mod:`fuzz_birnn.diagnosis.diagnose` runs them
+(:class:`~fuzz_birnn.diagnosis.slips.SlippedStack`) on a failing case.
 
-A mistake is computed in one of four ways, whichever is the most direct statement of it:
+Places, for a stack of ``L`` layers, each said in words in the mistake's description:
 
-* **on the stack** (:class:`~fuzz_birnn.DecomposedStack` with one step changed): what goes into
-  the next layer, which way a direction runs;
-* **on the cell** (:class:`~fuzz_birnn.CellReference` with one equation changed);
-* **on the weights**: reading a gate block or a direction's weights where another belongs is the
-  correct computation on a module whose weights are moved accordingly;
-* **on the initial state or on the result**: rows read or written in the wrong order, a state
-  ignored, halves swapped: the correct computation with its ``h0`` or its result moved.
+* layers: every layer, every layer but the last, the last layer only, layer ``k`` only (the same
+  set of layers is listed once, under its first wording);
+* for a join of the directions (what the next layer gets; at the last layer, the returned output):
+  the same sets of layers, worded as between layers and/or in the returned output;
+* directions: both, the forward only, the reverse only.
 
-Every mistake returns the result in per-direction form (``output`` ``(T, B, D, F)``, ``h_n``/``c_n``
-``(L, D, B, F)``, float64 on the CPU), from a float64 copy of the case's call.
+A mistake's name is its kind, its variant in brackets and its place after ``@``
+(``gate-order[i,g,f,o]@every-layer``, ``bias-left-out[hh]@layer-1+reverse``); the mistakes of the
+first catalogue keep their names (``seed-missing-re-reversal`` is ``not-re-reversed`` between every
+pair of layers).
 """
 
 from __future__ import annotations
 
-import copy
-import dataclasses
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-import torch
-from torch import nn
-
 from fuzz_birnn.core.case import Case
-from fuzz_birnn.core.compare import tensors_of
-from fuzz_birnn.core.decomposition import DecomposedStack
-from fuzz_birnn.core.layout import Canonical, Hidden, canonical
-from fuzz_birnn.core.reference import CellReference
+from fuzz_birnn.diagnosis.slips import GATES, Slip
 
-__all__ = ["CATALOGUE", "Mistake", "Tensors", "applicable", "correct"]
+__all__ = ["Kind", "Mistake", "catalogue"]
 
-#: Per-direction float64 tensors by name (``output``, ``h_n``, ``c_n``).
-Tensors = dict[str, torch.Tensor]
-#: ``run(module, input, hx, case)``: the mistaken result of a float64 call, per direction.
-Run = Callable[[nn.RNNBase, "torch.Tensor | nn.utils.rnn.PackedSequence", "Hidden | None", Case], Tensors]
 
-_REFERENCE = CellReference(torch.float64)
+@dataclass(frozen=True)
+class Kind:
+    """A kind of slip. ``says`` completes "behaves like a stack ..." with ``{detail}`` and
+    ``{where}`` filled in; ``place`` is what it can be confined to: ``call`` (nothing: the whole
+    call), ``layers``, ``states`` (layers, the last one first: where a final state is read wrong),
+    ``joins`` (layers, worded as joins) or ``cells`` (layers and directions);
+    ``details`` lists its variants for a case (``None`` where it has one) with their words."""
+
+    name: str
+    says: str
+    place: str
+    applies: Callable[[Case], bool]
+    details: Callable[[Case], list[tuple[str | None, str]]] = lambda case: [(None, "")]
 
 
 @dataclass(frozen=True)
 class Mistake:
-    """One mistake: ``name`` is short and stable (``seed-missing-re-reversal``), ``behaviour``
-    completes "behaves like a stack ..." , ``applies`` says on which cases it can show at all."""
+    """One or more slips (a pair is two mistakes named together), with a name, the words that
+    complete "behaves like a stack ...", and how many (layer, direction) cells they touch, which
+    ranks the simpler explanation first."""
 
+    slips: tuple[Slip, ...]
     name: str
     behaviour: str
-    applies: Callable[[Case], bool]
-    run: Run
+    cells: int
+    #: the lowest layer whose result the mistake changes (``None``: it can change any)
+    first_layer: int | None
+
+    @property
+    def kind(self) -> str:
+        return self.slips[0].kind
+
+    @property
+    def layers(self) -> frozenset[int]:
+        return self.slips[0].layers
+
+    @property
+    def directions(self) -> frozenset[int]:
+        return self.slips[0].directions
+
+    @property
+    def detail(self) -> str | None:
+        return self.slips[0].detail
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def catalogue(case: Case) -> list[Mistake]:
+    """Every mistake that can show on ``case``: each applicable kind, at each of its places, in
+    each of its variants; the same slips listed once."""
+    mistakes: dict[tuple[Slip, ...], Mistake] = {}
+    for kind in KINDS:
+        if not kind.applies(case):
+            continue
+        details = kind.details(case)
+        for detail, detail_words in details:
+            shown = f"[{detail}]" if detail and len(details) > 1 else ""
+            for (layers, layer_code, layer_words), (directions, direction_code, direction_words) in _places(kind, case):
+                slip = Slip(kind.name, layers, directions, detail)
+                if (slip,) in mistakes:
+                    continue
+                code = "+".join(c for c in (layer_code, direction_code) if c)
+                name = f"{kind.name}{shown}{f'@{code}' if code else ''}"
+                where = " ".join(w for w in (layer_words, direction_words) if w)
+                behaviour = " ".join(kind.says.format(detail=detail_words, where=where).split())
+                cells = max(1, len(layers)) * max(1, len(directions))
+                mistakes[(slip,)] = Mistake((slip,), LEGACY_NAMES.get(name, name), behaviour,
+                                            cells, _first_layer(kind, layers, case))
+    return list(mistakes.values())
+
+
+def pair(first: Mistake, second: Mistake) -> Mistake:
+    """Two mistakes made at once, as one (in catalogue order, whichever order they come in)."""
+    order = [kind.name for kind in KINDS]
+    first, second = sorted((first, second), key=lambda m: (order.index(m.kind), sorted(m.layers), m.name))
+    return Mistake(first.slips + second.slips, f"{first.name} + {second.name}",
+                   f"with two mistakes at once: one {first.behaviour}; and one {second.behaviour}",
+                   first.cells + second.cells,
+                   None if None in (first.first_layer, second.first_layer)
+                   else min(first.first_layer, second.first_layer))  # type: ignore[type-var]
+
+
+# -- places ------------------------------------------------------------------------------------------
+
+
+Place = tuple[frozenset[int], str, str]
+
+
+def _places(kind: Kind, case: Case) -> Iterator[tuple[Place, Place]]:
+    if kind.place == "call":
+        yield (frozenset(), "", ""), (frozenset(), "", "")
+        return
+    layers = _joins(case) if kind.place == "joins" else _layers(case, last_first=kind.place == "states")
+    directions = _directions(case) if kind.place == "cells" else [(frozenset(), "", "")]
+    yield from itertools.product(layers, directions)
+
+
+def _layers(case: Case, last_first: bool = False) -> list[Place]:
+    count = case.config.num_layers
+    every, last = frozenset(range(count)), frozenset({count - 1})
+    if count == 1:
+        return [(every, "last-layer" if last_first else "every-layer", "")]
+    places = [(every, "every-layer", "in every layer"),
+              (every - last, "every-layer-but-last", "in every layer but the last"),
+              (last, "last-layer", "in the last layer only")]
+    if last_first:
+        places = places[2:] + places[:2]
+    places += [(frozenset({k}), f"layer-{k}", f"in layer {k} only") for k in range(count)]
+    return _first_wording(places)
+
+
+def _joins(case: Case) -> list[Place]:
+    """Sets of layers whose join (of the two directions) is made wrong: a join feeds the next
+    layer, the last layer's is the returned output."""
+    count = case.config.num_layers
+    last = frozenset({count - 1})
+    if count == 1:
+        return [(last, "last-layer", "in the returned output")]
+    places = [(frozenset(range(count - 1)), "every-layer-but-last",
+               "before it is fed to the next layer (between every pair of layers, not in the returned output)"),
+              (last, "last-layer", "in the returned output only (not between layers)"),
+              (frozenset(range(count)), "every-layer", "everywhere: between layers and in the returned output")]
+    places += [(frozenset({k}), f"layer-{k}", f"only where layer {k} feeds layer {k + 1}") for k in range(count - 1)]
+    return _first_wording(places)
 
 
-# -- how each kind of mistake is computed --------------------------------------------------------
+def _directions(case: Case) -> list[Place]:
+    if not case.config.bidirectional:
+        return [(frozenset({0}), "", "")]
+    return [(frozenset({0, 1}), "", ""),
+            (frozenset({0}), "forward", "in the forward direction only"),
+            (frozenset({1}), "reverse", "in the reverse direction only")]
 
 
-def correct(module: nn.RNNBase, input: object, hx: Hidden | None, case: Case) -> Tensors:
-    """The right result, per direction, in float64: what every mistake is a change of."""
-    return tensors_of(_REFERENCE.compute(module, input, hx), case)  # type: ignore[arg-type]
+def _first_wording(places: list[Place]) -> list[Place]:
+    seen: set[frozenset[int]] = set()
+    kept = []
+    for place in places:
+        if place[0] not in seen:
+            seen.add(place[0])
+            kept.append(place)
+    return kept
 
 
-def on_stack(stack: DecomposedStack) -> Run:
-    """The decomposition with one step changed, run in float64."""
-    return lambda module, input, hx, case: tensors_of(stack(module, input, hx), case)
+def _first_layer(kind: Kind, layers: frozenset[int], case: Case) -> int | None:
+    """The lowest layer whose own result (its final state; the output at the last layer) a slip
+    at ``layers`` changes: a join changes the layer after it."""
+    if not layers:
+        return None
+    first = min(layers)
+    return min(first + 1, case.config.num_layers - 1) if kind.place == "joins" else first
 
 
-def on_cell(cell: CellReference) -> Run:
-    return lambda module, input, hx, case: tensors_of(cell.compute(module, input, hx), case)
+# -- variants ----------------------------------------------------------------------------------------
 
 
-def on_weights(move: Callable[[nn.RNNBase], None]) -> Run:
-    """The correct computation on a copy of the module whose weights ``move`` rearranges."""
-    def run(module: nn.RNNBase, input: object, hx: Hidden | None, case: Case) -> Tensors:
-        moved = copy.deepcopy(module)
-        with torch.no_grad():
-            move(moved)
-        return correct(moved, input, hx, case)
-    return run
+def _gate_orders(case: Case) -> list[tuple[str | None, str]]:
+    """Every order the gate blocks can be read in but torch's own, and with the biases left in
+    torch's order while the weights are read in another (a port that moves the matrices only)."""
+    gates = GATES[case.config.mode]
+    orders = [",".join(order) for order in itertools.permutations(gates) if "".join(order) != gates]
+    torch_order = ",".join(gates)
+    named: list[tuple[str | None, str]] = [(order, f"in the order ({order}) instead of torch's ({torch_order})")
+                                           for order in orders]
+    if case.config.bias:
+        named += [(f"{order}/weights", f"in the order ({order}) instead of torch's ({torch_order}) for the weights "
+                   "but not for the biases") for order in orders]
+    return named
 
 
-def on_state(move: Callable[[torch.Tensor, nn.RNNBase], torch.Tensor], *, which: str = "both") -> Run:
-    """The correct computation from initial-state rows that ``move`` rearranges (``which``: ``h0``,
-    ``c0`` or both)."""
-    def run(module: nn.RNNBase, input: object, hx: Hidden | None, case: Case) -> Tensors:
-        if isinstance(hx, tuple):
-            h0, c0 = hx
-            moved: Hidden = (move(h0, module) if which != "c0" else h0, move(c0, module) if which != "h0" else c0)
-        else:
-            assert hx is not None
-            moved = move(hx, module)
-        return correct(module, input, moved, case)
-    return run
+def _states(case: Case) -> list[tuple[str | None, str]]:
+    if case.config.mode != "LSTM":
+        return [("both", "h0")]
+    return [("both", "h0 and c0"), ("h", "h0 (but not c0)"), ("c", "c0 (but not h0)")]
 
 
-def on_result(move: Callable[[Tensors, nn.RNNBase, Canonical], Tensors]) -> Run:
-    """The correct result, rearranged by ``move`` (given the call in canonical form)."""
-    def run(module: nn.RNNBase, input: object, hx: Hidden | None, case: Case) -> Tensors:
-        right = correct(module, input, hx, case)
-        return move(right, module, canonical(module, input, hx))  # type: ignore[arg-type]
-    return run
+def _final_states(case: Case) -> list[tuple[str | None, str]]:
+    if case.config.mode != "LSTM":
+        return [("both", "h_n")]
+    return [("both", "h_n and c_n"), ("h", "h_n (but not c_n)"), ("c", "c_n (but not h_n)")]
 
 
-# -- the stack's steps ----------------------------------------------------------------------------
+def _biases(case: Case) -> list[tuple[str | None, str]]:
+    return [("hh", "the hidden-to-hidden bias b_hh"), ("ih", "the input-to-hidden bias b_ih"),
+            ("both", "both biases")]
 
 
-class _NotReReversed(DecomposedStack):
-    def next_layer_input(self, outputs: list[torch.Tensor], call: Canonical) -> torch.Tensor:
-        forward, *rest = outputs
-        return torch.cat([forward, *(self.reverse(o, call) for o in rest)], dim=2)
-
-
-class _NextLayerHalvesSwapped(DecomposedStack):
-    def next_layer_input(self, outputs: list[torch.Tensor], call: Canonical) -> torch.Tensor:
-        return torch.cat(outputs[::-1], dim=2)
-
-
-class _NextLayerForwardTwice(DecomposedStack):
-    def next_layer_input(self, outputs: list[torch.Tensor], call: Canonical) -> torch.Tensor:
-        return torch.cat([outputs[0]] * len(outputs), dim=2)
-
-
-class _ReverseFromPaddedEnd(DecomposedStack):
-    def reverse(self, sequences: torch.Tensor, call: Canonical) -> torch.Tensor:
-        return sequences.flip(0)
-
-
-class _ReverseRunsForward(DecomposedStack):
-    def reverse(self, sequences: torch.Tensor, call: Canonical) -> torch.Tensor:
-        return sequences
-
-
-class _LengthsIgnored(DecomposedStack):
-    """A packed batch run as if padded: every sequence steps on over the padding (zeros)."""
-
-    def run_direction(self, module: nn.RNNBase, layer: int, direction: int, sequences: torch.Tensor,
-                      call: Canonical, state: tuple[torch.Tensor, torch.Tensor | None],
-                      ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor | None]]:
-        padded = dataclasses.replace(call, form="padded", lengths=torch.full_like(call.lengths, sequences.shape[0]))
-        return super().run_direction(module, layer, direction, sequences, padded, state)
-
-
-# -- the cell --------------------------------------------------------------------------------------
-
-
-class _GruNewGateBiasOutsideReset(CellReference):
-    def cell(self, mode: str, gi: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None,
-             w: dict[str, torch.Tensor | None]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        bias, weight_hh = w["bias_hh"], w["weight_hh"]
-        if mode != "GRU" or bias is None or weight_hh is None:
-            return super().cell(mode, gi, h, c, w)
-        gh = torch.bmm(h, weight_hh.mT)
-        b_r, b_z, b_n = bias.chunk(3, dim=-1)
-        (i_r, i_z, i_n), (h_r, h_z, h_n) = gi.chunk(3, dim=-1), gh.chunk(3, dim=-1)
-        r, z = torch.sigmoid(i_r + h_r + b_r), torch.sigmoid(i_z + h_z + b_z)
-        return (1 - z) * torch.tanh(i_n + r * h_n + b_n) + z * h, None
-
-
-# -- the weights -----------------------------------------------------------------------------------
-
-
-def _gate_order(order: list[int]) -> Callable[[nn.RNNBase], None]:
-    """Gate blocks read in another order: block ``k`` of the correct computation is the module's
-    block ``order[k]``."""
-    def move(module: nn.RNNBase) -> None:
-        blocks = len(order)
-        for name in module._flat_weights_names:
-            if name.startswith(("weight_ih", "weight_hh", "bias_ih", "bias_hh")):
-                tensor = getattr(module, name)
-                tensor.copy_(torch.cat([tensor.chunk(blocks, dim=0)[k] for k in order], dim=0))
-    return move
-
-
-def _both_directions_swap(prefix: str) -> Callable[[nn.RNNBase], None]:
-    """Each layer's forward and reverse ``prefix`` weights exchanged."""
-    def move(module: nn.RNNBase) -> None:
-        for name in module._flat_weights_names:
-            if name.startswith(prefix) and not name.endswith("_reverse"):
-                forward, reverse = getattr(module, name), getattr(module, name + "_reverse")
-                saved = forward.clone()
-                forward.copy_(reverse)
-                reverse.copy_(saved)
-    return move
-
-
-def _reverse_uses_forward_weights(module: nn.RNNBase) -> None:
-    for name in module._flat_weights_names:
-        if name.endswith("_reverse"):
-            getattr(module, name).copy_(getattr(module, name[: -len("_reverse")]))
-
-
-def _zero(prefix: str) -> Callable[[nn.RNNBase], None]:
-    def move(module: nn.RNNBase) -> None:
-        for name in module._flat_weights_names:
-            if name.startswith(prefix):
-                getattr(module, name).zero_()
-    return move
-
-
-def _other_nonlinearity(module: nn.RNNBase) -> None:
-    module.nonlinearity = "relu" if module.nonlinearity == "tanh" else "tanh"
-
-
-# -- initial states and results --------------------------------------------------------------------
-
-
-def _rows_direction_major(rows: torch.Tensor, module: nn.RNNBase) -> torch.Tensor:
-    """What a reader of rows ``direction * L + layer`` gets where torch stores ``layer * D + direction``."""
-    layers, directions = module.num_layers, 2
-    order = [direction * layers + layer for layer in range(layers) for direction in range(directions)]
-    return rows[order]
-
-
-def _reverse_from_forward_row(rows: torch.Tensor, module: nn.RNNBase) -> torch.Tensor:
-    return rows[[2 * (row // 2) for row in range(rows.shape[0])]]
-
-
-def _zeros(rows: torch.Tensor, module: nn.RNNBase) -> torch.Tensor:
-    return torch.zeros_like(rows)
-
-
-def _h0_c0_swapped(module: nn.RNNBase, input: object, hx: Hidden | None, case: Case) -> Tensors:
-    assert isinstance(hx, tuple)
-    return correct(module, input, (hx[1], hx[0]), case)
-
-
-def _output_halves_swapped(result: Tensors, module: nn.RNNBase, call: Canonical) -> Tensors:
-    return {**result, "output": result["output"].flip(2)}
-
-
-def _final_rows_direction_major(names: tuple[str, ...]) -> Callable[[Tensors, nn.RNNBase, Canonical], Tensors]:
-    def move(result: Tensors, module: nn.RNNBase, call: Canonical) -> Tensors:
-        moved = dict(result)
-        for name in names:
-            if name in result:
-                layers, directions = result[name].shape[:2]
-                written = result[name].transpose(0, 1).flatten(0, 1)  # rows in direction-major order
-                moved[name] = written.unflatten(0, (layers, directions))
-        return moved
-    return move
-
-
-def _h_n_c_n_swapped(result: Tensors, module: nn.RNNBase, call: Canonical) -> Tensors:
-    return {**result, "h_n": result["c_n"], "c_n": result["h_n"]}
-
-
-def _final_state_in_sorted_order(result: Tensors, module: nn.RNNBase, call: Canonical) -> Tensors:
-    assert call.packed is not None and call.packed.sorted_indices is not None
-    order = call.packed.sorted_indices.cpu()
-    return {name: (t if name == "output" else t.index_select(2, order)) for name, t in result.items()}
-
-
-def _final_state_from_last_padded_step(result: Tensors, module: nn.RNNBase, call: Canonical) -> Tensors:
-    """The last layer's ``h_n`` read off the output at the last (padded) time step: ``output[-1]``."""
-    h_n = result["h_n"].clone()
-    h_n[-1] = result["output"][-1].transpose(0, 1)  # (B, D, F) -> (D, B, F)
-    return {**result, "h_n": h_n}
-
-
-def _reverse_final_state_from_last_step(result: Tensors, module: nn.RNNBase, call: Canonical) -> Tensors:
-    """The reverse direction's ``h_n`` taken at each sequence's last time step, which is the first
-    step it processed."""
-    h_n = result["h_n"].clone()
-    last = (call.lengths - 1).clamp(min=0)
-    h_n[-1, 1] = result["output"][last, torch.arange(len(last)), 1]
-    return {**result, "h_n": h_n}
-
-
-# -- when a mistake can show -------------------------------------------------------------------------
+# -- when a kind can show ------------------------------------------------------------------------------
 
 
 def _bidirectional(case: Case) -> bool:
     return case.config.bidirectional
 
 
-def _deep_bidirectional(case: Case) -> bool:
-    return case.config.bidirectional and case.config.num_layers > 1
-
-
 def _given_state(case: Case) -> bool:
     return case.inputs.initial_state
 
 
-def _mode(*modes: str) -> Callable[[Case], bool]:
-    return lambda case: case.config.mode in modes
-
-
-def _all(*conditions: Callable[[Case], bool]) -> Callable[[Case], bool]:
-    return lambda case: all(condition(case) for condition in conditions)
+def _deep_bidirectional(case: Case) -> bool:
+    return case.config.bidirectional and case.config.num_layers > 1
 
 
 def _packed(case: Case) -> bool:
@@ -305,75 +249,80 @@ def _lstm_without_projection(case: Case) -> bool:
     return case.config.mode == "LSTM" and case.config.proj_size == 0
 
 
-def _projection(case: Case) -> bool:
-    return case.config.proj_size > 0 and case.config.bidirectional
+def _all(*conditions: Callable[[Case], bool]) -> Callable[[Case], bool]:
+    return lambda case: all(condition(case) for condition in conditions)
 
 
-def _bias(case: Case) -> bool:
-    return case.config.bias
+def _mode(*modes: str) -> Callable[[Case], bool]:
+    return lambda case: case.config.mode in modes
 
 
-#: Every mistake, the seed thread's first.
-CATALOGUE: tuple[Mistake, ...] = (
-    Mistake("seed-missing-re-reversal", "whose backward output is not put back in forward time order before it "
-            "is fed to the next layer (the seed thread's bug)", _deep_bidirectional, on_stack(_NotReReversed())),
-    Mistake("next-layer-halves-swapped", "that feeds the next layer [backward, forward] instead of "
-            "[forward, backward]", _deep_bidirectional, on_stack(_NextLayerHalvesSwapped())),
-    Mistake("next-layer-forward-only", "that feeds the next layer the forward output in both halves",
-            _deep_bidirectional, on_stack(_NextLayerForwardTwice())),
-    Mistake("output-halves-swapped", "whose output is [backward, forward] instead of [forward, backward]",
-            _bidirectional, on_result(_output_halves_swapped)),
-    Mistake("reverse-runs-forward", "whose reverse direction runs forward in time", _bidirectional,
-            on_stack(_ReverseRunsForward())),
-    Mistake("h0-rows-direction-major", "that reads h0/c0 row direction * num_layers + layer instead of "
-            "layer * 2 + direction", _all(_deep_bidirectional, _given_state), on_state(_rows_direction_major)),
-    Mistake("h_n-rows-direction-major", "that writes h_n/c_n rows in direction-major order (direction * "
-            "num_layers + layer)", _deep_bidirectional, on_result(_final_rows_direction_major(("h_n", "c_n")))),
-    Mistake("c_n-rows-direction-major", "that writes c_n (but not h_n) rows in direction-major order",
-            _all(_deep_bidirectional, _mode("LSTM")), on_result(_final_rows_direction_major(("c_n",)))),
-    Mistake("reverse-starts-from-forward-h0", "whose reverse direction starts from the forward direction's "
-            "row of h0/c0", _all(_bidirectional, _given_state), on_state(_reverse_from_forward_row)),
-    Mistake("initial-state-ignored", "that ignores the given h0/c0 and starts from zeros", _given_state,
-            on_state(_zeros)),
-    Mistake("h0-c0-swapped", "that takes h0 for c0 and c0 for h0", _all(_given_state, _lstm_without_projection),
-            _h0_c0_swapped),
-    Mistake("h_n-c_n-swapped", "that returns (c_n, h_n) instead of (h_n, c_n)", _lstm_without_projection,
-            on_result(_h_n_c_n_swapped)),
-    Mistake("packed-reverse-from-padded-end", "whose reverse direction of a packed batch starts at the padded "
-            "end instead of each sequence's own last step", _all(_bidirectional, _packed),
-            on_stack(_ReverseFromPaddedEnd())),
-    Mistake("packed-run-as-padded", "that runs a packed batch as if padded, so short sequences step on over "
-            "the padding (h_n taken at the padded end)", _packed, on_stack(_LengthsIgnored())),
-    Mistake("h_n-from-last-padded-step", "that takes the last layer's h_n from the output's last time step "
-            "(output[-1])", lambda case: _bidirectional(case) or _packed(case),
-            on_result(_final_state_from_last_padded_step)),
-    Mistake("reverse-h_n-from-last-step", "that takes the reverse direction's h_n from its output at the last "
-            "time step (the first step it processed)", _bidirectional,
-            on_result(_reverse_final_state_from_last_step)),
-    Mistake("h_n-left-in-sorted-order", "that leaves h_n/c_n in the packed batch's sorted order instead of "
-            "the caller's", _unsorted, on_result(_final_state_in_sorted_order)),
-    Mistake("lstm-gates-tensorflow-order", "that reads the LSTM gate blocks in TensorFlow's order (i, g, f, o) "
-            "instead of torch's (i, f, g, o)", _mode("LSTM"), on_weights(_gate_order([0, 2, 1, 3]))),
-    Mistake("lstm-gates-onnx-order", "that reads the LSTM gate blocks in ONNX's order (i, o, f, c) instead of "
-            "torch's (i, f, g, o)", _mode("LSTM"), on_weights(_gate_order([0, 2, 3, 1]))),
-    Mistake("gru-gates-onnx-order", "that reads the GRU gate blocks in ONNX/Keras order (z, r, n) instead of "
-            "torch's (r, z, n)", _mode("GRU"), on_weights(_gate_order([1, 0, 2]))),
-    Mistake("gru-b_hn-outside-reset", "that adds GRU's b_hn outside the reset gate: tanh(W_in x + b_in + "
-            "r * (W_hn h) + b_hn)", _all(_mode("GRU"), _bias), on_cell(_GruNewGateBiasOutsideReset())),
-    Mistake("projection-of-other-direction", "that applies each direction's LSTM projection (weight_hr) to the "
-            "other direction", _projection, on_weights(_both_directions_swap("weight_hr"))),
-    Mistake("reverse-uses-forward-weights", "whose reverse direction uses the forward direction's weights",
-            _bidirectional, on_weights(_reverse_uses_forward_weights)),
-    Mistake("hidden-bias-left-out", "that leaves out the hidden-to-hidden bias b_hh", _bias,
-            on_weights(_zero("bias_hh"))),
-    Mistake("input-bias-left-out", "that leaves out the input-to-hidden bias b_ih", _bias,
-            on_weights(_zero("bias_ih"))),
-    Mistake("tanh-relu-confused", "that uses tanh where relu is asked for, or relu for tanh",
-            _mode("RNN_TANH", "RNN_RELU"), on_weights(_other_nonlinearity)),
+#: Every kind, the seed thread's first; the order ranks kinds that explain a result equally simply.
+KINDS: tuple[Kind, ...] = (
+    Kind("not-re-reversed", "whose reverse direction's output is not put back in forward time order {where}",
+         "joins", _bidirectional),
+    Kind("halves-swapped", "that concatenates the directions as [reverse, forward] instead of [forward, reverse] "
+         "{where}", "joins", _bidirectional),
+    Kind("forward-output-twice", "that puts the forward direction's output in both halves {where}", "joins",
+         _bidirectional),
+    Kind("reverse-runs-forward", "whose reverse direction runs forward in time {where}", "layers", _bidirectional),
+    Kind("gate-order", "that reads the gate blocks {detail} {where}", "cells", _mode("LSTM", "GRU"), _gate_orders),
+    Kind("other-direction-weights", "that uses the other direction's weights {where}", "cells", _bidirectional),
+    Kind("bias-left-out", "that leaves out {detail} {where}", "cells", lambda case: case.config.bias, _biases),
+    Kind("activation-swapped", "that uses tanh where relu is asked for, or relu for tanh, {where}", "cells",
+         _mode("RNN_TANH", "RNN_RELU")),
+    Kind("gru-b_hn-outside-reset", "that adds GRU's b_hn outside the reset gate: tanh(W_in x + b_in + r * (W_hn h) "
+         "+ b_hn) {where}", "cells", _all(_mode("GRU"), lambda case: case.config.bias)),
+    Kind("projection-of-other-direction", "that applies the other direction's LSTM projection (weight_hr) {where}",
+         "cells", lambda case: case.config.proj_size > 0 and case.config.bidirectional),
+    Kind("h0-ignored", "that ignores the given {detail} and starts from zeros {where}", "cells", _given_state,
+         _states),
+    Kind("h0-rows-direction-major", "that reads {detail} rows direction * num_layers + layer instead of "
+         "layer * 2 + direction", "call", _all(_deep_bidirectional, _given_state), _states),
+    Kind("h0-reverse-reads-forward-row", "whose reverse direction starts from the forward direction's row of h0/c0 "
+         "{where}", "layers", _all(_bidirectional, _given_state)),
+    Kind("h0-c0-swapped", "that takes h0 for c0 and c0 for h0", "call", _all(_given_state, _lstm_without_projection)),
+    Kind("h_n-rows-direction-major", "that writes {detail} rows in direction-major order (direction * num_layers + "
+         "layer)", "call", _deep_bidirectional, _final_states),
+    Kind("h_n-c_n-swapped", "that returns (c_n, h_n) instead of (h_n, c_n)", "call", _lstm_without_projection),
+    Kind("reverse-from-padded-end", "whose reverse direction of a packed batch starts at the padded end instead of "
+         "each sequence's own last step {where}", "layers", _all(_bidirectional, _packed)),
+    Kind("lengths-ignored", "that runs a packed batch as if padded, so short sequences step on over the padding "
+         "{where}", "cells", _packed),
+    Kind("h_n-from-last-padded-step", "that takes h_n from the output's last time step (output[-1]) {where}",
+         "states", lambda case: _bidirectional(case) or _packed(case)),
+    Kind("reverse-h_n-from-last-step", "that takes the reverse direction's h_n from its output at the last time step "
+         "(the first step it processed) {where}", "states", _bidirectional),
+    Kind("h_n-in-sorted-order", "that leaves h_n/c_n in the packed batch's sorted order instead of the caller's",
+         "call", _unsorted),
 )
 
-
-def applicable(case: Case) -> Iterator[Mistake]:
-    """The mistakes that can show on ``case`` at all."""
-    return (mistake for mistake in CATALOGUE if mistake.applies(case))
-
+#: The first catalogue's names, kept for the same mistakes (reports, pages and users know them).
+LEGACY_NAMES = {
+    "not-re-reversed@every-layer-but-last": "seed-missing-re-reversal",
+    "halves-swapped@every-layer-but-last": "next-layer-halves-swapped",
+    "forward-output-twice@every-layer-but-last": "next-layer-forward-only",
+    "halves-swapped@last-layer": "output-halves-swapped",
+    "reverse-runs-forward@every-layer": "reverse-runs-forward",
+    "h0-rows-direction-major[both]": "h0-rows-direction-major",
+    "h_n-rows-direction-major": "h_n-rows-direction-major",
+    "h0-ignored@every-layer": "initial-state-ignored",
+    "h_n-rows-direction-major[both]": "h_n-rows-direction-major",
+    "h_n-rows-direction-major[c]": "c_n-rows-direction-major",
+    "h0-reverse-reads-forward-row@every-layer": "reverse-starts-from-forward-h0",
+    "h0-ignored[both]@every-layer": "initial-state-ignored",
+    "reverse-from-padded-end@every-layer": "packed-reverse-from-padded-end",
+    "lengths-ignored@every-layer": "packed-run-as-padded",
+    "h_n-from-last-padded-step@last-layer": "h_n-from-last-padded-step",
+    "reverse-h_n-from-last-step@last-layer": "reverse-h_n-from-last-step",
+    "h_n-in-sorted-order": "h_n-left-in-sorted-order",
+    "gate-order[i,g,f,o]@every-layer": "lstm-gates-tensorflow-order",
+    "gate-order[i,o,f,g]@every-layer": "lstm-gates-onnx-order",
+    "gate-order[z,r,n]@every-layer": "gru-gates-onnx-order",
+    "gru-b_hn-outside-reset@every-layer": "gru-b_hn-outside-reset",
+    "projection-of-other-direction@every-layer": "projection-of-other-direction",
+    "other-direction-weights@every-layer+reverse": "reverse-uses-forward-weights",
+    "bias-left-out[hh]@every-layer": "hidden-bias-left-out",
+    "bias-left-out[ih]@every-layer": "input-bias-left-out",
+    "activation-swapped@every-layer": "tanh-relu-confused",
+}
