@@ -162,17 +162,24 @@ def _double(x):
     return x.double() if isinstance(x, torch.Tensor) else each_state(x, lambda h: h.double())
 
 
-def test_findings_with_one_diagnosis_are_said_to_be_likely_one_bug():
-    from fuzz_birnn.output.run_record import FindingGroup, Smallest, same_mistake
+def test_findings_diagnosed_as_one_mistake_are_one_finding():
+    """A wrong output and a wrong final state of one slip have two signatures and one cause: one
+    finding, its smallest case the smaller, its other signature listed. Other names, or none,
+    stay apart."""
+    from fuzz_birnn.output.run_record import Finding, _group
 
-    def finding(*names):
-        return FindingGroup("a signature", Smallest("report", "summary", "complete", None, list(names)), [], [])
+    def finding(signature, cost, *names):
+        return Finding(signature, "agreement", "GRU", f"reports/{signature}-{cost}", True, "summary", "complete",
+                       cost, {"names": list(names), "summary": "behaves like ..."} if names else None)
 
-    assert same_mistake([finding("seed-missing-re-reversal")] * 3) == [
-        "all 3 findings behave like the same catalogued mistake (seed-missing-re-reversal): likely one bug"]
-    assert same_mistake([finding("a"), finding(), finding("a"), finding("b")]) == [
-        "findings 1 and 3 behave like the same catalogued mistake (a): likely one bug"]
-    assert same_mistake([finding("a"), finding("b"), finding()]) == []
+    grouped = _group([finding("output wrong", 40, "seed-missing-re-reversal"), finding("state wrong", 12, "x"),
+                      finding("final state wrong", 30, "seed-missing-re-reversal"), finding("unnamed", 5),
+                      finding("unnamed too", 6)])
+    assert [g.signature for g in grouped] == ["output wrong", "state wrong", "unnamed", "unnamed too"]
+    assert grouped[0].also == ["final state wrong"]
+    assert grouped[0].smallest.report == "final state wrong-30"
+    assert grouped[0].reports == ["final state wrong-30", "output wrong-40"]
+    assert [g.also for g in grouped[1:]] == [[], [], []]
 
 
 def test_a_candidate_that_crashes_on_the_confirming_cases_does_not_take_the_caller_down():

@@ -42,7 +42,7 @@ from fuzz_birnn.core.compare import compare_values, tensors_of
 from fuzz_birnn.core.layout import Hidden, canonical, each_state
 from fuzz_birnn.core.outcomes import CheckFailure
 from fuzz_birnn.diagnosis.mistakes import Mistake, catalogue, pair
-from fuzz_birnn.diagnosis.slips import SlippedStack
+from fuzz_birnn.diagnosis.slips import READ, WHOLE_CALL, SlippedStack
 from fuzz_birnn.portable.calls import abs_error
 from fuzz_birnn.processes.forked import can_fork, run_forked
 
@@ -56,6 +56,8 @@ Part = tuple
 
 #: Seconds a candidate gets on one confirming case.
 CONFIRM_SECONDS = 60.0
+#: Mistakes in writing the final state: they leave the output as it was.
+WRITING = WHOLE_CALL - READ
 #: At most this many pairs are run on one case, the simplest first.
 PAIRS = 400
 #: At most this many indistinguishable mistakes are spelled out in the summary.
@@ -199,21 +201,24 @@ class _Confirming:
 def _pairs(results: dict[Mistake, Tensors], actual: Tensors, wrong: set[Part], first: int,
            allowed: dict[str, float]) -> list[Mistake]:
     """Pairs worth running, simplest first: two mistakes that each reproduce some of the wrong
-    parts and together all of them, or one that reproduces the first wrong layer's parts and one
-    whose first changed layer comes after it (the second then runs on the first one's result)."""
+    parts and together all of them; one that reproduces the first wrong layer's final states and
+    one made at or after it (the second then acts on the first one's result); or one that
+    reproduces the output and a mistake in writing the final state (which leaves the output be)."""
     agree = {m: {p for p in wrong if _part_close(actual, result, p, allowed)} for m, result in results.items()}
     at_first = {p for p in wrong if p[0] != "output" and p[1] == first}
-    worth = []
-    for a, b in itertools.combinations(results, 2):
-        if a.kind == b.kind and a.detail == b.detail:
-            continue  # one kind at two places is a wider place, listed as itself where it makes sense
-        covers = agree[a] | agree[b] == wrong and agree[a] and agree[b]
-        follows = any(at_first and at_first <= agree[x] and y.first_layer is not None and y.first_layer > first
-                      for x, y in ((a, b), (b, a)))
-        if covers or follows:
-            worth.append(pair(a, b))
-    worth.sort(key=lambda m: m.cells)
-    return worth[:PAIRS]
+    output = {p for p in wrong if p[0] == "output"}
+
+    def worth(a: Mistake, b: Mistake) -> bool:
+        if agree[a] and agree[b] and agree[a] | agree[b] == wrong:
+            return True
+        if at_first and at_first <= agree[a] and (b.first_layer is None or b.first_layer >= first):
+            return True
+        return b.kind in WRITING and output <= agree[a]
+
+    pairs = [pair(a, b) for a, b in itertools.permutations(results, 2)
+             if not (a.kind == b.kind and a.detail == b.detail) and worth(a, b)]
+    unique = {m.slips: m for m in sorted(pairs, key=lambda m: m.cells)}
+    return list(unique.values())[:PAIRS]
 
 
 def _simplest(survivors: list[Mistake]) -> tuple[Mistake, ...]:

@@ -121,13 +121,16 @@ class SlippedStack:
 
     def _initial(self, layer: int, direction: int, slips: frozenset[Slip]) -> tuple[torch.Tensor, torch.Tensor | None]:
         call, directions = self.call, self.directions
-        row = layer * directions + direction
-        if self._has("h0-rows-direction-major", slips):
-            row = direction * self.module.num_layers + layer
-        if direction and self._has("h0-reverse-reads-forward-row", slips, layer):
-            row = layer * directions
-        h0: torch.Tensor = call.h0[row].double()
-        c0 = None if call.c0 is None else call.c0[row].double()
+        rows = self._slip("h0-rows-direction-major", slips)
+        source = 0 if direction and self._has("h0-reverse-reads-forward-row", slips, layer) else direction
+
+        def row(state: str) -> int:
+            if rows is not None and rows.detail in (state, "both"):
+                return source * self.module.num_layers + layer
+            return layer * directions + source
+
+        h0: torch.Tensor = call.h0[row("h")].double()
+        c0 = None if call.c0 is None else call.c0[row("c")].double()
         if self._has("h0-c0-swapped", slips) and c0 is not None:
             h0, c0 = c0, h0
         ignored = self._slip("h0-ignored", slips, layer, direction)

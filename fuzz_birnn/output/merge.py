@@ -30,6 +30,7 @@ from fuzz_birnn.output.run_record import (
     Seen,
     Smallest,
     Support,
+    one_per_mistake,
     write_record,
 )
 from fuzz_birnn.portable.report_files import ReportRefused, case_cost, read_json
@@ -129,8 +130,9 @@ def _findings(groups: list[FindingGroup], reports: Path) -> list[FindingGroup]:
     for signature, members in by_signature.items():
         smallest = min((m.smallest for m in members), key=lambda s: (_cost(reports / s.report), s.report))
         seen: list[Seen] = [s for m in members for s in m.seen_in]
-        merged.append(FindingGroup(signature, smallest, sorted({r for m in members for r in m.reports}), seen))
-    return merged
+        also = list(dict.fromkeys(s for m in members for s in m.also))
+        merged.append(FindingGroup(signature, smallest, sorted({r for m in members for r in m.reports}), seen, also))
+    return one_per_mistake(merged, lambda s: (_cost(reports / s.report), s.report))
 
 
 def _cost(report: Path) -> float:
@@ -169,7 +171,8 @@ def _record(data: dict[str, Any]) -> RunRecord:
         support={name: {value: Support(**row) for value, row in rows.items()}
                  for name, rows in data["support"].items()},
         findings=[FindingGroup(f["signature"], Smallest(**f["smallest"]), list(f["reports"]),
-                               [Seen(**seen) for seen in f["seen_in"]]) for f in data["findings"]],
+                               [Seen(**seen) for seen in f["seen_in"]], list(f.get("also", [])))
+                  for f in data["findings"]],
         errors=list(data["errors"]), notes=list(data["notes"]), exit_code=int(data["exit_code"]),
         nodes=[Node(**node) for node in data.get("nodes", [])],
     )

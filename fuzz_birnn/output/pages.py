@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
 from fuzz_birnn.core.case import Case
 from fuzz_birnn.output.pictures import FaultyCell, heatmap_svg, stack_svg
 from fuzz_birnn.output.reports import Report
-from fuzz_birnn.output.run_record import RunRecord, same_mistake
+from fuzz_birnn.output.run_record import RunRecord
 from fuzz_birnn.properties import PROPERTIES
 
 __all__ = ["explain_page", "report_page", "run_page"]
@@ -84,25 +85,44 @@ def explain_page(case: Case) -> str:
     return _page(f"fuzz-birnn explain: {c.describe()}", body)
 
 
-#: Mistakes that sit in a join between layers: which joins (``inner``: those feeding a next layer;
-#: ``last``: the output's), and what to say there.
+#: Kinds of mistake that sit in a join of the directions (what the next layer gets; at the last
+#: layer, the output), and what to say there.
 _JOINS = {
-    "seed-missing-re-reversal": ("inner", "the reverse half must be back in forward time order here"),
-    "next-layer-halves-swapped": ("inner", "the next layer must get [forward, reverse] here"),
-    "next-layer-forward-only": ("inner", "the next layer must get both directions here"),
-    "output-halves-swapped": ("last", "the output must be [forward, reverse]"),
+    "not-re-reversed": "the reverse half must be back in forward time order here",
+    "halves-swapped": "the directions must be joined as [forward, reverse] here",
+    "forward-output-twice": "both directions must be joined here",
+}
+#: Reports written before diagnoses had places name these: their kind, and whether the inner joins
+#: (those feeding a next layer) or the output's.
+_FIRST_NAMES = {
+    "seed-missing-re-reversal": ("not-re-reversed", "inner"),
+    "next-layer-halves-swapped": ("halves-swapped", "inner"),
+    "next-layer-forward-only": ("forward-output-twice", "inner"),
+    "output-halves-swapped": ("halves-swapped", "last"),
 }
 
 
-def _stack(case: Case, fault: FaultyCell | None, mistakes: Sequence[str] = ()) -> str:
-    c, i = case.config, case.inputs
+def _joins(diagnosis: Mapping[str, Any] | None, num_layers: int) -> tuple[list[int], list[str]]:
+    """The joins the diagnosed mistakes sit in (layer indices), and what to say there."""
+    slips = [slip for mistake in (diagnosis or {}).get("mistakes") or [] for slip in mistake.get("slips", [])]
+    if not slips:  # a report from before diagnoses had places
+        for name in (diagnosis or {}).get("names", []):
+            if name in _FIRST_NAMES:
+                kind, which = _FIRST_NAMES[name]
+                slips.append({"kind": kind, "layers": list(range(num_layers - 1)) if which == "inner"
+                              else [num_layers - 1]})
     joins: list[int] = []
-    said = []
-    for name in mistakes:
-        if name in _JOINS:
-            which, words = _JOINS[name]
-            joins += list(range(c.num_layers - 1)) if which == "inner" else [c.num_layers - 1]
-            said.append(words)
+    said: list[str] = []
+    for slip in slips:
+        if slip.get("kind") in _JOINS:
+            joins += [int(layer) for layer in slip.get("layers", []) if 0 <= int(layer) < num_layers]
+            said.append(_JOINS[slip["kind"]])
+    return sorted(set(joins)), list(dict.fromkeys(said))
+
+
+def _stack(case: Case, fault: FaultyCell | None, diagnosis: Mapping[str, Any] | None = None) -> str:
+    c, i = case.config, case.inputs
+    joins, said = _joins(diagnosis, c.num_layers)
     return stack_svg(mode=c.mode, num_layers=c.num_layers, bidirectional=c.bidirectional,
                      input_size=c.input_size, hidden_size=c.hidden_size, proj_size=c.proj_size, bias=c.bias,
                      seq_len=i.seq_len, form="packed" if i.packed else i.form, fault=fault,
@@ -136,8 +156,7 @@ def report_page(report: Report, tensors: Mapping[str, torch.Tensor]) -> str:
         named = bool(diagnosis.get("names"))
         parts += ["<h2>Diagnosis</h2>",
                   f'<p class="diagnosis{"" if named else " none"}">{html.escape(diagnosis["summary"])}</p>']
-    mistakes = (diagnosis or {}).get("names", [])
-    parts += ["<h2>The stack</h2>", f'<div class="figure">{_stack(case, fault, mistakes)}</div>']
+    parts += ["<h2>The stack</h2>", f'<div class="figure">{_stack(case, fault, diagnosis)}</div>']
     if actual and expected:
         parts += ["<h2>Where it is wrong</h2>",
                   "<p class=muted>|candidate - reference| / tolerance, the worst feature of each cell; the "
@@ -273,6 +292,9 @@ def run_page(record: RunRecord) -> str:
         parts.append(f"<h3>{number}. {html.escape(finding.signature)}</h3>"
                      f"<p><a href=\"{html.escape(link)}\">{html.escape(smallest.report)}</a>: "
                      f"{html.escape(smallest.summary)}</p>")
+        if finding.also:
+            parts.append("<p class=muted>The same mistake, also seen as: "
+                         + "; ".join(html.escape(s) for s in finding.also) + "</p>")
         if smallest.diagnosis:
             parts.append(f'<p class="diagnosis">{html.escape(smallest.diagnosis)}</p>')
         others = [r for r in finding.reports if r != smallest.report]
@@ -280,7 +302,6 @@ def run_page(record: RunRecord) -> str:
             parts.append("<p class=muted>Also: " + ", ".join(
                 f'<a href="{html.escape(r)}/report.html">{html.escape(r)}</a>' for r in others) + "</p>")
 
-    parts += [f'<p class="diagnosis">{html.escape(line)}</p>' for line in same_mistake(findings)]
     parts.append("<h2>What was covered</h2>")
     for dimension in ("property", "mode", "dtype", "form", "backend"):
         counts = cases.by_dimension.get(dimension, {})

@@ -32,7 +32,8 @@ within a version:
     catalogued mistake reproduces it, or why none is named, ``null`` where values were not
     compared, and the ``mistakes`` named); ``reports`` (every
     report id of this fault, one per search that found it); ``seen_in`` (``property``, ``mode``,
-    ``report``, ``new``: false when that report existed before this run).
+    ``report``, ``new``: false when that report existed before this run); ``also`` (the fault's
+    other signatures: findings whose smallest cases are diagnosed as the same mistake are one).
 ``nodes``
     the machines the run's workers ran on (one for a run on this machine; every node of a Ray
     cluster with ``--cluster``): ``id``, ``hostname``, ``devices``, ``isa`` (the instruction-set
@@ -52,7 +53,7 @@ import dataclasses
 import datetime
 import json
 import platform
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -220,6 +221,9 @@ class FindingGroup:
     smallest: Smallest
     reports: list[str]
     seen_in: list[Seen]
+    #: the other signatures of this fault: findings whose smallest cases the diagnosis names as
+    #: one and the same mistake (a wrong output and a wrong final state of one slip) are one finding
+    also: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -304,14 +308,17 @@ def build_record(*, searches: Sequence[SearchTime], counts: Mapping[CountKey, in
 
 
 def _group(findings: Sequence[Finding]) -> list[FindingGroup]:
-    """One entry per signature, in the order faults were first found; the smallest case first."""
+    """One entry per fault, in the order faults were first found; the smallest case first. A
+    fault is a signature, or several whose smallest cases are diagnosed as one mistake."""
     groups: dict[str, list[Finding]] = {}
     for finding in findings:
         groups.setdefault(finding.signature, []).append(finding)
     grouped = []
+    costs = {}
     for signature, members in groups.items():
         smallest = min(members, key=lambda f: (f.cost, f.folder))
         diagnosis = smallest.diagnosis or {}
+        costs[Path(smallest.folder).name] = smallest.cost
         grouped.append(FindingGroup(
             signature,
             Smallest(Path(smallest.folder).name, smallest.summary, smallest.shrink, diagnosis.get("summary"),
@@ -319,24 +326,29 @@ def _group(findings: Sequence[Finding]) -> list[FindingGroup]:
             sorted({Path(f.folder).name for f in members}),
             [Seen(f.prop, f.mode, Path(f.folder).name, f.new, f.isa) for f in members],
         ))
-    return grouped
+    return one_per_mistake(grouped, lambda smallest: costs[smallest.report])
 
 
-def same_mistake(findings: Sequence[FindingGroup]) -> list[str]:
-    """A line for each set of findings that the diagnosis says make one mistake: faults with
-    different signatures (a relu that hides half the pattern) that are likely one bug."""
-    by_mistakes: dict[tuple[str, ...], list[int]] = {}
-    for number, finding in enumerate(findings, 1):
-        names = tuple(finding.smallest.mistakes)
-        if names:
-            by_mistakes.setdefault(names, []).append(number)
-    lines = []
-    for names, numbers in by_mistakes.items():
-        if len(numbers) > 1:
-            which = f"all {len(numbers)} findings" if len(numbers) == len(findings) else \
-                "findings " + ", ".join(map(str, numbers[:-1])) + f" and {numbers[-1]}"
-            lines.append(f"{which} behave like the same catalogued mistake ({' or '.join(names)}): likely one bug")
-    return lines
+def one_per_mistake(groups: Sequence[FindingGroup], cost: Callable[[Smallest], Any]) -> list[FindingGroup]:
+    """Groups whose smallest cases the diagnosis names as the same mistake (or mistakes) made
+    one: the first one's signature, the others' in ``also``, the smallest (by ``cost``) of their
+    smallest cases, every report. Groups with no name, or other names, stay apart: two causes
+    are never merged on a guess."""
+    merged: dict[Any, list[FindingGroup]] = {}
+    for number, group in enumerate(groups):
+        key = tuple(group.smallest.mistakes) or number
+        merged.setdefault(key, []).append(group)
+    result = []
+    for members in merged.values():
+        first = members[0]
+        if len(members) == 1:
+            result.append(first)
+            continue
+        also = [s for m in members for s in (m.signature, *m.also) if s != first.signature]
+        result.append(FindingGroup(first.signature, min((m.smallest for m in members), key=cost),
+                                   sorted({r for m in members for r in m.reports}),
+                                   [s for m in members for s in m.seen_in], list(dict.fromkeys(also))))
+    return result
 
 
 def write_record(directory: Path, record: RunRecord) -> Path:
@@ -381,6 +393,8 @@ def print_summary(record: RunRecord, reports: Path) -> None:
         for number, finding in enumerate(findings, 1):
             smallest = finding.smallest
             print(f"  {number}. {finding.signature}")
+            for signature in finding.also:
+                print(f"     also seen as: {signature}")
             print(f"     smallest: {reports / smallest.report}"
                   + ("" if any(s.new for s in finding.seen_in) else " (already reported)"))
             print(f"       {smallest.summary}")
@@ -392,6 +406,4 @@ def print_summary(record: RunRecord, reports: Path) -> None:
             for seen in finding.seen_in:
                 places[seen.property].append(seen.mode + ("" if seen.isa == NATIVE else f" at {seen.isa}"))
             print("     seen in: " + "; ".join(f"{prop} ({', '.join(modes)})" for prop, modes in places.items()))
-        for line in same_mistake(findings):
-            print(line)
     print(f"run record: {reports / RUN_FILE}")
