@@ -348,3 +348,19 @@ def wrong_at_the_baseline_level(module, input, hx=None):
     if torch.backends.cpu.get_cpu_capability() in ("DEFAULT", "NO AVX"):  # "NO AVX": torch before 2.5
         return output, _map_states(hidden, lambda h: h * 1.5)
     return output, hidden
+
+
+# -- candidates a newcomer writes first ------------------------------------------------------------
+
+
+def without_hx(module, input):
+    """Leaves out the ``hx`` parameter: every call, which passes three arguments, raises TypeError."""
+    return module(input)
+
+
+def no_float16_kernel(module, input, hx=None):
+    """Has no float16 kernel and says so the way code does, with numbers in its message; right otherwise."""
+    data = input.data if isinstance(input, PackedSequence) else input
+    if data.dtype == torch.float16:
+        raise TypeError(f"kernel_v2 takes 3 dtypes but {data.dim() + 1} were given: float16 at index 0")
+    return module(input, hx)

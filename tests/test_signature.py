@@ -128,6 +128,14 @@ def test_what_differs_and_how_does(one, other):
     assert normalise(one) != normalise(other)
 
 
+def test_names_keep_their_digits_and_a_long_message_is_cut_at_a_word():
+    """A dtype's digits are what the message is about; only indices in names (``_l0``) go."""
+    said = normalise("candidate raised TypeError: ml_dtypes.bfloat16 is not one of float16, complex64 in weight_hh_l3")
+    assert said == "candidate raised TypeError: ml_dtypes.bfloat16 is not one of float16, complex64 in weight_hh_l#"
+    long = normalise("candidate raised ValueError: " + "a rather long sentence " * 20)
+    assert len(long) <= 160 and long.endswith("…") and long[:-1].split()[-1] in {"a", "rather", "long", "sentence"}
+
+
 def test_an_error_on_a_relations_follow_up_call_is_the_same_fault_as_on_the_first():
     first = Mismatch("result", "candidate raised InvalidGraph: Type 'tensor(bfloat16)' of input parameter (input)")
     follow_up = Mismatch("result", "on a follow-up call, candidate raised InvalidGraph: Type 'tensor(bfloat16)' "

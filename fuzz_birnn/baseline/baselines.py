@@ -52,6 +52,7 @@ from fuzz_birnn.core.compare import ACTIVATION_ULPS, RATIO
 from fuzz_birnn.core.devices import available_devices
 from fuzz_birnn.core.evaluation import evaluate
 from fuzz_birnn.core.outcomes import CheckFailure
+from fuzz_birnn.output.files import staging_folder
 from fuzz_birnn.portable.calls import per_direction
 from fuzz_birnn.portable.report_files import MAX_JSON_BYTES, ReportRefused, load_tensors, read_json, save_tensors
 from fuzz_birnn.properties.gradients import check_gradients, gradients_of
@@ -195,7 +196,7 @@ def write_baseline(directory: Path, entries: list[dict[str, Any]], tensors: dict
 
     directory = directory.resolve()
     directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
+    staging = staging_folder(directory.parent, f".{directory.name}-")
     try:
         save_tensors(staging / RESULTS, tensors)
         manifest = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "environment": environment(),

@@ -59,7 +59,7 @@ from fuzz_birnn.campaign.pool import LocalPool
 from fuzz_birnn.campaign.scheduler import Reduce, SearchSpec, Slice
 from fuzz_birnn.core.devices import available_devices, cpu_capability, hostname
 from fuzz_birnn.core.isa import LEVELS, levels_here
-from fuzz_birnn.output.files import write_whole
+from fuzz_birnn.output.files import staging_folder, write_whole
 from fuzz_birnn.output.run_record import Finding, Node
 
 __all__ = ["CONNECT_SECONDS", "ClusterError", "NodeWorker", "RayPool", "needs_of"]
@@ -380,7 +380,7 @@ def _land_folder(final: Path, content: dict[str, bytes]) -> bool:
     """Write a report folder whole (a hidden folder renamed into place); False if it was there."""
     if final.exists():
         return False
-    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
+    staging = staging_folder(final.parent, f".{final.name}-")
     try:
         for rest, data in content.items():
             (staging / rest).parent.mkdir(parents=True, exist_ok=True)

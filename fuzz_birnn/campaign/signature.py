@@ -38,12 +38,15 @@ from collections.abc import Callable
 from typing import Any
 
 from fuzz_birnn.core.compare import Mismatch
+from fuzz_birnn.core.words import shortened
 
 __all__ = ["crash_signature", "fault_signature", "normalise", "signature_of"]
 
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]+")
-_NUMBER = re.compile(r"(?<![A-Za-z_])[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|\b(?:inf|nan)\b")
-_DIGITS_IN_NAME = re.compile(r"(?<=[A-Za-z_])\d+")
+_NUMBER = re.compile(r"(?<![A-Za-z_0-9])[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|\b(?:inf|nan)\b")
+#: Indices in names (``weight_ih_l0``, ``node_GRU_74``), not the digits that are part of a name
+#: (``bfloat16``, ``complex64``, ``ml_dtypes.float8_e4m3``: a dtype is what a message is about).
+_DIGITS_IN_NAME = re.compile(r"(?<=_l)\d+(?![A-Za-z0-9])|(?<=_)\d+(?![A-Za-z0-9])")
 _BRACKETED = re.compile(r"\[[^\[\]]*\]|\((?:#|, |,)+\)")
 _LONGEST = 160
 _FOLLOW_UP = "on a follow-up call, "
@@ -88,8 +91,9 @@ def crash_signature(kind: str, how: str) -> str:
 
 
 def normalise(message: str) -> str:
-    """``message`` with addresses, numbers (``l0`` in ``weight_ih_l0`` too), lists, shapes and the
-    names of exported graph elements as ``#``."""
+    """``message`` with addresses, numbers (``0`` in ``weight_ih_l0`` too, not the ``16`` of
+    ``bfloat16``), lists, shapes and the names of exported graph elements as ``#``; cut at a word's
+    end past 160 characters."""
     text = _ADDRESS.sub("#", message.splitlines()[0] if message else "")
     text = _GRAPH_NAME.sub(lambda m: f"{m.group(1)} (#)", text)
     text = _DIGITS_IN_NAME.sub("#", text)
@@ -97,4 +101,5 @@ def normalise(message: str) -> str:
     previous = None
     while previous != text:
         previous, text = text, _BRACKETED.sub(lambda m: "[#]" if m.group(0).startswith("[") else "(#)", text)
-    return text[:_LONGEST]
+    return shortened(text, _LONGEST)
+

@@ -43,7 +43,7 @@ _ROOT = Path(__file__).resolve().parents[2]
 
 def add_parsers(commands: Any, usage_error: type[Exception]) -> None:
     baseline = commands.add_parser("baseline", help="record torch's results on a fixed corpus; find what changed")
-    actions = baseline.add_subparsers(dest="action", required=True, parser_class=type(baseline))
+    actions = baseline.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=type(baseline))
 
     rec = actions.add_parser("record", help="run the corpus under the installed torch and store the results")
     rec.add_argument("dir", metavar="DIR")
@@ -146,12 +146,11 @@ def _report(before: dict[str, Any], after: dict[str, Any], comparisons: list[Com
             table[dimension][value][comparison.verdict] += 1
         for tensor, verdict in comparison.tensors.items():
             table["tensor"][re.sub(r"_l\d+(_reverse)?$", "", tensor)][verdict] += 1
-    print("by dimension (cases that are not identical):")
-    for dimension, rows in table.items():
-        for value, counts in sorted(rows.items()):
-            other = {v: n for v, n in counts.items() if v != "identical"}
-            if other:
-                print(f"  {dimension:<8} {value:<28} " + ", ".join(f"{n} {v}" for v, n in other.items()))
+    lines = [f"  {dimension:<8} {value:<28} " + ", ".join(f"{n} {v}" for v, n in other.items())
+             for dimension, rows in table.items() for value, counts in sorted(rows.items())
+             if (other := {v: n for v, n in counts.items() if v != "identical"})]
+    if lines:
+        print("by dimension (cases that are not identical):", *lines, sep="\n")
     changed = [c for c in comparisons if c.verdict != "identical"]
     if changed:
         print("changed cases:")

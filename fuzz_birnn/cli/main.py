@@ -8,6 +8,7 @@ Exit status: 0 when nothing failed, 1 when a failure was found (run) or still fa
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import signal
 import subprocess
@@ -19,6 +20,7 @@ from typing import Any, NoReturn
 
 import torch
 
+from fuzz_birnn import __version__
 from fuzz_birnn.campaign.api import RunError, run
 from fuzz_birnn.campaign.engine import CaseTimeout, time_limit
 from fuzz_birnn.cli import baseline, pages
@@ -51,22 +53,53 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
+    """Errors as one line that says where help is; flags spelled out in full (an abbreviation
+    such as ``--max-example`` is refused, as pytest refuses it, not taken silently)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
+        raise UsageError(f"{message} (see {self.prog} --help)")
 
 
 def main(argv: list[str] | None = None) -> int:
     # torch without NumPy says so, on import or lazily later; this process reports to a person.
     warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
+    argv = sys.argv[1:] if argv is None else argv
+    parser = _parser()
     try:
-        args = _parser().parse_args(argv)
+        args = parser.parse_args(argv)
         return args.command(args)
     except UsageError as error:
-        print(f"fuzz-birnn: error: {error}", file=sys.stderr)
+        print(f"fuzz-birnn: error: {_pointed(str(error), parser, argv)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\nfuzz-birnn: interrupted", file=sys.stderr)
         return 130
+
+
+def _pointed(message: str, parser: argparse.ArgumentParser, argv: list[str]) -> str:
+    """A usage error that names the command's own help, and the flag meant where one is misspelled
+    (``--max-example``: did you mean ``--max-examples``?)."""
+    commands = next((a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction)), {})
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command not in commands:
+        return message
+    message = message.replace("(see fuzz-birnn --help)", f"(see fuzz-birnn {command} --help)")
+    if message.startswith("unrecognized arguments:"):
+        flags = list(commands[command]._option_string_actions)
+        meant = [close[0] for word in message.split(" (see")[0].split()[2:] if word.startswith("--")
+                 if (close := difflib.get_close_matches(word.split("=")[0], flags, n=1))]
+        if meant:
+            message = message.replace(" (see", f"; did you mean {', '.join(meant)}? (see", 1)
+    return message
+
+
+def _no_command(args: argparse.Namespace) -> int:
+    raise UsageError("name a command: run, replay, merge, baseline, show or explain; "
+                     "`fuzz-birnn run` checks torch on the defaults (see fuzz-birnn --help)")
 
 
 # -- run -------------------------------------------------------------------------------------
@@ -92,7 +125,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.junit_xml:
         write_junit(Path(args.junit_xml), record, reports)
     print_summary(record, reports)
-    if args.html:
+    if args.html or (reports / "index.html").exists():
+        # a run page from an earlier run is brought up to date, not left to tell an old story
         print(f"run page: {write_run_pages(record, reports)}")
     return record.exit_code
 
@@ -114,10 +148,12 @@ def _space(args: argparse.Namespace) -> CaseSpace:
 
 
 class _Progress:
-    """Keeps one status line up to date while a run goes on."""
+    """Keeps one status line up to date while a run goes on: cases checked, how far through the
+    budget (cases, or time when a time budget ends first), time spent and an estimate of what is left."""
 
     def __init__(self) -> None:
         self._last = 0.0
+        self._started = time.monotonic()
         self._tty = sys.stdout.isatty()
 
     def update(self, campaign: Any) -> None:
@@ -127,12 +163,28 @@ class _Progress:
         self._last = now
         checked = sum(campaign.counts.values())
         faults = len({f.signature for f in campaign.findings})
-        line = f"  {checked} cases checked, {faults} distinct fault(s) so far"
+        line = f"  {checked} cases checked, {faults} distinct fault(s) so far" + self._when(checked, campaign, now)
         print(f"\r{line}" if self._tty else line, end="" if self._tty else "\n", flush=True)
+
+    def _when(self, checked: int, campaign: Any, now: float) -> str:
+        """``; 40% done, 1:02 elapsed, about 1:33 left`` (shrinking's cases count too, so it says
+        99% until the end; no estimate before there is anything to base one on)."""
+        elapsed = now - self._started
+        done = checked / max(1, campaign.max_examples)
+        if campaign.time_budget:
+            done = max(done, elapsed / campaign.time_budget)
+        done = min(done, 0.99)
+        left = f", about {_minutes(elapsed * (1 - done) / done)} left" if done >= 0.02 and elapsed >= 5 else ""
+        return f"; {done:.0%} done, {_minutes(elapsed)} elapsed{left}"
 
     def done(self) -> None:
         if self._tty:
             print()
+
+
+def _minutes(seconds: float) -> str:
+    whole = int(seconds)
+    return f"{whole // 60}:{whole % 60:02d}"
 
 
 def _merge(args: argparse.Namespace) -> int:
@@ -259,7 +311,9 @@ def _replay_isolated(folder: Path, args: argparse.Namespace, environment: dict[s
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="fuzz-birnn", description="Property-based fuzzing of torch's recurrent layers.")
-    commands = parser.add_subparsers(dest="name", required=True, parser_class=_Parser)
+    parser.add_argument("--version", action="version", version=f"fuzz-birnn {__version__} (torch {torch.__version__})")
+    parser.set_defaults(command=_no_command)
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
 
     run = commands.add_parser("run", help="search for cases where a candidate (or torch) is wrong")
     run.set_defaults(command=_run)

@@ -10,8 +10,8 @@ order as every permutation of the gate blocks, and :mod:`fuzz_birnn.diagnosis.di
 
 Places, for a stack of ``L`` layers, each said in words in the mistake's description:
 
-* layers: every layer, every layer but the last, the last layer only, layer ``k`` only (the same
-  set of layers is listed once, under its first wording);
+* layers: every layer, every layer but the last, the last layer only, every layer but the first,
+  layer ``k`` only (the same set of layers is listed once, under its first wording);
 * for a join of the directions (what the next layer gets; at the last layer, the returned output):
   the same sets of layers, worded as between layers and/or in the returned output;
 * directions: both, the forward only, the reverse only.
@@ -101,7 +101,10 @@ def catalogue(case: Case) -> list[Mistake]:
                 where = " ".join(w for w in (layer_words, direction_words) if w)
                 behaviour = " ".join(kind.says.format(detail=detail_words, where=where).split())
                 cells = max(1, len(layers)) * max(1, len(directions))
-                mistakes[(slip,)] = Mistake((slip,), LEGACY_NAMES.get(name, name), behaviour,
+                name = LEGACY_NAMES.get(name, name)
+                if name == "seed-missing-re-reversal":
+                    behaviour += " (the seed thread's bug)"
+                mistakes[(slip,)] = Mistake((slip,), name, behaviour,
                                             cells, _first_layer(kind, layers, case))
     return list(mistakes.values())
 
@@ -139,9 +142,10 @@ def _layers(case: Case, last_first: bool = False) -> list[Place]:
         return [(every, "last-layer" if last_first else "every-layer", "")]
     places = [(every, "every-layer", "in every layer"),
               (every - last, "every-layer-but-last", "in every layer but the last"),
-              (last, "last-layer", "in the last layer only")]
+              (last, "last-layer", "in the last layer only"),
+              (every - {0}, "every-layer-but-first", "in every layer but the first")]
     if last_first:
-        places = places[2:] + places[:2]
+        places = [places[2], places[0], places[1], places[3]]
     places += [(frozenset({k}), f"layer-{k}", f"in layer {k} only") for k in range(count)]
     return _first_wording(places)
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import tempfile
 from pathlib import Path
 
-__all__ = ["write_whole"]
+__all__ = ["staging_folder", "write_whole"]
 
 
 def write_whole(path: Path, text: str) -> Path:
@@ -31,3 +32,23 @@ def write_whole(path: Path, text: str) -> Path:
             os.unlink(temporary)
         raise
     return path
+
+
+def staging_folder(directory: Path, prefix: str) -> Path:
+    """A new hidden folder in ``directory`` to build a report (or a baseline) in before it is renamed
+    into place, with the mode a folder made by ``mkdir`` gets (``mkdtemp`` makes it 0700, which
+    would hide the report from the others who share the folder or a CI artifact)."""
+    staging = Path(tempfile.mkdtemp(prefix=prefix, dir=directory))
+    staging.chmod(0o777 & ~_umask())
+    return staging
+
+
+def _umask() -> int:
+    """The process' umask, read without changing it where the system says it (Linux)."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from fuzz_birnn.core.isa import NATIVE
 from fuzz_birnn.output.files import write_whole
-from fuzz_birnn.output.run_record import RunRecord
+from fuzz_birnn.output.run_record import RunRecord, heading
 
 __all__ = ["write_junit"]
 
@@ -34,7 +34,7 @@ def write_junit(path: Path, record: RunRecord, reports: Path) -> None:
         for finding in record.findings:
             for seen in finding.seen_in:
                 if (seen.property, seen.mode, seen.isa) == (prop, mode, search.isa):
-                    failure = ElementTree.SubElement(case, "failure", message=finding.signature, type="fault")
+                    failure = ElementTree.SubElement(case, "failure", message=heading(finding), type="fault")
                     failure.text = (f"report: {reports / seen.report}\n"
                                     f"smallest case of this fault: {finding.smallest.summary}")
                     failures += 1

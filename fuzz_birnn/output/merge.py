@@ -14,10 +14,10 @@ import collections
 import dataclasses
 import json
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from fuzz_birnn.output.files import staging_folder
 from fuzz_birnn.output.run_record import (
     RUN_FILE,
     SCHEMA_VERSION,
@@ -147,7 +147,7 @@ def _copy_whole(source: Path, final: Path) -> None:
     """Copy a report folder into place whole (a hidden copy renamed); one already there stays."""
     if final.exists() or source.resolve() == final.resolve():
         return
-    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
+    staging = staging_folder(final.parent, f".{final.name}-")
     try:
         shutil.copytree(source, staging, dirs_exist_ok=True)
         try:

@@ -21,7 +21,7 @@ import torch
 from fuzz_birnn.core.case import Case
 from fuzz_birnn.output.pictures import FaultyCell, heatmap_svg, stack_svg
 from fuzz_birnn.output.reports import Report
-from fuzz_birnn.output.run_record import RunRecord
+from fuzz_birnn.output.run_record import RunRecord, heading
 from fuzz_birnn.properties import PROPERTIES
 
 __all__ = ["explain_page", "report_page", "run_page"]
@@ -180,7 +180,8 @@ def _what_failed(report: Report) -> str:
 def _case_table(report: Report) -> str:
     case = report.case
     rows = [("in words", case.describe()), ("candidate", report.candidate), ("property", report.prop)]
-    for key, label in (("signature", "fault signature"), ("shrink", "shrinking")):
+    for key, label in (("signature", "fault signature (what its reports share; # stands for a number)"),
+                       ("shrink", "shrinking")):
         if report.document.get(key):
             rows.append((label, str(report.document[key])))
     config = ", ".join(f"{k}={v}" for k, v in case.to_dict()["config"].items())
@@ -289,7 +290,7 @@ def run_page(record: RunRecord) -> str:
     for number, finding in enumerate(findings, 1):
         smallest = finding.smallest
         link = f"{smallest.report}/report.html"
-        parts.append(f"<h3>{number}. {html.escape(finding.signature)}</h3>"
+        parts.append(f"<h3>{number}. {html.escape(heading(finding))}</h3>"
                      f"<p><a href=\"{html.escape(link)}\">{html.escape(smallest.report)}</a>: "
                      f"{html.escape(smallest.summary)}</p>")
         if finding.also:

@@ -16,9 +16,9 @@ import datetime
 import hashlib
 import json
 import math
+import os
 import platform
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from fuzz_birnn.core.devices import cpu_dispatch
 from fuzz_birnn.core.evaluation import evaluate
 from fuzz_birnn.core.outcomes import CheckFailure
 from fuzz_birnn.diagnosis.diagnose import diagnose
+from fuzz_birnn.output.files import staging_folder
 from fuzz_birnn.portable import calls, report_files
 from fuzz_birnn.portable.report_files import ReportRefused, load_tensors, read_json, save_tensors, tensor_file_limit
 from fuzz_birnn.properties import PROPERTIES
@@ -162,7 +163,7 @@ def _assemble(directory: Path, ident: str, case: Case, ref: dict[str, torch.Tens
     if final.exists():
         return final, False
     directory.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{ident}-", dir=directory))
+    staging = staging_folder(directory, f".{ident}-")
     try:
         document = {"schema_version": SCHEMA_VERSION, "id": ident, **fields, "case": case.to_dict(),
                     "environment": _environment(),
@@ -172,7 +173,7 @@ def _assemble(directory: Path, ident: str, case: Case, ref: dict[str, torch.Tens
         shutil.copyfile(_REPRO, staging / "repro.py")
         for support in _SUPPORT:
             shutil.copyfile(support, staging / support.name)
-        (staging / "summary.md").write_text(_markdown(document))
+        (staging / "summary.md").write_text(_markdown(document, final))
         if output:
             (staging / OUTPUT_FILE).write_text(output)
         try:
@@ -367,7 +368,7 @@ def _dispatch_line(dispatch: Any) -> str:
             f"{dispatch.get('threads')} thread(s); caps: {caps}\n")
 
 
-def _markdown(document: dict[str, Any]) -> str:
+def _markdown(document: dict[str, Any], folder: Path) -> str:
     mismatch = document["mismatch"]
     compared = document.get("kind", "check") in ("check", "drift")
     happened = "the case crashed its process" if document.get("kind") == "crash" else "the case ran too long"
@@ -383,9 +384,24 @@ def _markdown(document: dict[str, Any]) -> str:
             f"- **{'First divergence' if compared else 'What happened'}**: {where}\n"
             f"- **Error**: {mismatch['message']}\n"
             + (f"- **Diagnosis**: {document['diagnosis']['summary']}\n" if document.get("diagnosis") else "")
-            + (f"- **Fault signature**: {document['signature']}\n" if document.get("signature") else "")
+            + (f"- **Fault signature** (what its reports share; # stands for a number): {document['signature']}\n"
+               if document.get("signature") else "")
             + (f"- **Shrinking**: {document['shrink']}\n" if document.get("shrink") else "")
             + (f"- **Candidate output**: `{OUTPUT_FILE}`\n" if document.get("output") else "")
             + f"- **Found with**: torch {document['environment']['torch']}, {document['created']}\n"
             + _dispatch_line(document['environment'].get("cpu_dispatch")) + "\n"
-            "Reproduce: `python repro.py` (exit 1 while it fails), or `fuzz-birnn replay` on this folder.\n")
+            + _reproduce(str(document["candidate"]), folder))
+
+
+def _reproduce(candidate: str, folder: Path) -> str:
+    """How to run the report's ``repro.py``: a candidate of the user's imports from the folder the
+    run started in, so the command says that folder (the report's own would not find it)."""
+    if ":" not in candidate:
+        return "Reproduce: `python repro.py` (exit 1 while it fails), or `fuzz-birnn replay` on this folder.\n"
+    here = Path.cwd()
+    try:
+        where = Path(os.path.relpath(folder, here))
+    except ValueError:  # another drive
+        where = folder
+    return (f"Reproduce, from `{here}` (where `{candidate}` imports from): `python {where / 'repro.py'}` "
+            f"(exit 1 while it fails), or `fuzz-birnn replay {where}`.\n")

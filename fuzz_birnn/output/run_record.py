@@ -65,6 +65,7 @@ from fuzz_birnn import __version__
 from fuzz_birnn.core.case import Case
 from fuzz_birnn.core.devices import available_devices, cuda_without_gpu
 from fuzz_birnn.core.isa import NATIVE
+from fuzz_birnn.core.words import shortened
 from fuzz_birnn.output.files import write_whole
 
 __all__ = ["DIMENSIONS", "RUN_FILE", "SCHEMA_VERSION", "CaseCounts", "CountKey", "Finding", "FindingGroup",
@@ -329,6 +330,15 @@ def _group(findings: Sequence[Finding]) -> list[FindingGroup]:
     return one_per_mistake(grouped, lambda smallest: costs[smallest.report])
 
 
+def heading(finding: FindingGroup) -> str:
+    """What a reader sees for a finding: its signature, or, where the signature stands ``#`` for the
+    numbers its reports differ in, the smallest report's own message (without its case)."""
+    if "#" not in finding.signature:
+        return finding.signature
+    message = finding.smallest.summary.splitlines()[0] if finding.smallest.summary else finding.signature
+    return shortened(message.rsplit(" [", 1)[0], 160)
+
+
 def one_per_mistake(groups: Sequence[FindingGroup], cost: Callable[[Smallest], Any]) -> list[FindingGroup]:
     """Groups whose smallest cases the diagnosis names as the same mistake (or mistakes) made
     one: the first one's signature, the others' in ``also``, the smallest (by ``cost``) of their
@@ -349,6 +359,28 @@ def one_per_mistake(groups: Sequence[FindingGroup], cost: Callable[[Smallest], A
                                    sorted({r for m in members for r in m.reports}),
                                    [s for m in members for s in m.seen_in], list(dict.fromkeys(also))))
     return result
+
+
+#: How to leave a dimension's value out of a run: the flag, or ``None`` where there is none.
+_NARROWING = {"mode": "--modes", "dtype": "--dtypes", "form": "--no-packed / --no-unbatched", "device": "--devices",
+              "backend": "--no-onednn-off", "layout": "--no-batch-first", "h0": "--no-initial-state",
+              "proj": "--no-proj"}
+
+
+def narrowing_hints(record: RunRecord) -> list[str]:
+    """A line for each value of a dimension on which every compared case failed while others
+    pass: most often an input the candidate does not take, which buries its other faults among
+    reports of that one; the line says how to leave it out, or to refuse it as ``Unsupported``."""
+    lines = []
+    for name, rows in record.support.items():
+        passing = [value for value, v in rows.items() if v.checked > v.failing]
+        for value, v in rows.items():
+            if v.checked and v.failing == v.checked and passing and name in _NARROWING:
+                lines.append(f"every compared case with {name} {value} failed ({v.failing}), while "
+                             f"{', '.join(passing[:3])} pass: if the candidate does not take it, leave it out "
+                             f"({_NARROWING[name]}) or raise fuzz_birnn.Unsupported for it, and its other "
+                             "faults stand out")
+    return lines
 
 
 def write_record(directory: Path, record: RunRecord) -> Path:
@@ -392,7 +424,7 @@ def print_summary(record: RunRecord, reports: Path) -> None:
         print(f"\n{len(findings)} distinct fault(s), {total} report(s):")
         for number, finding in enumerate(findings, 1):
             smallest = finding.smallest
-            print(f"  {number}. {finding.signature}")
+            print(f"  {number}. {heading(finding)}")
             for signature in finding.also:
                 print(f"     also seen as: {signature}")
             print(f"     smallest: {reports / smallest.report}"
@@ -405,5 +437,8 @@ def print_summary(record: RunRecord, reports: Path) -> None:
             places = collections.defaultdict(list)
             for seen in finding.seen_in:
                 places[seen.property].append(seen.mode + ("" if seen.isa == NATIVE else f" at {seen.isa}"))
-            print("     seen in: " + "; ".join(f"{prop} ({', '.join(modes)})" for prop, modes in places.items()))
+            print("     seen in: " + "; ".join(f"{prop} ({', '.join(dict.fromkeys(modes))})"
+                                           for prop, modes in places.items()))
+    for line in narrowing_hints(record):
+        print(f"hint: {line}")
     print(f"run record: {reports / RUN_FILE}")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import sys
 from collections.abc import Callable
@@ -53,4 +54,22 @@ def load_candidate(spec: str) -> Callable[..., Any]:
     if not callable(target):
         raise CandidateError(f"candidate {spec!r} is a {type(target).__name__}, not callable as "
                              "candidate(module, input, hx=None)")
+    problem = call_problem(target)
+    if problem is not None:
+        raise CandidateError(f"candidate {spec!r} {problem}")
     return target
+
+
+def call_problem(candidate: Callable[..., Any]) -> str | None:
+    """Why ``candidate`` cannot be called as every check calls it, ``candidate(module, input, hx)``
+    (three arguments by position), or ``None``: said once, before a run, not in every report."""
+    try:
+        signature = inspect.signature(candidate)
+    except (TypeError, ValueError):
+        return None  # nothing to read (a function written in C): the first case will tell
+    try:
+        signature.bind(None, None, None)
+    except TypeError:
+        return (f"takes {signature}, but is called as candidate(module, input, hx): give it the parameters "
+                "(module, input, hx=None)")
+    return None
