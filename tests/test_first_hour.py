@@ -4,6 +4,7 @@ others can read, a repro command that works as written, and a run page that is n
 
 from __future__ import annotations
 
+import html
 import re
 import stat
 import subprocess
@@ -86,3 +87,23 @@ def test_a_run_page_from_an_earlier_run_is_brought_up_to_date(tmp_path):
     assert second.returncode == 0 and "run page:" in second.stdout
     after = (tmp_path / "index.html").read_text()
     assert after != before and "seed 1" in after
+
+
+def test_a_candidate_that_raises_is_reported_with_its_own_line(tmp_path):
+    """Outside pytest too: the console, case.json, summary.md, the page and repro.py say which line
+    of the candidate raised, not only the exception's message."""
+    import json
+
+    done = fuzz("run", "--candidate", "tests.contract_bugs:raises", *GRU_ONLY, "--max-examples", 20, "--seed", 0,
+                "--reports", tmp_path, "--html")
+    assert done.returncode == 1, done.stdout + done.stderr
+    where = 'contract_bugs.py", line'
+    assert re.search(r"raised at: File \".*contract_bugs.py\", line \d+, in raises: raise NotImplementedError",
+                     done.stdout), done.stdout
+    [report] = [p.parent for p in tmp_path.glob("*/case.json")]
+    traceback = json.loads((report / "case.json").read_text())["traceback"]
+    assert where in traceback and "fuzz_birnn" not in traceback  # the harness' frames left out
+    assert traceback.endswith("NotImplementedError: bidirectional stacks are not supported yet")
+    assert where in (report / "summary.md").read_text() and html.escape(where) in (report / "report.html").read_text()
+    repro = subprocess.run([sys.executable, report / "repro.py"], cwd=ROOT, capture_output=True, text=True)
+    assert repro.returncode == 1 and where in repro.stdout

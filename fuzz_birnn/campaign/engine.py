@@ -79,7 +79,16 @@ from fuzz_birnn.core.outcomes import Candidate, CheckFailure, Outcome
 from fuzz_birnn.core.space import CaseSpace
 from fuzz_birnn.output.files import write_whole
 from fuzz_birnn.output.reports import check_failures, write_crash, write_report
-from fuzz_birnn.output.run_record import Finding, Node, RunOptions, RunRecord, SearchTime, build_record, count_key
+from fuzz_birnn.output.run_record import (
+    Finding,
+    Node,
+    RunOptions,
+    RunRecord,
+    SearchTime,
+    build_record,
+    count_key,
+    last_frame,
+)
 from fuzz_birnn.portable.report_files import ReportRefused, case_cost, read_json
 from fuzz_birnn.processes.capture import OutputCapture
 from fuzz_birnn.processes.fork_server import ForkServer
@@ -549,6 +558,7 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
                                            {**details, **failure.details}, failure.actual, failure.allowed,
                                            failure.reference)
             fault.signature, fault.output = signature, capture.read()
+            fault.__cause__ = failure.__cause__  # what the candidate raised, if it did: its report says where
             if not failing:
                 clock.first_failure = time.monotonic()
             failing[signature] = fault
@@ -672,11 +682,12 @@ def _write(failure: CheckFailure, spec: SearchSpec, shrink: str) -> Finding:
                                output=getattr(failure, "output", ""))
     case = failure.case.to_dict()
     try:
-        diagnosis = read_json(folder / "case.json").get("diagnosis")
+        written = read_json(folder / "case.json")
     except ReportRefused:  # a report from elsewhere in the folder: its finding stands without one
-        diagnosis = None
+        written = {}
     return Finding(signature, spec.prop, spec.mode, str(folder), new, str(failure).splitlines()[0], shrink,
-                   case_cost(case["config"], case["inputs"])["elements"], diagnosis, spec.isa or NATIVE)
+                   case_cost(case["config"], case["inputs"])["elements"], written.get("diagnosis"),
+                   spec.isa or NATIVE, last_frame(written.get("traceback")))
 
 
 def _cpu_seconds(server: ForkServer | None = None) -> float:

@@ -164,6 +164,8 @@ def report_page(report: Report, tensors: Mapping[str, torch.Tensor]) -> str:
         parts += [f'<div class="figure">{svg}</div>' for svg in _heatmaps(case, expected, actual, report.tolerances)]
     parts.append(note)
     document = report.document
+    if document.get("traceback"):
+        parts += ["<h2>Where it raised</h2>", f"<pre>{html.escape(str(document['traceback']))}</pre>"]
     parts += ["<h2>Reproduce</h2>",
               f"<pre>python {html.escape(str(report.folder / 'repro.py'))}\n"
               f"fuzz-birnn replay {html.escape(str(report.folder))}</pre>",

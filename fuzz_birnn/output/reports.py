@@ -16,9 +16,9 @@ import datetime
 import hashlib
 import json
 import math
-import os
 import platform
 import shutil
+import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -101,8 +101,30 @@ def write_report(failure: CheckFailure, directory: Path, *, origin: str | None =
     return _assemble(directory, ident, case, ref, {
         "kind": "check", "candidate": candidate, "property": failure.prop, "details": failure.details,
         "origin": origin, "mismatch": asdict(failure.mismatch), "tolerances": allowed, "diagnosis": diagnosis,
-        "summary": f"{failure.mismatch.message} [{case.describe()}]", "output": bool(output), **(extra or {})},
+        "summary": f"{failure.mismatch.message} [{case.describe()}]", "output": bool(output),
+        "traceback": raised_where(failure), **(extra or {})},
         output, actual=actual)
+
+
+def raised_where(failure: BaseException) -> str | None:
+    """Where the candidate raised, when it did: the traceback of the exception the failure was
+    raised from, without the harness' own frames above the candidate (its first frame is the
+    candidate's own line, or the line that called into what raised); ``None`` when nothing raised."""
+    cause = failure.__cause__
+    if cause is None or cause.__traceback__ is None:
+        return None
+    frames = traceback.extract_tb(cause.__traceback__)
+    harness = str(Path(__file__).resolve().parent.parent)
+    while len(frames) > 1 and str(Path(frames[0].filename).resolve()).startswith(harness):
+        frames = traceback.StackSummary.from_list(frames[1:])
+    lines = [*traceback.format_list(frames[-MOST_FRAMES:]), *traceback.format_exception_only(cause)]
+    skipped = len(frames) - MOST_FRAMES
+    return ("Traceback (most recent call last):\n" + (f"  ... {skipped} frame(s) ...\n" if skipped > 0 else "")
+            + "".join(lines)).rstrip()
+
+
+#: The deepest frames of a candidate's traceback that a report keeps.
+MOST_FRAMES = 20
 
 
 def write_crash(in_flight: dict[str, Any], message: str, directory: Path, *, kind: str,
@@ -388,6 +410,7 @@ def _markdown(document: dict[str, Any], folder: Path) -> str:
                if document.get("signature") else "")
             + (f"- **Shrinking**: {document['shrink']}\n" if document.get("shrink") else "")
             + (f"- **Candidate output**: `{OUTPUT_FILE}`\n" if document.get("output") else "")
+            + (f"- **Where it raised**:\n\n```\n{document['traceback']}\n```\n\n" if document.get("traceback") else "")
             + f"- **Found with**: torch {document['environment']['torch']}, {document['created']}\n"
             + _dispatch_line(document['environment'].get("cpu_dispatch")) + "\n"
             + _reproduce(str(document["candidate"]), folder))
@@ -399,9 +422,8 @@ def _reproduce(candidate: str, folder: Path) -> str:
     if ":" not in candidate:
         return "Reproduce: `python repro.py` (exit 1 while it fails), or `fuzz-birnn replay` on this folder.\n"
     here = Path.cwd()
-    try:
-        where = Path(os.path.relpath(folder, here))
-    except ValueError:  # another drive
-        where = folder
+    where = folder.absolute()
+    if where.is_relative_to(here):
+        where = where.relative_to(here)
     return (f"Reproduce, from `{here}` (where `{candidate}` imports from): `python {where / 'repro.py'}` "
             f"(exit 1 while it fails), or `fuzz-birnn replay {where}`.\n")

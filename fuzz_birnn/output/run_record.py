@@ -132,6 +132,8 @@ class Finding:
     diagnosis: dict[str, Any] | None = None
     #: the instruction-set level of the search that found it
     isa: str = NATIVE
+    #: where the candidate raised, when it did (:func:`last_frame` of the report's traceback)
+    raised_at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -202,6 +204,7 @@ class Smallest:
     shrink: str
     diagnosis: str | None
     mistakes: list[str]
+    raised_at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -323,11 +326,25 @@ def _group(findings: Sequence[Finding]) -> list[FindingGroup]:
         grouped.append(FindingGroup(
             signature,
             Smallest(Path(smallest.folder).name, smallest.summary, smallest.shrink, diagnosis.get("summary"),
-                     list(diagnosis.get("names", []))),
+                     list(diagnosis.get("names", [])), smallest.raised_at),
             sorted({Path(f.folder).name for f in members}),
             [Seen(f.prop, f.mode, Path(f.folder).name, f.new, f.isa) for f in members],
         ))
     return one_per_mistake(grouped, lambda smallest: costs[smallest.report])
+
+
+def last_frame(traceback: str | None) -> str | None:
+    """The innermost ``File "...", line N, in f`` of a report's traceback, with its code, as one line."""
+    if not traceback:
+        return None
+    lines = traceback.splitlines()
+    where = [k for k, line in enumerate(lines) if line.lstrip().startswith('File "')]
+    if not where:
+        return None
+    frame = lines[where[-1]].strip()
+    code = lines[where[-1] + 1].strip() if where[-1] + 1 < len(lines) and lines[where[-1] + 1].startswith("    ") \
+        else ""
+    return frame + (f": {code}" if code else "")
 
 
 def heading(finding: FindingGroup) -> str:
@@ -430,6 +447,8 @@ def print_summary(record: RunRecord, reports: Path) -> None:
             print(f"     smallest: {reports / smallest.report}"
                   + ("" if any(s.new for s in finding.seen_in) else " (already reported)"))
             print(f"       {smallest.summary}")
+            if smallest.raised_at:
+                print(f"     raised at: {smallest.raised_at}")
             if smallest.diagnosis:
                 print(f"     diagnosis: {smallest.diagnosis}")
             if not smallest.shrink.startswith("complete"):

@@ -21,6 +21,7 @@ import argparse
 import importlib
 import os
 import sys
+import traceback
 import warnings
 from pathlib import Path
 
@@ -145,6 +146,7 @@ def main():
             result = candidate(module, x, hx)
         except Exception as error:
             print(f"STILL FAILS: the candidate raised {type(error).__name__}: {error}".splitlines()[0])
+            traceback.print_exc(file=sys.stdout)  # where, in the candidate's own code
             return 1
     problem = structure_problem(result, expected_structure)
     if problem is not None:
