@@ -214,3 +214,22 @@ def test_a_report_without_a_stored_result_is_rerun_when_the_user_names_the_candi
     assert "Where it is wrong" not in page and "fuzz-birnn show --candidate MODULE:ATTR" in page
     assert main(["show", str(old), "--candidate", "examples.seed_decomposition:seed_decomposition"]) == 0
     assert len(svgs((old / "report.html").read_text())) == 3
+
+
+@pytest.mark.parametrize(("candidate", "prop", "says"), [
+    ("tests.contract_bugs:raises", "agreement", "The candidate raised"),
+    ("tests.planted:lengths_ignored", "relation:batch_independence",
+     "every sequence of a batch, run alone, must give its own slice"),
+], ids=["the candidate raised", "a relation"])
+def test_a_page_without_heat_maps_says_why_truly(candidate, prop, says, tmp_path, capsys):
+    """Not "written before reports did" for a report written a moment ago: the reason of this report."""
+    from fuzz_birnn.properties import PROPERTIES
+    from fuzz_birnn.targets.naming import load_candidate
+
+    case = Case(Config(num_layers=1), Inputs(seq_len=3, batch_size=2, packed=True, lengths=(3, 1)))
+    with pytest.raises(CheckFailure) as raised:
+        PROPERTIES[prop].run(load_candidate(candidate), case, candidate, {})
+    folder, _ = write_report(raised.value, tmp_path)
+    assert main(["show", str(folder)]) == 0
+    page = (folder / "report.html").read_text()
+    assert says in page and "No heat maps." in page and "written before" not in page

@@ -23,6 +23,7 @@ from fuzz_birnn.output.pictures import FaultyCell, heatmap_svg, stack_svg
 from fuzz_birnn.output.reports import Report
 from fuzz_birnn.output.run_record import RunRecord, heading
 from fuzz_birnn.properties import PROPERTIES
+from fuzz_birnn.properties.relations import RELATION_WORDS
 
 __all__ = ["explain_page", "report_page", "run_page"]
 
@@ -140,11 +141,7 @@ def report_page(report: Report, tensors: Mapping[str, torch.Tensor]) -> str:
     case, mismatch = report.case, report.mismatch
     expected = under(tensors, "expected")
     actual = under(tensors, "actual")
-    note = ""
-    if expected and not actual and lacks_result(report):
-        note = ("<p class=muted>This report stores no result of its candidate (it was written before "
-                "reports did): <code>fuzz-birnn show --candidate MODULE:ATTR</code> reruns it for the heat "
-                "maps.</p>")
+    note = _no_heatmap(report, expected, actual)
     fault = None
     if mismatch.get("layer") is not None and mismatch.get("direction") is not None:
         fault = FaultyCell(mismatch["layer"], 1 if mismatch["direction"] == "reverse" else 0, mismatch.get("time_step"))
@@ -194,8 +191,31 @@ def _case_table(report: Report) -> str:
 
 
 def lacks_result(report: Report) -> bool:
-    """A report of a property whose reports store the candidate's result, written before they did."""
-    return report.kind == "check" and report.prop in PROPERTIES and PROPERTIES[report.prop].diagnosed
+    """A report of wrong values of a property whose reports store the candidate's result (the
+    heat maps' other half), which it may lack: written before reports stored it."""
+    return (report.kind == "check" and report.prop in PROPERTIES and PROPERTIES[report.prop].diagnosed
+            and report.mismatch.get("tensor") in ("output", "h_n", "c_n"))
+
+
+def _no_heatmap(report: Report, expected: Mapping[str, torch.Tensor], actual: Mapping[str, torch.Tensor]) -> str:
+    """Why the page has no heat maps, in a sentence that is true of this report (empty when it has them)."""
+    if expected and actual:
+        return ""
+    relation = report.prop.removeprefix("relation:")
+    if relation in RELATION_WORDS:
+        why = (f"The relation {relation}: {RELATION_WORDS[relation]}. It compares two calls of the candidate "
+               "with each other, not with the reference, so there is no map of errors against the reference.")
+    elif report.kind in ("crash", "timeout"):
+        why = "The case never returned (see what happened above), so there are no values to map."
+    elif report.mismatch.get("tensor") not in ("output", "h_n", "c_n"):
+        why = ("The candidate raised, or returned a result of the wrong structure (see above), so there are no "
+               "values to map.")
+    elif lacks_result(report):
+        why = ("This report stores no result of its candidate (it was written before reports did): "
+               "<code>fuzz-birnn show --candidate MODULE:ATTR</code> reruns it for the heat maps.")
+    else:
+        why = "Its values are not compared with the reference's (see above), so there is no map of errors."
+    return f"<p class=muted>No heat maps. {why}</p>"
 
 
 def under(tensors: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

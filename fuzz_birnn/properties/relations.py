@@ -38,7 +38,7 @@ from fuzz_birnn.core.layout import Canonical, as_tensor, canonical, each_state, 
 from fuzz_birnn.core.outcomes import Candidate, CheckFailure, Outcome, Unsupported, unsupported
 from fuzz_birnn.portable.calls import per_direction, structure_problem
 
-__all__ = ["RELATIONS", "check_relation"]
+__all__ = ["RELATIONS", "RELATION_WORDS", "check_relation"]
 
 #: (what is compared, tensor name, from the original call, from the follow-up call)
 Pair = tuple[str, str, torch.Tensor, torch.Tensor]
@@ -206,6 +206,21 @@ RELATIONS: dict[str, tuple[Callable[[Case], bool], Callable[[_Call, Tensors], It
     "time_reversal": (lambda case: case.config.bidirectional, _time_reversal),
     "dropout_eval": (lambda case: case.config.dropout > 0, _dropout_eval),
     "zero_state": (lambda case: not case.inputs.initial_state, _zero_state),
+}
+
+
+#: What each relation says, in plain words, for a report's page.
+RELATION_WORDS = {
+    "batch_independence": "every sequence of a batch, run alone, must give its own slice of the batched result: "
+                          "one sequence's result may not depend on the others in its batch",
+    "unbatched": "an unbatched (2-D) input must give what the same input gives as a batch of one",
+    "layout": "batch_first=True on the transposed input must give what batch_first=False gives",
+    "sorting": "the batch shuffled and packed with enforce_sorted=False, and put back in order afterwards, must "
+               "give the original result, h_n and c_n included",
+    "time_reversal": "swapping the forward and reverse directions' parameters and reversing every sequence must give "
+                     "the output reversed in time with its halves swapped (and h_n/c_n's direction rows swapped)",
+    "dropout_eval": "dropout > 0 in eval mode must give what dropout = 0 gives",
+    "zero_state": "leaving hx out (None) must give what explicit zeros give",
 }
 
 
