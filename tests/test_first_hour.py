@@ -5,6 +5,7 @@ others can read, a repro command that works as written, and a run page that is n
 from __future__ import annotations
 
 import html
+import os
 import re
 import stat
 import subprocess
@@ -107,3 +108,38 @@ def test_a_candidate_that_raises_is_reported_with_its_own_line(tmp_path):
     assert where in (report / "summary.md").read_text() and html.escape(where) in (report / "report.html").read_text()
     repro = subprocess.run([sys.executable, report / "repro.py"], cwd=ROOT, capture_output=True, text=True)
     assert repro.returncode == 1 and where in repro.stdout
+
+
+def _readme_snippet() -> str:
+    """The README's first pytest example, as written."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("### From your own tests"):]
+    return section[section.index("```python\n") + len("```python\n"):section.index("```\n", section.index("```python"))]
+
+
+@pytest.mark.parametrize("as_written", [True, False], ids=["as written", "without its deadline line"])
+def test_the_readme_pytest_example_runs_as_written(tmp_path, as_written):
+    """Copied into a test file with a correct candidate that takes longer than Hypothesis' default
+    deadline (as a check does on a loaded machine), the README's example passes; the control
+    without its ``deadline=None`` gives the false failure it is there to prevent."""
+    snippet = _readme_snippet()
+    assert "@settings(deadline=None)" in snippet
+    if not as_written:
+        snippet = snippet.replace("@settings(deadline=None)\n", "")
+    (tmp_path / "test_snippet.py").write_text(
+        "import time\n"
+        "from hypothesis import Phase as _Phase, settings as _settings\n"
+        "from fuzz_birnn import decomposed\n"
+        "_settings.register_profile('few', _settings.get_profile('default'), max_examples=4,\n"
+        "                           phases=[_Phase.generate])  # no shrinking: the test is about the deadline\n"
+        "_settings.load_profile('few')\n\n"
+        "def my_lstm(module, input, hx=None):  # right, and slower than the default deadline of 200 ms\n"
+        "    time.sleep(0.3)\n"
+        "    return decomposed(module, input, hx)\n\n" + snippet)
+    environment = {k: v for k, v in os.environ.items() if k != "FUZZ_BIRNN_PROFILE"}  # as a user's shell
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600, env=environment)
+    if as_written:
+        assert done.returncode == 0, done.stdout + done.stderr
+    else:
+        assert done.returncode == 1 and "DeadlineExceeded" in done.stdout, done.stdout + done.stderr
