@@ -233,3 +233,85 @@ def test_a_page_without_heat_maps_says_why_truly(candidate, prop, says, tmp_path
     assert main(["show", str(folder)]) == 0
     page = (folder / "report.html").read_text()
     assert says in page and "No heat maps." in page and "written before" not in page
+
+
+def decoded(png: Path) -> tuple[int, int, int, list[bytes]]:
+    """A PNG's width, height, channels and pixel rows (8-bit RGB or RGBA, as Chromium writes)."""
+    data = png.read_bytes()
+    chunks, at = {}, 8
+    idat = b""
+    while at < len(data):
+        length, kind = struct.unpack(">I4s", data[at:at + 8])
+        body = data[at + 8:at + 8 + length]
+        if kind == b"IDAT":
+            idat += body
+        chunks.setdefault(kind, body)
+        at += 12 + length
+    width, height, depth, colour = struct.unpack(">IIBB", chunks[b"IHDR"][:10])
+    assert depth == 8 and colour in (2, 6)
+    channels = 3 if colour == 2 else 4
+    raw, stride, rows, previous = zlib.decompress(idat), width * channels, [], bytearray(width * channels)
+    for y in range(height):
+        kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        for i in range(stride):
+            left = line[i - channels] if i >= channels else 0
+            up, corner = previous[i], previous[i - channels] if i >= channels else 0
+            if kind == 1:
+                line[i] = (line[i] + left) & 255
+            elif kind == 2:
+                line[i] = (line[i] + up) & 255
+            elif kind == 3:
+                line[i] = (line[i] + (left + up) // 2) & 255
+            elif kind == 4:
+                p = left + up - corner
+                near = min((abs(p - left), 0), (abs(p - up), 1), (abs(p - corner), 2))[1]
+                line[i] = (line[i] + (left, up, corner)[near]) & 255
+        rows.append(bytes(line))
+        previous = line
+    return width, height, channels, rows
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(find_browser() is None, reason="no Chromium here: apt-get install chromium")
+@pytest.mark.parametrize("layers", [1, 2, 4])
+def test_the_faulty_cell_and_the_page_bottom_are_in_the_screenshot(layers, tmp_path, capsys):
+    """``show --png`` of a report whose fault is in the last layer: the faulty cell (its fill) is in
+    the picture however deep the stack, and the page ends before the picture does."""
+    from tests import contract_bugs
+
+    case = Case(Config(mode="LSTM", input_size=3, hidden_size=4, num_layers=layers, bias=True),
+                Inputs(seq_len=3, batch_size=2, initial_state=True))
+    with pytest.raises(CheckFailure) as raised:
+        check(contract_bugs.output_directions_swapped, case, name="tests.contract_bugs:output_directions_swapped")
+    assert raised.value.mismatch.layer == layers - 1
+    folder, _ = write_report(raised.value, tmp_path)
+    png = tmp_path / "page.png"
+    assert main(["show", str(folder), "--png", str(png)]) == 0
+    width, height, channels, rows = decoded(png)
+    faulty_fill = (253, 236, 239)  # #fdecef: the faulty cell's fill (its border and the caption are red too)
+    filled = sum(1 for row in rows for x in range(0, width * channels, channels)
+                 if all(abs(row[x + k] - faulty_fill[k]) <= 3 for k in range(3)))
+    assert filled > 2000, f"the faulty cell is not in the screenshot ({filled} pixels of its fill)"
+    assert all(set(row[:width * channels]) <= {255} for row in rows[-40:]), "the page is cut off at the bottom"
+
+
+@pytest.mark.parametrize("layers", [1, 2, 4])
+def test_every_caption_and_name_fits_inside_its_picture(layers):
+    """Captions are not clipped at the picture's edge, and weight names stay inside their cells."""
+    from fuzz_birnn.output.pictures import FaultyCell, _text_width, stack_svg
+
+    svg = stack_svg(mode="LSTM", num_layers=layers, bidirectional=True, input_size=16, hidden_size=8, proj_size=4,
+                    bias=True, seq_len=12, form="packed", fault=FaultyCell(layers - 1, 1, 3),
+                    suspect_joins=[0], suspect="the reverse half must be back in forward time order here")
+    root = ET.fromstring(svg)
+    width = float(root.get("viewBox").split()[2])
+    ns = "{http://www.w3.org/2000/svg}"
+    cells = [r for r in root.iter(f"{ns}rect") if float(r.get("width")) >= 200]
+    for text in root.iter(f"{ns}text"):
+        x, size, words = float(text.get("x")), float(text.get("font-size")), text.text or ""
+        right = x + _text_width(words, size) if text.get("text-anchor") == "start" else x
+        assert right <= width, words
+        inside = [c for c in cells if float(c.get("x")) <= x <= float(c.get("x")) + float(c.get("width"))
+                  and float(c.get("y")) <= float(text.get("y")) <= float(c.get("y")) + float(c.get("height"))]
+        for cell in inside:
+            assert right <= float(cell.get("x")) + float(cell.get("width")), words

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import shutil
 import subprocess
 import tempfile
@@ -156,12 +157,28 @@ def screenshot(browser: str, page: Path, png: Path, *, width: int = 1280,
                                page.resolve().as_uri()], capture_output=True, text=True, timeout=120)
 
 
+def page_height(text: str, width: int = 1280) -> int:
+    """A generous estimate of how tall one of our pages is at ``width`` pixels (headless Chromium
+    screenshots its window only, and has no full-page flag): every picture at the scale the
+    column draws it, and a line for each block of text. Too tall costs blank space at the bottom;
+    too short would cut the page off."""
+    column = min(width, 76 * 16) - 64
+    height = 320.0
+    for w, h in re.findall(r'<svg [^>]*viewBox="0 0 ([\d.]+) ([\d.]+)"', text):
+        height += float(h) * min(1.0, column / float(w)) + 40
+    height += 30 * len(re.findall(r"<(?:p|tr|li|h1|h2|h3)\b", text))
+    for block in re.findall(r"<pre>(.*?)</pre>", text, flags=re.DOTALL):
+        height += 20 * (block.count("\n") + 1) + 24
+    return int(min(max(height, 800), 20000))
+
+
 def render_png(page: Path, png: Path, usage_error: type[Exception] = ValueError) -> Path:
-    """A screenshot of ``page`` by a headless Chromium (one line naming the package where there is none)."""
+    """A screenshot of the whole of ``page`` by a headless Chromium (one line naming the package
+    where there is none): a window tall enough for everything on it, the bottom included."""
     browser = find_browser()
     if browser is None:
         raise usage_error("--png needs Chromium: apt-get install chromium (or put chromium on the PATH)")
-    done = screenshot(browser, page, png)
+    done = screenshot(browser, page, png, height=page_height(page.read_text(encoding="utf-8")))
     if done.returncode != 0 or not png.exists():
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise usage_error(f"{browser} could not render {page}: {last}")

@@ -43,12 +43,24 @@ def stack_svg(*, mode: str, num_layers: int, bidirectional: bool, input_size: in
     the layers in ``suspect_joins`` are marked as where the diagnosed mistake (``suspect``) sits."""
     directions = 2 if bidirectional else 1
     out = proj_size or hidden_size
-    cell_w, cell_h, gap_x, gap_y = 250, 128, 78, 26
+    cell_w, cell_h, gap_x, gap_y = 270, 150, 78, 26
     left, top = 166, 64
-    width = left + num_layers * (cell_w + gap_x) + 150
+    title = (f"{_module_name(mode)}: {num_layers} layer(s), {'bidirectional' if bidirectional else 'one direction'}, "
+             f"hidden_size={hidden_size}" + (f", proj_size={proj_size}" if proj_size else ""))
+    rows_line = (f"h0/c0 and h_n/c_n row of layer l, direction d: l * {directions} + d; each output is stored at its "
+                 "own time step")
+    steps_line = ("→ steps t = 0 … T-1 (forward);  ← steps t = T-1 … 0 (reverse). The next layer gets both "
+                  "directions' outputs side by side at each t.")
+    suspect_line = f"Orange: where the diagnosed mistake sits: {suspect}."
+    fault_line = "" if fault is None else (
+        f"Red: the {fault.label} (layer {fault.layer}, {'reverse' if fault.direction else 'forward'} direction"
+        + ("" if fault.time_step is None else f", time step {fault.time_step}") + ").")
+    captions = [(title, 14), (rows_line, 11), (steps_line, 11), (suspect_line if suspect_joins else "", 11),
+                (fault_line, 11)]
+    width = max(left + num_layers * (cell_w + gap_x) + 150,
+                max(left + _text_width(text, size) for text, size in captions) + 16)
     height = top + directions * (cell_h + gap_y) + 96
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
-             f'height="{height}" role="img" aria-label="the stack, layer by layer" {_FONT} font-size="12">',
+    parts = [_svg(width, height, "the stack, layer by layer", 12),
              '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" '
              'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#444"/></marker></defs>']
     steps = "T" if form == "packed" else str(seq_len)
@@ -58,12 +70,8 @@ def stack_svg(*, mode: str, num_layers: int, bidirectional: bool, input_size: in
     parts.append(_box(8, middle - 30, 128, 60, "#eef3fb", "#5b7bb4"))
     parts.append(_text(72, middle - 8, "input x", bold=True, anchor="middle"))
     parts.append(_text(72, middle + 10, shape, anchor="middle", size=10))
-    parts.append(_text(left, 24, f"{_module_name(mode)}: {num_layers} layer(s), "
-                                 f"{'bidirectional' if bidirectional else 'one direction'}, "
-                                 f"hidden_size={hidden_size}" + (f", proj_size={proj_size}" if proj_size else ""),
-                       bold=True, size=14))
-    parts.append(_text(left, 44, "h0/c0 and h_n/c_n row of layer l, direction d: l * "
-                                 f"{directions} + d; each output is stored at its own time step", size=11))
+    parts.append(_text(left, 24, title, bold=True, size=14))
+    parts.append(_text(left, 44, rows_line, size=11))
     for layer in range(num_layers):
         x = left + layer * (cell_w + gap_x)
         features = input_size if layer == 0 else directions * out
@@ -92,20 +100,15 @@ def stack_svg(*, mode: str, num_layers: int, bidirectional: bool, input_size: in
         parts.append(_text(join_x, middle + 36, what, anchor="middle", size=10))
         parts.append(_text(join_x, middle + 50, f"{directions * out} features", anchor="middle", size=10))
     last_x = left + num_layers * (cell_w + gap_x) - gap_x + 40
-    parts.append(_arrow(last_x + 34, middle, width - 12, middle))
-    parts.append(_text(width - 14, middle - 8, "output", anchor="end", bold=True))
+    end_x = left + num_layers * (cell_w + gap_x) + 138
+    parts.append(_arrow(last_x + 34, middle, end_x, middle))
+    parts.append(_text(end_x - 2, middle - 8, "output", anchor="end", bold=True))
     legend_y = height - 40
-    parts.append(_text(left, legend_y, "→ steps t = 0 … T-1 (forward);  ← steps t = T-1 … 0 (reverse). "
-                                       "The next layer gets both directions' outputs side by side at each t.",
-                       size=11))
+    parts.append(_text(left, legend_y, steps_line, size=11))
     if suspect_joins:
-        parts.append(_text(left, legend_y - 18, f"Orange: where the diagnosed mistake sits: {suspect}.", size=11,
-                           colour="#8a5a00"))
+        parts.append(_text(left, legend_y - 18, suspect_line, size=11, colour="#8a5a00"))
     if fault is not None:
-        parts.append(_text(left, legend_y + 18, f"Red: the {html.escape(fault.label)} (layer {fault.layer}, "
-                                                f"{'reverse' if fault.direction else 'forward'} direction"
-                                                + ("" if fault.time_step is None else f", time step {fault.time_step}")
-                                                + ").", size=11, colour="#b00020"))
+        parts.append(_text(left, legend_y + 18, fault_line, size=11, colour="#b00020"))
     parts.append("</svg>")
     return "\n".join(parts)
 
@@ -122,11 +125,12 @@ def _cell(x: float, y: float, w: float, h: float, *, mode: str, layer: int, dire
     state = f"h0[{row}]" + (f", c0[{row}]" if mode == "LSTM" else "") + f" → h_n[{row}]" + (
         f", c_n[{row}]" if mode == "LSTM" else "")
     parts.append(_text(x + 8, y + 34, state, size=11))
-    weights = f"weight_ih{suffix} ({features} in), weight_hh{suffix}"
-    parts.append(_text(x + 8, y + 50, weights, size=10))
-    extra = ([f"bias_ih{suffix}, bias_hh{suffix}"] if bias else []) + ([f"weight_hr{suffix}"] if proj else [])
-    if extra:
-        parts.append(_text(x + 8, y + 64, ", ".join(extra), size=10))
+    # one name a line: the longest, bias_ih_l3_reverse, bias_hh_l3_reverse, fits the cell's width
+    lines = [f"weight_ih{suffix} ({features} in)", f"weight_hh{suffix}"]
+    lines += [f"bias_ih{suffix}, bias_hh{suffix}"] if bias else []
+    lines += [f"weight_hr{suffix}"] if proj else []
+    for k, line in enumerate(lines):
+        parts.append(_text(x + 8, y + 50 + 13 * k, line, size=10))
     # the time steps, in the order this direction visits them
     shown = list(range(seq_len)) if seq_len <= _STEPS_DRAWN else [0, 1, 2, None, seq_len - 2, seq_len - 1]
     box, step_y = 22, y + h - 40
@@ -147,20 +151,19 @@ def _cell(x: float, y: float, w: float, h: float, *, mode: str, layer: int, dire
     order = "t = 0 … T-1" if direction == 0 else "t = T-1 … 0"
     parts.append(_text(x + w - 8, y + 17, order, anchor="end", size=10))
     if packed and direction:
-        parts.append(_text(x + 8, y + 78, "each sequence from its own last step", size=9, colour="#555"))
+        parts.append(_text(x + 8, y + 50 + 13 * len(lines), "each sequence from its own last step", size=9,
+                           colour="#555"))
     return "\n".join(parts)
 
 
 def heatmap_svg(title: str, ratios: Sequence[Sequence[float | None]], rows: Sequence[str],
                 columns: Sequence[str], *, column_title: str) -> str:
     """A grid of ``|error| / tolerance`` (``None``: padding, not part of the result)."""
-    cell = 22 if len(columns) <= 40 else 12
+    cell = 28 if len(columns) <= 24 else 22 if len(columns) <= 48 else 14
     left, top = max(90, 7 * max((len(r) for r in rows), default=0)), 46
-    width = max(left + len(columns) * cell + 20, 520)  # room for the title and the legend
+    width = max(left + len(columns) * cell + 20, left + 7 * _LEGEND_STEP + 20, _text_width(title, 13) + 12)
     height = top + len(rows) * cell + 58
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
-             f'height="{height}" role="img" aria-label="{html.escape(title)}" {_FONT} font-size="11">',
-             _text(4, 16, title, bold=True, size=13)]
+    parts = [_svg(width, height, title, 11), _text(4, 16, title, bold=True, size=13)]
     every = max(1, math.ceil(len(columns) / 20))
     for j, label in enumerate(columns):
         if j % every == 0:
@@ -186,12 +189,18 @@ def heatmap_svg(title: str, ratios: Sequence[Sequence[float | None]], rows: Sequ
     legend_y = top + len(rows) * cell + 22
     parts.append(_text(left, legend_y, f"columns: {column_title}; a cross marks |error| > tolerance; hover a cell for "
                                        "its value", size=10))
-    for k, (ratio, label) in enumerate(((0.0, "0"), (0.5, "≤ 1: within"), (10.0, "10"), (1e4, "≥ 10⁴"))):
-        x = left + k * 100
+    for k, (ratio, label) in enumerate(_LEGEND):
+        x = left + k * _LEGEND_STEP
         parts.append(_box(x, legend_y + 10, 14, 14, _colour(ratio), "#999", width=0.5))
         parts.append(_text(x + 18, legend_y + 21, label, size=10))
     parts.append("</svg>")
     return "\n".join(parts)
+
+
+#: The heat maps' legend: within the tolerance, then every decade over it.
+_LEGEND = ((0.0, "0"), (1.0, "1: the tolerance"), (10.0, "10"), (100.0, "100"), (1e3, "10³"), (1e4, "≥ 10⁴"),
+           (float("nan"), "NaN"))
+_LEGEND_STEP = 112
 
 
 def _colour(ratio: float) -> str:
@@ -212,6 +221,19 @@ def _fmt(ratio: float) -> str:
 
 def _module_name(mode: str) -> str:
     return {"RNN_TANH": "nn.RNN (tanh)", "RNN_RELU": "nn.RNN (relu)", "GRU": "nn.GRU", "LSTM": "nn.LSTM"}[mode]
+
+
+def _svg(width: float, height: float, label: str, font_size: int) -> str:
+    """An SVG that scales down to its column (never up), keeping its proportions: a deep stack is
+    drawn whole in a narrow window, not cut off at the column's edge."""
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width:.0f} {height:.0f}" width="{width:.0f}" '
+            f'height="{height:.0f}" style="max-width: 100%; height: auto" role="img" '
+            f'aria-label="{html.escape(label)}" {_FONT} font-size="{font_size}">')
+
+
+def _text_width(text: str, size: float) -> float:
+    """A generous estimate of a line's width in a sans-serif font (no font metrics are at hand)."""
+    return 0.6 * size * len(text)
 
 
 def _box(x: float, y: float, w: float, h: float, fill: str, stroke: str, *, width: float = 1.2,
