@@ -100,12 +100,14 @@ def test_run_html_links_every_finding_to_its_page(tmp_path):
                            "--max-examples", "300", "--seed", "1", "--workers", "1", "--html",
                            "--reports", str(reports)], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 1, done.stdout + done.stderr
-    assert "diagnosis: behaves like a stack whose backward output is not put back" in done.stdout
+    assert "diagnosis: behaves like a stack whose reverse direction's output is not put back" in done.stdout
     index = (reports / "index.html").read_text()
     assert_self_contained(index)
     links = re.findall(r'href="([0-9a-f]{12}/report.html)"', index)
     assert links and all((reports / link).exists() for link in links)
     assert "What was covered" in index and "RNN_TANH" in index
+    # a table of the searches with their status, as pytest-html and coverage.py give
+    assert re.search(r'<tr class="failing"><td>agreement \(RNN_TANH\)</td><td>failing</td><td>\d+</td>', index)
 
 
 @settings(max_examples=25, deadline=None)
@@ -287,7 +289,7 @@ def test_the_faulty_cell_and_the_page_bottom_are_in_the_screenshot(layers, tmp_p
     folder, _ = write_report(raised.value, tmp_path)
     png = tmp_path / "page.png"
     assert main(["show", str(folder), "--png", str(png)]) == 0
-    width, height, channels, rows = decoded(png)
+    width, _, channels, rows = decoded(png)
     faulty_fill = (253, 236, 239)  # #fdecef: the faulty cell's fill (its border and the caption are red too)
     filled = sum(1 for row in rows for x in range(0, width * channels, channels)
                  if all(abs(row[x + k] - faulty_fill[k]) <= 3 for k in range(3)))

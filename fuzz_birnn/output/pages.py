@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from fuzz_birnn.core.case import Case
+from fuzz_birnn.core.isa import NATIVE
 from fuzz_birnn.output.pictures import FaultyCell, heatmap_svg, stack_svg
 from fuzz_birnn.output.reports import Report
 from fuzz_birnn.output.run_record import RunRecord, heading
@@ -38,6 +39,9 @@ table { border-collapse: collapse; } td, th { padding: 0.2rem 0.8rem 0.2rem 0; t
 .figure { overflow-x: auto; margin: 0.6rem 0; }
 .bar { background: #5b7bb4; height: 0.9rem; display: inline-block; vertical-align: middle; }
 .muted { color: #666; }
+.searches td:nth-child(n+3) { text-align: right; }
+.searches tr.failing td:nth-child(2), .searches tr.error td:nth-child(2) { color: #b00020; font-weight: 600; }
+.searches tr.passing td:nth-child(2) { color: #2e7d32; }
 """
 
 
@@ -325,6 +329,7 @@ def run_page(record: RunRecord) -> str:
             parts.append("<p class=muted>Also: " + ", ".join(
                 f'<a href="{html.escape(r)}/report.html">{html.escape(r)}</a>' for r in others) + "</p>")
 
+    parts += ["<h2>Searches</h2>", _searches(record)]
     parts.append("<h2>What was covered</h2>")
     for dimension in ("property", "mode", "dtype", "form", "backend"):
         counts = cases.by_dimension.get(dimension, {})
@@ -340,6 +345,23 @@ def run_page(record: RunRecord) -> str:
         if lines:
             parts.append(f"<h2>{title}</h2><pre>" + html.escape("\n".join(lines)) + "</pre>")
     return _page(f"fuzz-birnn run: {what}", "\n".join(parts))
+
+
+def _searches(record: RunRecord) -> str:
+    """A row per search: what it checked, how that went, and its status in a word."""
+    errors = " ".join(record.errors)
+    head = ("<tr><th>search</th><th>status</th><th>cases</th><th>passed</th><th>failed</th><th>known</th>"
+            "<th>unsupported</th><th>not compared</th><th>seconds</th></tr>")
+    rows = []
+    for s in record.cases.by_search:
+        name = f"{s.property} ({s.mode})" + ("" if s.isa == NATIVE else f" at {s.isa}")
+        status = ("error" if f"{s.property} ({s.mode})" in errors else "failing" if s.failed or s.known
+                  else "no case checked" if not s.cases else "passing")
+        rows.append(f'<tr class="{status.replace(" ", "-")}"><td>{html.escape(name)}</td><td>{status}</td>'
+                    + "".join(f"<td>{n}</td>" for n in (s.cases, s.passed, s.failed, s.known, s.unsupported,
+                                                       s.not_compared))
+                    + f"<td>{s.seconds:.1f}</td></tr>")
+    return f"<table class=searches>{head}{''.join(rows)}</table>"
 
 
 def _bars(counts: Mapping[str, int]) -> str:
