@@ -181,3 +181,18 @@ def test_one_worker_serves_every_level_in_turn_and_two_workers_one_level_each(tm
     for search in native:
         search.examples = search.planned = search.quota  # the native level is done: its worker moves
     assert campaign._level_for(_Levels([None, "default"]), 0) == "default"
+
+
+def test_under_a_short_time_budget_a_level_without_a_worker_gets_its_turn_sooner(tmp_path):
+    """Every level has its turn within a time budget: the worker time a level may fall behind
+    before a worker moves to it shrinks with the budget (a 30 s run is over before 20 s of it)."""
+    from fuzz_birnn.campaign.engine import Campaign
+
+    specs, _ = plan_searches(None, ["fused-vs-reference"], ["GRU", "LSTM"], CaseSpace(), seed=3, reports=tmp_path,
+                             timeout=60, database=None, levels=(None, "default"))
+    for budget, moves in ((None, False), (30.0, True)):
+        campaign = Campaign(specs, max_examples=4000, workers=1, time_budget=budget)
+        for search in campaign.scheduler.searches:
+            if search.spec.isa is None:
+                search.seconds = 4.0  # 8 s of worker time at the native level, none at the default level
+        assert campaign._level_for(_Levels([None]), 0) == ("default" if moves else None)

@@ -269,19 +269,33 @@ class Campaign:
         workers between served levels for finer fairness costs more restarts than it buys."""
         searches = [s for s in self.scheduler.searches if (s.left > 0 or self.scheduler.queued(s.spec))
                     and pool.reaches(worker_id, s.spec.isa)]
-        least: dict[str | None, float] = {}
+        spent: dict[str | None, list[float]] = collections.defaultdict(list)
         for search in searches:
-            least[search.spec.isa] = min(least.get(search.spec.isa, float("inf")), search.seconds)
+            spent[search.spec.isa].append(search.seconds)
+        # a level's share so far: the worker time its searches had, on average
+        share = {level: sum(seconds) / len(seconds) for level, seconds in spent.items()}
         mine = pool.level(worker_id)
         others = [pool.level(other) for other in pool.workers() if other != worker_id]
-        unserved = [level for level in least if level not in others and level != mine]
-        if mine in least:
+        unserved = [level for level in share if level not in others and level != mine]
+        if mine in share:
             shared = others.count(mine) > 0
-            behind = [level for level in unserved if shared or least[level] + LEVEL_SWITCH_SECONDS < least[mine]]
-            return min(behind, key=least.__getitem__) if behind else mine
+
+            def owed(level: str | None) -> float:  # worker time the level needs to catch up with this one
+                return (share[mine] - share[level]) * len(spent[level])
+
+            behind = [level for level in unserved if shared or owed(level) > self._switch_seconds(len(share))]
+            return min(behind, key=share.__getitem__) if behind else mine
         if unserved:
-            return min(unserved, key=least.__getitem__)
-        return min(least, key=others.count) if least else mine
+            return min(unserved, key=share.__getitem__)
+        return min(share, key=others.count) if share else mine
+
+    def _switch_seconds(self, levels: int) -> float:
+        """How far (in worker time) a level without a worker may fall behind before a worker
+        leaves its own level for it: :data:`LEVEL_SWITCH_SECONDS`, or less under a short time
+        budget, so that every level has its turn within it."""
+        if self.time_budget is None:
+            return LEVEL_SWITCH_SECONDS
+        return min(LEVEL_SWITCH_SECONDS, self.time_budget / (2 * max(1, levels)))
 
     def _handle(self, event: Event) -> None:
         if isinstance(event, Progress):
