@@ -4,6 +4,8 @@ oneDNN on and off; each check catches a planted bug of its kind."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from hypothesis import given
@@ -101,3 +103,28 @@ def test_the_known_lstm_issue_is_still_present():
     with pytest.raises(CheckFailure, match="could not create a primitive descriptor"):
         check_autocast(case, strict=True)
     assert check_autocast(case).skipped.startswith("known torch issue: nn.LSTM under CPU autocast")
+
+
+@pytest.mark.skipif(not torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="oneDNN has no bfloat16 LSTM here")
+def test_the_lstms_dtype_by_onednn_is_known_and_its_values_still_checked(monkeypatch):
+    """When the strict check passes, torch returns one dtype either way: remove the entry from
+    KNOWN_DTYPE_DIFFERENCES in properties/autocast.py."""
+    case = Case(Config(mode="LSTM", input_size=2, hidden_size=3), Inputs(seq_len=2, batch_size=1, dtype="float32"))
+    with pytest.raises(CheckFailure, match="the dtype of output depends on oneDNN: bfloat16 with it on, float32"):
+        check_autocast(case, strict=True)
+    assert check_autocast(case).skipped is None
+    monkeypatch.setattr(nn.LSTM, "forward", _under_autocast(nn.LSTM, lambda m, x, hx, forward: forward(m, x)))
+    with pytest.raises(CheckFailure, match="differs"):  # a wrong value is still caught
+        check_autocast(dataclasses.replace(case, inputs=dataclasses.replace(case.inputs, initial_state=True)))
+
+
+def test_only_torchs_own_dtype_difference_is_excused(monkeypatch):
+    """An LSTM whose dtype depends on oneDNN the other way round from torch's is caught."""
+    case = Case(Config(mode="LSTM", input_size=2, hidden_size=3), Inputs(seq_len=2, batch_size=1, dtype="float32"))
+
+    def bfloat16_without_onednn(m, x, hx, forward):
+        output, hidden = forward(m, x, hx)
+        return (output.float() if torch.backends.mkldnn.enabled else output.bfloat16()), hidden
+    monkeypatch.setattr(nn.LSTM, "forward", _under_autocast(nn.LSTM, bfloat16_without_onednn))
+    with pytest.raises(CheckFailure, match="depends on oneDNN: float32 with it on, bfloat16 with it off"):
+        check_autocast(case)

@@ -135,7 +135,7 @@ def test_correct_higher_precision_candidates_pass(tmp_path, candidate):
      "the flags leave no cases for relation:unbatched"),
     (["run", "--reports", "/proc/fuzz-birnn"], "cannot write there"),
     (["replay", "/nonexistent/report"], "no such report or folder"),
-    ([], "the following arguments are required"),
+    ([], "name a command: run, replay"),
 ])
 def test_bad_input_gets_one_line_and_exit_status_2(args, message):
     done = fuzz(*args)

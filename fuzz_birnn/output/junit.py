@@ -2,7 +2,8 @@
 
 One ``<testcase>`` per (property, mode) search (``classname`` the property, ``name`` the mode),
 with its worker time; a search that found faults carries one ``<failure>`` per fault, with the
-fault's signature as the message and the report's summary and path as the text; a search that
+fault's heading as the message (its signature, or the smallest report's message where the
+signature has ``#`` for numbers) and the report's summary and path as the text; a search that
 stopped with an error of the harness an ``<error>``; a search that checked no case (the budget
 ran out first) is ``<skipped>``. Written from :mod:`fuzz_birnn.output.run_record`'s record, so it says
 what the summary and ``run.json`` say, and renamed into place whole.
