@@ -72,6 +72,7 @@ from fuzz_birnn.campaign.reducer import reduce_case, within_space
 from fuzz_birnn.campaign.scheduler import HANG, Reduce, Scheduler, Search, SearchSpec, Slice, quota_of
 from fuzz_birnn.campaign.signature import crash_signature, fault_signature, signature_of
 from fuzz_birnn.campaign.writeahead import WriteAhead
+from fuzz_birnn.core import packages
 from fuzz_birnn.core.case import Case
 from fuzz_birnn.core.compare import Mismatch
 from fuzz_birnn.core.isa import LEVELS, NATIVE, native_level
@@ -191,6 +192,8 @@ class Campaign:
     findings: list[Finding] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: the target's packages its workers loaded, with their versions
+    packages: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     #: where its jobs run (default: ``workers`` processes on this machine)
     pool: Pool | None = None
@@ -229,7 +232,7 @@ class Campaign:
                     for spec in self.specs]
         return build_record(searches=searches, counts=self.counts, findings=self.findings, errors=self.errors,
                             notes=self.notes, seconds=self.seconds, options=options, started=started,
-                            interrupted=interrupted, nodes=self.node_records())
+                            interrupted=interrupted, nodes=self.node_records(), packages=self.packages)
 
     def node_records(self) -> list[Node]:
         """Each machine the run's workers ran on, with the cases checked and searches run there."""
@@ -311,6 +314,7 @@ class Campaign:
             result = event.result
             self._count(event.worker_id, result.counts)
             self.findings += result.findings
+            self.packages.update(result.packages)
             self.scheduler.slice_ended(job, examples=busy.generated + result.generated, seconds=elapsed,
                                        slowest=result.slowest, signatures=[f.signature for f in result.findings],
                                        error=(result.error and "stopped by an error") or result.ended)
@@ -630,6 +634,7 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
         if others:
             result.error = harness_error(others[0], spec, job.number)
     result.generated, result.slowest = clock.generated, clock.slowest
+    result.packages = packages.of_target()
     return result
 
 

@@ -9,7 +9,7 @@ handles them does not know where its workers are.
 from __future__ import annotations
 
 import collections
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fuzz_birnn.output.run_record import CountKey, Finding
@@ -43,6 +43,8 @@ class SliceResult:
     error: str | None = None
     #: why the search cannot go on, though nothing went wrong (said in the run's notes)
     ended: str | None = None
+    #: the target's packages loaded in the worker, with their versions (:func:`fuzz_birnn.core.packages.of_target`)
+    packages: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -98,7 +98,9 @@ def merge_records(records: list[RunRecord], names: list[str], reports: Path) -> 
     errors = [f"[{name}] {error}" for name, record in zip(names, records, strict=True) for error in record.errors]
     interrupted = any(record.interrupted for record in records)
     return RunRecord(
-        environment=first.environment,
+        environment={**first.environment, "target_packages": dict(sorted(
+            {name: version for record in records
+             for name, version in (record.environment.get("target_packages") or {}).items()}.items()))},
         options=dataclasses.replace(first.options, shard=None, merged=names, reports=str(reports),
                                     workers=sum(record.options.workers for record in records)),
         started=min(record.started for record in records),

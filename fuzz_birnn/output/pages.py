@@ -22,7 +22,7 @@ from fuzz_birnn.core.case import Case
 from fuzz_birnn.core.isa import NATIVE
 from fuzz_birnn.output.pictures import FaultyCell, heatmap_svg, stack_svg
 from fuzz_birnn.output.reports import Report
-from fuzz_birnn.output.run_record import RunRecord, heading
+from fuzz_birnn.output.run_record import RunRecord, heading, packages_text
 from fuzz_birnn.properties import PROPERTIES
 from fuzz_birnn.properties.relations import RELATION_WORDS
 
@@ -170,9 +170,15 @@ def report_page(report: Report, tensors: Mapping[str, torch.Tensor]) -> str:
     parts += ["<h2>Reproduce</h2>",
               f"<pre>python {html.escape(str(report.folder / 'repro.py'))}\n"
               f"fuzz-birnn replay {html.escape(str(report.folder))}</pre>",
-              f"<p class=muted>Found with torch {html.escape(str((document.get('environment') or {}).get('torch')))}, "
+              f"<p class=muted>Found with torch {html.escape(str((document.get('environment') or {}).get('torch')))}"
+              f"{html.escape(_with_packages((document.get('environment') or {}).get('target_packages')))}, "
               f"{html.escape(str(document.get('created', '')))}; {html.escape(str(document.get('origin') or ''))}.</p>"]
     return _page(f"fuzz-birnn report {report.id}", "\n".join(parts))
+
+
+def _with_packages(found: Any) -> str:
+    """`` and the target's onnx 1.19.0, ...`` (nothing for none, or a report written before they were kept)."""
+    return f" and the target's {packages_text(found)}" if isinstance(found, dict) and found else ""
 
 
 def _what_failed(report: Report) -> str:
@@ -308,7 +314,9 @@ def run_page(record: RunRecord) -> str:
     what = f"candidate {options.candidate}" if options.candidate else "torch's own recurrent modules"
     parts = [f"<h1>fuzz-birnn run: {html.escape(what)}</h1>",
              f"<p>{cases.total} cases in {record.seconds:.0f} s, seed {options.seed}; torch "
-             f"{html.escape(str(record.environment.get('torch')))}; exit status {record.exit_code}.</p>"]
+             f"{html.escape(str(record.environment.get('torch')))}"
+             f"{html.escape(_with_packages(record.environment.get('target_packages')))}; "
+             f"exit status {record.exit_code}.</p>"]
     findings = record.findings
     parts.append(f"<h2>Findings ({len(findings)})</h2>")
     if not findings:

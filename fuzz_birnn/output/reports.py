@@ -27,6 +27,7 @@ import hypothesis
 import torch
 
 from fuzz_birnn import __version__
+from fuzz_birnn.core import packages
 from fuzz_birnn.core.case import Case
 from fuzz_birnn.core.compare import Mismatch
 from fuzz_birnn.core.devices import cpu_dispatch
@@ -370,7 +371,8 @@ def _tensors(case: Case, ref: dict[str, torch.Tensor],
 def _environment() -> dict[str, Any]:
     return {"torch": torch.__version__, "hypothesis": hypothesis.__version__,
             "python": platform.python_version(), "platform": _platform(),
-            "fuzz_birnn": __version__, "cpu_dispatch": cpu_dispatch()}
+            "fuzz_birnn": __version__, "cpu_dispatch": cpu_dispatch(),
+            "target_packages": packages.of_target(), "packages": packages.loaded()}
 
 
 def _platform() -> str:
@@ -378,6 +380,13 @@ def _platform() -> str:
     the first time (a worker that writes a report must not fork one from inside a case)."""
     uname = platform.uname()
     return f"{uname.system}-{uname.release}-{uname.machine}"
+
+
+def _packages_line(found: Any) -> str:
+    """The target's packages as one line of summary.md (empty for none, or a report written before they were kept)."""
+    if not isinstance(found, dict) or not found:
+        return ""
+    return f"- **Target's packages**: {', '.join(f'{name} {version}' for name, version in found.items())}\n"
 
 
 def _dispatch_line(dispatch: Any) -> str:
@@ -412,6 +421,7 @@ def _markdown(document: dict[str, Any], folder: Path) -> str:
             + (f"- **Candidate output**: `{OUTPUT_FILE}`\n" if document.get("output") else "")
             + (f"- **Where it raised**:\n\n```\n{document['traceback']}\n```\n\n" if document.get("traceback") else "")
             + f"- **Found with**: torch {document['environment']['torch']}, {document['created']}\n"
+            + _packages_line(document['environment'].get("target_packages"))
             + _dispatch_line(document['environment'].get("cpu_dispatch")) + "\n"
             + _reproduce(str(document["candidate"]), folder))
 

@@ -4,8 +4,9 @@ printed from the same record, so the two always say the same.
 Schema (``"schema": "fuzz-birnn-run"``, ``"schema_version": 1``); fields are only ever added
 within a version:
 ``environment``
-    ``fuzz_birnn``, ``torch``, ``hypothesis``, ``python``, ``platform``, and ``devices`` (those
-    this machine has).
+    ``fuzz_birnn``, ``torch``, ``hypothesis``, ``python``, ``platform``, ``devices`` (those
+    this machine has), ``no_gpu_note``, and ``target_packages``: the packages the candidate brought
+    into the workers, with their versions (:mod:`fuzz_birnn.core.packages`; empty for torch alone).
 ``options``
     ``candidate`` (``null``: torch itself), ``properties``, ``modes``, ``seed``, ``max_examples``,
     ``time_budget`` (seconds or ``null``), ``timeout``, ``workers``, ``database``, ``shard``
@@ -269,8 +270,10 @@ class RunRecord:
 
 def build_record(*, searches: Sequence[SearchTime], counts: Mapping[CountKey, int], findings: Sequence[Finding],
                  errors: Sequence[str], notes: Sequence[str], seconds: float, options: RunOptions,
-                 started: datetime.datetime, interrupted: bool, nodes: Sequence[Node] = ()) -> RunRecord:
-    """The record of a run (finished or interrupted) from what its campaign counted and found."""
+                 started: datetime.datetime, interrupted: bool, nodes: Sequence[Node] = (),
+                 packages: Mapping[str, str] | None = None) -> RunRecord:
+    """The record of a run (finished or interrupted) from what its campaign counted and found;
+    ``packages``: the target's, with their versions, as its workers loaded them."""
     by_search = []
     for search in searches:
         verdicts: collections.Counter[str] = collections.Counter()
@@ -297,7 +300,8 @@ def build_record(*, searches: Sequence[SearchTime], counts: Mapping[CountKey, in
     return RunRecord(
         environment={"fuzz_birnn": __version__, "torch": torch.__version__, "hypothesis": hypothesis.__version__,
                      "python": platform.python_version(), "platform": platform.platform(),
-                     "devices": available_devices(), "no_gpu_note": cuda_without_gpu()},
+                     "devices": available_devices(), "no_gpu_note": cuda_without_gpu(),
+                     "target_packages": dict(sorted((packages or {}).items()))},
         options=options,
         started=started.isoformat(timespec="seconds"), seconds=round(seconds, 3), interrupted=interrupted,
         cases=CaseCounts(sum(counts.values()), by_search,
@@ -400,6 +404,11 @@ def narrowing_hints(record: RunRecord) -> list[str]:
     return lines
 
 
+def packages_text(found: Mapping[str, str]) -> str:
+    """``{"onnx": "1.19.0", ...}`` as ``onnx 1.19.0, ...``."""
+    return ", ".join(f"{name} {version}" for name, version in found.items())
+
+
 def write_record(directory: Path, record: RunRecord) -> Path:
     """Write ``run.json`` whole or not at all (a temporary file renamed into place)."""
     return write_whole(directory / RUN_FILE, json.dumps(record.to_json(), indent=2) + "\n")
@@ -416,6 +425,8 @@ def print_summary(record: RunRecord, reports: Path) -> None:
         print(f"  {name:<9}" + "  ".join(f"{value} {n}" for value, n in counts.items()))
     if record.environment.get("no_gpu_note"):
         print(f"  note: {record.environment['no_gpu_note']}")
+    if record.environment.get("target_packages"):
+        print(f"  target's packages: {packages_text(record.environment['target_packages'])}")
     idle = [f"{s.property} ({s.mode})" + ("" if s.isa == NATIVE else f" at {s.isa}")
             for s in cases.by_search if not s.cases]
     if idle:

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from fuzz_birnn.core import packages
 from fuzz_birnn.core.candidates import BUILTIN
 from fuzz_birnn.portable.report_files import CANDIDATE_SPEC
 from fuzz_birnn.targets import TARGETS, TargetUnavailable, load_target
@@ -32,6 +33,7 @@ def validate_spec(spec: str) -> str:
 def load_candidate(spec: str) -> Callable[..., Any]:
     """Import ``MODULE:ATTR`` with the current directory on the path, as pytest does."""
     validate_spec(spec)
+    packages.remember_harness()  # what is imported from here on is the candidate's
     if spec in BUILTIN:
         return BUILTIN[spec]
     if spec in TARGETS:
