@@ -50,7 +50,9 @@ def test_seed_bug_is_found_shrunk_reported_and_reproduced(tmp_path):
     config, inputs = document["case"]["config"], document["case"]["inputs"]
     assert (config["num_layers"], config["input_size"], config["hidden_size"], inputs["seq_len"]) == (2, 1, 1, 2)
     assert (document["mismatch"]["layer"], document["mismatch"]["direction"]) == (1, "forward")
-    assert set(document["environment"]) == {"torch", "hypothesis", "python", "platform", "fuzz_birnn", "cpu_dispatch"}
+    assert set(document["environment"]) == {"torch", "hypothesis", "python", "platform", "fuzz_birnn", "cpu_dispatch",
+                                            "packages", "target_packages"}
+    assert document["environment"]["target_packages"] == {}  # a plain file brings no package of its own
     assert "layer 1, forward direction" in (report / "summary.md").read_text()
     assert str(report) in done.stdout
 
