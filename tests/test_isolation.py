@@ -53,6 +53,26 @@ def test_a_forked_case_that_hangs_is_killed_at_its_limit_whatever_it_catches():
     assert 0.5 <= time.monotonic() - started < 5
 
 
+PARALLEL_PARENT = """
+import torch
+from fuzz_birnn.processes.fork_server import ForkServer
+from fuzz_birnn.processes.forked import run_forked
+torch.set_num_threads(2)
+work = lambda _=None: float(torch.ones(2_000_000).sin().sum() + (torch.ones(300, 300) @ torch.ones(300, 300)).sum())
+work()  # the parent's OpenMP threads are up: a child that asked for them would wait for ever
+print(run_forked(work, 60).kind, ForkServer(work).run(None, 60).kind)
+"""
+
+
+@needs_fork
+@pytest.mark.e2e
+def test_a_forked_case_runs_torch_after_a_parent_that_used_several_threads():
+    """A user's process runs torch on every core: its forked cases (crash shrinking, the
+    diagnosis' confirmations) must still run, not hang."""
+    done = subprocess.run([sys.executable, "-c", PARALLEL_PARENT], capture_output=True, text=True, timeout=300)
+    assert done.stdout.split() == ["passed", "passed"], done.stdout + done.stderr
+
+
 def test_every_proposal_is_a_valid_simpler_case():
     for proposal in proposals(BIG):
         assert proposal != BIG

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fuzz_birnn.core.outcomes import CheckFailure
-from fuzz_birnn.processes.forked import Ending, exit_reason, flush_streams
+from fuzz_birnn.processes.forked import Ending, exit_reason, flush_streams, one_thread
 from fuzz_birnn.processes.lifeline import set_parent_death_signal
 
 __all__ = ["ForkServer"]
@@ -69,7 +69,7 @@ class ForkServer:
         if self.pid is None:
             self._fork()
         try:
-            _write_message(self._requests, argument)
+            _write_message(self._requests, (argument,))  # boxed: a None argument is not the pipe's end
         except OSError:  # it died between cases (a thread of the last one, say): that case is over
             return self._ended(started, limit, hung=False)
         reply, hung = _read_message(self._replies, started + limit)
@@ -121,6 +121,7 @@ class ForkServer:
                 os.close(from_parent)
                 os.close(to_parent)
                 set_parent_death_signal()
+                one_thread()
                 if os.getppid() == parent:
                     _serve(self.function, to_child, from_child)
             finally:
@@ -138,7 +139,7 @@ def _serve(function: Callable[[Any], Any], requests: int, replies: int) -> None:
         if request is None:
             return
         try:
-            reply: tuple[str, Any] = (_PASSED, function(request))
+            reply: tuple[str, Any] = (_PASSED, function(request[0]))
             pickle.dumps(reply)  # an unpicklable value is the case's error, not the server's death
         except CheckFailure:
             reply = (_FAILED, None)

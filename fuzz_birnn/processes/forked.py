@@ -28,7 +28,7 @@ from typing import Any
 from fuzz_birnn.core.outcomes import CheckFailure
 from fuzz_birnn.processes.lifeline import set_parent_death_signal
 
-__all__ = ["Ending", "can_fork", "exit_reason", "flush_streams", "run_forked"]
+__all__ = ["Ending", "can_fork", "exit_reason", "flush_streams", "one_thread", "run_forked"]
 
 _PASSED, _FAILED, _RAISED = 0, 1, 2
 
@@ -49,6 +49,15 @@ def can_fork() -> bool:
     return hasattr(os, "fork")
 
 
+def one_thread() -> None:
+    """In a forked child: run torch's CPU work on this one thread. The parent's OpenMP threads were
+    not copied by the fork, and a child that asks for them waits for ever (a process that has run
+    torch on more than one thread, as a user's does by default, would see every case hang)."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
+
+
 def run_forked(function: Callable[[], Any], limit: float) -> Ending:
     """Run ``function()`` in a forked child for at most ``limit`` seconds."""
 
@@ -60,6 +69,7 @@ def run_forked(function: Callable[[], Any], limit: float) -> Ending:
         try:
             os.close(read_end)
             _die_with(os.getppid())
+            one_thread()
             try:
                 payload, code = pickle.dumps(function()), _PASSED
             except CheckFailure:
