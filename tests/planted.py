@@ -6,6 +6,8 @@ harness sees exactly that kind of mistake.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from fuzz_birnn import CellReference, DecomposedStack
@@ -149,3 +151,42 @@ def _map(hidden, fn):
 
 
 reverse_reads_forward_h0 = ReverseReadsForwardH0()
+
+
+def computed_in(low: torch.dtype):
+    """A candidate right in every step but computed in ``low`` (torch's own module cast to it), its
+    result handed back in the input's dtype: what a runtime's precision setting, or a kernel that
+    rounds to a lower precision, does to a correct implementation."""
+
+    def candidate(module, input, hx=None):
+        given = module.weight_ih_l0.dtype
+        output, hidden = copy.deepcopy(module).to(low)(_cast(input, low), _cast(hx, low))
+        return _cast(output, given), _cast(hidden, given)
+
+    candidate.__name__ = f"computed_in_{str(low).removeprefix('torch.')}"
+    return candidate
+
+
+def _cast(value, dtype):
+    if value is None:
+        return None
+    if isinstance(value, tuple) and not isinstance(value, torch.nn.utils.rnn.PackedSequence):
+        return tuple(_cast(v, dtype) for v in value)
+    if isinstance(value, torch.nn.utils.rnn.PackedSequence):
+        return value._replace(data=value.data.to(dtype))
+    return value.to(dtype)
+
+
+def weights_rounded_to(low: torch.dtype):
+    """A candidate that computes in the input's dtype from weights stored in ``low`` (a converter
+    that writes its initializers in a lower precision): its values are not numbers of ``low``."""
+
+    def candidate(module, input, hx=None):
+        rounded = copy.deepcopy(module)
+        with torch.no_grad():
+            for weight in rounded.parameters():
+                weight.copy_(weight.to(low).to(weight.dtype))
+        return rounded(input, hx)
+
+    candidate.__name__ = f"weights_rounded_to_{str(low).removeprefix('torch.')}"
+    return candidate

@@ -101,6 +101,39 @@ def test_a_mistake_outside_the_catalogue_is_named_nothing(bug):
     assert diagnosis.names == () and "none of the" in diagnosis.describe()
 
 
+#: A correct candidate computed in a lower precision than its case's, and the name it must get.
+LOWERED = [
+    ("LSTM", "float64", torch.float32, "computed-in-float32"),
+    ("GRU", "float32", torch.bfloat16, "computed-in-bfloat16"),
+    ("LSTM", "float32", torch.bfloat16, "computed-in-bfloat16"),  # oneDNN's: float32 inside, less error
+    ("RNN_TANH", "float32", torch.float16, "computed-in-float16"),
+    ("GRU", "float64", torch.bfloat16, "computed-in-bfloat16"),
+]
+
+
+@pytest.mark.parametrize(("mode", "dtype", "low", "name"), LOWERED, ids=[f"{row[2]} in {row[1]} {row[0]}"
+                                                                         for row in LOWERED])
+def test_a_result_computed_in_a_lower_precision_is_named_by_it(mode, dtype, low, name):
+    bug = planted.computed_in(low)
+    case = find(cases(modes=[mode], dtypes=[dtype]), fails(lambda c: check(bug, c)), settings=SEARCH)
+    diagnosis = _diagnosed(bug, case)
+    assert diagnosis.names == (name,), (case.describe(), diagnosis)
+    assert diagnosis.confirmed_on > 0 and f"size of {low} rounding".replace("torch.", "") in diagnosis.describe()
+
+
+@pytest.mark.parametrize(("dtype", "low"), [("float64", torch.float32), ("float32", torch.bfloat16)])
+def test_an_error_the_size_of_a_rounding_in_values_of_the_right_dtype_is_a_hint_not_a_name(dtype, low):
+    """Weights stored in a lower precision: the error is its rounding's size, the values are not its
+    numbers; a 1% wrong constant can be as large. The summary says so; no name is given."""
+    bug = planted.weights_rounded_to(low)
+    case = find(cases(modes=["GRU"], dtypes=[dtype]), fails(lambda c: check(bug, c)), settings=SEARCH)
+    diagnosis = _diagnosed(bug, case)
+    assert diagnosis.names == () and diagnosis.precision is not None, (case.describe(), diagnosis)
+    low_name = str(low).replace("torch.", "")
+    assert f"its error is the size of {low_name} rounding" in diagnosis.describe()
+    assert diagnosis.to_dict()["precision"]["exact"] is False
+
+
 @settings(max_examples=40, deadline=None)
 @given(case=cases(bidirectional=None), candidate=st.sampled_from([fused, decomposed, reference]))
 def test_a_correct_result_is_named_nothing(case, candidate):

@@ -20,14 +20,24 @@ places they can be made) is searched on a float64 copy of the call, cheapest fir
    reproduces part of the result (some wrong ``h_n`` rows, one half of the output) or the first
    wrong layer and then something after it, are tried and confirmed the same way, and named as a pair.
 
-Nothing survives: "none of the catalogued mistakes".
+Nothing survives: a lower precision is tried last (:func:`_in_precision`). A result whose every
+value is a number of float32 (in a float64 case), float16 or bfloat16 (in a float64 or float32
+case), off the float64 reference by about as much as the reference computed in that precision,
+here and on every confirming case where the candidate fails, is named ``computed-in-float32``
+(...): a target that computes in a lower precision than it is given (a runtime's precision setting,
+a kernel that rounds to it) is one cause, whatever the message of each failure. A result whose
+error is that size but whose values are not that precision's numbers gets a hint in the summary,
+not a name: by size alone, a lower precision and a small mistake (a constant 1% off is the size of
+bfloat16 rounding) cannot be told apart. Nothing fits: "none of the catalogued mistakes".
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import itertools
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +51,7 @@ from fuzz_birnn.core.check import check
 from fuzz_birnn.core.compare import compare_values, tensors_of
 from fuzz_birnn.core.layout import Hidden, canonical, each_state
 from fuzz_birnn.core.outcomes import CheckFailure
+from fuzz_birnn.core.reference import CellReference
 from fuzz_birnn.diagnosis.mistakes import Mistake, catalogue, pair
 from fuzz_birnn.diagnosis.slips import READ, WHOLE_CALL, SlippedStack
 from fuzz_birnn.portable.calls import abs_error
@@ -62,6 +73,13 @@ WRITING = WHOLE_CALL - READ
 PAIRS = 400
 #: At most this many indistinguishable mistakes are spelled out in the summary.
 SPELLED_OUT = 3
+#: The lower precisions a case of each dtype may have been computed in, the most precise first.
+LOWER_PRECISIONS = {"float64": ("float32", "float16", "bfloat16"), "float32": ("float16", "bfloat16"),
+                    "float16": ("bfloat16",)}
+#: A result computed in a lower precision is off the float64 reference by between 1/ROUNDING_BAND
+#: and ROUNDING_BAND times the reference's own error in that precision (measured over 150 drawn
+#: cases each of float32-in-float64 and bfloat16/float16-in-float32: 98% of ratios within 8x).
+ROUNDING_BAND = 8.0
 
 
 @dataclass(frozen=True)
@@ -73,9 +91,13 @@ class Diagnosis:
     mistakes: tuple[Mistake, ...]
     tried: int
     confirmed_on: int = 0
+    #: the lower precision the result's error is the rounding of, when no mistake reproduces it
+    precision: Precision | None = None
 
     @property
     def names(self) -> tuple[str, ...]:
+        if self.precision is not None and self.precision.exact:
+            return (f"computed-in-{self.precision.dtype}",)
         return tuple(m.name for m in self.mistakes)
 
     @property
@@ -84,6 +106,16 @@ class Diagnosis:
 
     def describe(self) -> str:
         """One sentence for a summary: ``behaves like a stack ...``, or why nothing is named."""
+        where = f"this case and {self.confirmed_on} more" if self.confirmed_on else "this case"
+        low = self.precision and self.precision.dtype
+        if self.precision is not None and self.precision.exact:
+            return (f"none of the {self.tried} catalogued mistakes reproduces the result, but every value is a "
+                    f"number of {low} and its error the size of {low} rounding: computed in {low} somewhere? "
+                    f"({self.precision.evidence}; on {where})")
+        if self.precision is not None:
+            return (f"none of the {self.tried} catalogued mistakes (and pairs) that can show on this case "
+                    f"reproduces the result; its error is the size of {low} rounding ({self.precision.evidence}): "
+                    f"computed in {low} somewhere, or a mistake that small?")
         if not self.mistakes:
             return (f"none of the {self.tried} catalogued mistakes (and pairs) that can show on this case "
                     "reproduces the result")
@@ -94,12 +126,12 @@ class Diagnosis:
             more = len(others) - len(spelled)
             sentence += ("; on this configuration also indistinguishable from a stack " + "; or one ".join(spelled)
                          + (f"; or {more} more" if more else ""))
-        where = f"this case and {self.confirmed_on} more" if self.confirmed_on else "this case"
         return f"{sentence} (reproduced within tolerance on {where})"
 
     def to_dict(self) -> dict[str, Any]:
         return {"names": list(self.names), "tried": self.tried, "confirmed_on": self.confirmed_on,
                 "summary": self.describe(),
+                "precision": None if self.precision is None else dataclasses.asdict(self.precision),
                 "mistakes": [{"name": m.name, "slips": [{"kind": s.kind, "layers": sorted(s.layers),
                                                          "directions": sorted(s.directions), "detail": s.detail}
                                                         for s in m.slips]} for m in self.mistakes]}
@@ -140,7 +172,98 @@ def diagnose(case: Case, actual: Tensors, allowed: dict[str, float],
         tried += len(pairs)
         matches = [m for m in pairs if (result := run(m.slips)) is not None and _close(actual, result, allowed)]
         survivors = confirming.survivors(matches)
+    if not survivors:
+        precision = _in_precision(case, actual, right, confirming)
+        if precision is not None:
+            return Diagnosis((), tried, confirming.count if precision.exact else 0, precision)
     return Diagnosis(_simplest(survivors), tried, confirming.count if survivors else 0)
+
+
+@dataclass(frozen=True)
+class Precision:
+    """The lower precision a result's error is the rounding of: ``dtype``; ``exact``: every value
+    of the result is a number of that dtype; ``evidence``: the measured errors, in words."""
+
+    dtype: str
+    exact: bool
+    evidence: str
+
+
+def _in_precision(case: Case, actual: Tensors, right: Tensors, confirming: _Confirming) -> Precision | None:
+    """The lower precision of :data:`LOWER_PRECISIONS` whose rounding the result's error is the size
+    of (:func:`_rounding_fits`), ``exact`` where every value of the result is a number of it, here
+    and on every confirming case where the candidate fails (a bfloat16 number is a float16 number
+    too: the least precise is taken); otherwise, a hint: the one whose rounding is nearest the error
+    on this case (a lower precision, or a mistake as small as its rounding)."""
+    fits: dict[str, tuple[float, float]] = {}
+    held_exactly = []
+    for dtype in LOWER_PRECISIONS.get(case.inputs.dtype, ()):
+        errors, exact = _errors(case, actual, right, getattr(torch, dtype)), _exactly_in(actual, getattr(torch, dtype))
+        if errors is not None and _rounding_fits(errors, exact):
+            fits[dtype] = errors
+            held_exactly += [dtype] if exact else []
+
+    def precision(dtype: str, exact: bool) -> Precision:
+        error, rounding = fits[dtype]
+        return Precision(dtype, exact, f"off the float64 reference by {error:.2g}, where the reference "
+                                       f"computed in {dtype} is off by {rounding:.2g}")
+
+    for dtype in reversed(held_exactly):
+        if confirming.confirm(functools.partial(_fits_in, getattr(torch, dtype))) or confirming.count == 0:
+            return precision(dtype, exact=True)
+    nearest = sorted(fits, key=lambda d: abs(math.log(fits[d][0] / fits[d][1])))
+    return precision(nearest[0], exact=False) if nearest else None
+
+
+def _errors(case: Case, actual: Tensors, right: Tensors | None, low: torch.dtype) -> tuple[float, float] | None:
+    """``actual``'s largest error against the float64 reference, and the reference's own when
+    computed in ``low``; ``None`` where they cannot be compared."""
+    built = case.build()
+    on_cpu = _on_cpu(case, built)
+    with torch.no_grad():
+        if right is None:
+            right = tensors_of(CellReference(torch.float64).compute(*on_cpu), case)
+        try:
+            lowered = tensors_of(CellReference(low).compute(*on_cpu), case)
+        except (RuntimeError, TypeError):
+            return None  # no kernel in that dtype here
+    if set(actual) != set(right) or any(actual[k].shape != right[k].shape for k in right):
+        return None
+    return (max(float(abs_error(actual[k], right[k]).max()) for k in right),
+            max(float(abs_error(lowered[k], right[k]).max()) for k in right))
+
+
+def _fits_in(low: torch.dtype, case: Case, result: Tensors) -> bool:
+    """Whether every value of ``result`` on ``case`` is a number of ``low``, off by its rounding."""
+    errors = _errors(case, result, None, low)
+    return errors is not None and _exactly_in(result, low) and _rounding_fits(errors, exact=True)
+
+
+def _rounding_fits(errors: tuple[float, float], exact: bool) -> bool:
+    """Whether an error is the size of a precision's rounding: within :data:`ROUNDING_BAND` of the
+    reference's own error in it; a result held exactly in that precision may be off by less (a
+    kernel that rounds only its inputs and outputs to it, accumulating in float32)."""
+    error, rounding = errors
+    return rounding > 0 and error <= rounding * ROUNDING_BAND and (exact or error >= rounding / ROUNDING_BAND)
+
+
+def _exactly_in(tensors: Tensors, low: torch.dtype) -> bool:
+    """Whether every value is a number of ``low``, one at least other than 0 and +-1 (which every
+    precision holds: a relu's zeros, a saturated tanh). A computed value of a float64 case is a
+    float32 number by chance once in 2^29, a float32 value a float16 number once in 2^13 (and the
+    confirming cases must hold it too)."""
+    values = torch.cat([t.flatten() for t in tensors.values()])
+    telling = values[(values != 0) & (values.abs() != 1)]
+    return telling.numel() >= 1 and bool(torch.isfinite(values).all()) \
+        and bool((values.to(low).to(values.dtype) == values).all())
+
+
+def _on_cpu(case: Case, built: Any) -> tuple[Any, ...]:
+    """The case's call on the CPU (MPS has no float64)."""
+    if case.inputs.device == "cpu":
+        return built.module, built.input, built.hx
+    cpu = dataclasses.replace(case, inputs=dataclasses.replace(case.inputs, device="cpu")).build()
+    return cpu.module, cpu.input, cpu.hx
 
 
 class _Runner:
@@ -176,17 +299,33 @@ class _Confirming:
         self.failing: list[tuple[Case, Tensors, dict[str, float]] | None] | None = None
         self.count = 0
 
+    def _failing(self) -> list[tuple[Case, Tensors, dict[str, float]] | None]:
+        if self.failing is None:
+            self.failing = []
+            for sibling in self.cases:
+                found = _failing_result(self.candidate, sibling) if self.candidate is not None else None
+                self.failing.append(None if found is None else (sibling, *found))
+        return self.failing
+
+    def confirm(self, holds: Callable[[Case, Tensors], bool]) -> bool:
+        """Whether ``holds(case, result)`` on every confirming case where the candidate fails (and
+        there is at least one); :attr:`count` says on how many it was checked."""
+        self.count = 0
+        for failing in self._failing():
+            if failing is None:
+                continue
+            sibling, result, _ = failing
+            self.count += 1
+            if not holds(sibling, result):
+                return False
+        return self.count > 0
+
     def survivors(self, matches: list[Mistake]) -> list[Mistake]:
         """The matches that reproduce the candidate on every confirming case on which it fails."""
         if not matches or self.candidate is None:
             return matches
-        if self.failing is None:
-            self.failing = []
-            for sibling in self.cases:
-                found = _failing_result(self.candidate, sibling)
-                self.failing.append(None if found is None else (sibling, *found))
         self.count = 0
-        for failing in self.failing:
+        for failing in self._failing():
             if failing is None:
                 continue  # the candidate is right on it, or cannot be compared: it says nothing
             sibling, result, sibling_allowed = failing
