@@ -156,6 +156,9 @@ def test_a_users_unsupported_is_counted_and_tabled_not_failed(tmp_path):
     assert record["not_compared"]["unsupported: no float16 kernel"] == dtypes["float16"]["unsupported"]
     assert "support (cases checked / unsupported / failing" in done.stdout
     assert "float16 0/" in done.stdout
+    refused, total = dtypes["float16"]["unsupported"], record["cases"]["total"]
+    assert f"{total} cases checked" in done.stdout  # and how many of them were compared, at a glance:
+    assert f": {total - refused} compared, {refused} refused by the candidate" in done.stdout
 
 
 # -- the ONNX targets' two forms: deployed (weights folded, one export a case) and shared --------

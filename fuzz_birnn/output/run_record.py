@@ -404,6 +404,17 @@ def narrowing_hints(record: RunRecord) -> list[str]:
     return lines
 
 
+def _compared_text(cases: CaseCounts) -> str:
+    """``: 812 compared, 188 refused by the candidate, 3 not compared``, where not all were compared."""
+    refused = sum(search.unsupported for search in cases.by_search)
+    other = sum(search.not_compared for search in cases.by_search)
+    if not refused and not other:
+        return ""
+    return (f": {cases.total - refused - other} compared"
+            + (f", {refused} refused by the candidate" if refused else "")
+            + (f", {other} not compared" if other else ""))
+
+
 def packages_text(found: Mapping[str, str]) -> str:
     """``{"onnx": "1.19.0", ...}`` as ``onnx 1.19.0, ...``."""
     return ", ".join(f"{name} {version}" for name, version in found.items())
@@ -418,7 +429,8 @@ def print_summary(record: RunRecord, reports: Path) -> None:
     """The console summary, from the record."""
     cases = record.cases
     rate = cases.total / record.seconds if record.seconds else 0.0
-    print(f"\n{cases.total} cases checked (generation and shrinking) in {record.seconds:.1f}s ({rate:.1f}/s)")
+    print(f"\n{cases.total} cases checked (generation and shrinking) in {record.seconds:.1f}s ({rate:.1f}/s)"
+          + _compared_text(cases))
     print("coverage:")
     for name in SHOWN:
         counts = cases.by_dimension.get(name, {})
