@@ -153,18 +153,22 @@ def _map(hidden, fn):
 reverse_reads_forward_h0 = ReverseReadsForwardH0()
 
 
-def computed_in(low: torch.dtype):
-    """A candidate right in every step but computed in ``low`` (torch's own module cast to it), its
-    result handed back in the input's dtype: what a runtime's precision setting, or a kernel that
-    rounds to a lower precision, does to a correct implementation."""
+def computed_in(low: torch.dtype, inner=None):
+    """A candidate right in every step (or ``inner``, with whatever it gets wrong) but computed in
+    ``low`` (the module cast to it), its result handed back in the input's dtype: what a runtime's
+    precision setting, or a kernel that rounds to a lower precision, does to an implementation."""
 
     def candidate(module, input, hx=None):
         given = module.weight_ih_l0.dtype
-        output, hidden = copy.deepcopy(module).to(low)(_cast(input, low), _cast(hx, low))
+        output, hidden = (inner or _call)(copy.deepcopy(module).to(low), _cast(input, low), _cast(hx, low))
         return _cast(output, given), _cast(hidden, given)
 
-    candidate.__name__ = f"computed_in_{str(low).removeprefix('torch.')}"
+    candidate.__name__ = f"computed_in_{str(low).removeprefix('torch.')}" + (f"_{inner.__name__}" if inner else "")
     return candidate
+
+
+def _call(module, input, hx=None):
+    return module(input, hx)
 
 
 def _cast(value, dtype):

@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 from examples.seed_decomposition import seed_decomposition
 from fuzz_birnn import Case, CheckFailure, Config, Inputs, check, decomposed, fused, reference
 from fuzz_birnn.core.evaluation import evaluate
-from fuzz_birnn.diagnosis.diagnose import _Runner, diagnose
+from fuzz_birnn.diagnosis.diagnose import _Runner, diagnose, diagnose_relation
 from fuzz_birnn.diagnosis.mistakes import KINDS, catalogue
+from fuzz_birnn.properties.relations import check_relation
 from fuzz_birnn.strategies import cases
 
 from . import contract_bugs, misplaced, planted
@@ -119,6 +120,32 @@ def test_a_result_computed_in_a_lower_precision_is_named_by_it(mode, dtype, low,
     diagnosis = _diagnosed(bug, case)
     assert diagnosis.names == (name,), (case.describe(), diagnosis)
     assert diagnosis.confirmed_on > 0 and f"size of {low} rounding".replace("torch.", "") in diagnosis.describe()
+
+
+@pytest.mark.parametrize("relation", ["batch_independence", "time_reversal"])
+def test_a_relation_that_fails_by_a_lower_precision_is_named_by_it(relation):
+    """Its two results are a rounding apart, and the candidate's own result is computed-in-DTYPE:
+    one cause, so one finding with the agreement's (the run groups findings by name)."""
+    bug = planted.computed_in(torch.bfloat16)
+    case = find(cases(modes=["GRU"], dtypes=["float32"]), fails(lambda c: check_relation(relation, bug, c)),
+                settings=SEARCH)
+    with pytest.raises(CheckFailure) as raised:
+        check_relation(relation, bug, case)
+    diagnosis = diagnose_relation(case, raised.value.mismatch.max_abs_error, bug)
+    assert diagnosis is not None and diagnosis.names == ("computed-in-bfloat16",), case.describe()
+    assert diagnosis.describe().startswith("follows from a lower precision: the relation's two results are")
+
+
+@pytest.mark.parametrize("bug", [planted.lengths_ignored, planted.computed_in(torch.bfloat16, planted.lengths_ignored)],
+                         ids=["lengths ignored", "lengths ignored, computed in bfloat16"])
+def test_a_relation_that_fails_by_its_own_mistake_is_not_put_down_to_precision(bug):
+    """Lengths ignored fails batch independence by far more than a rounding, whatever precision the
+    candidate computes in: it stays a finding of its own."""
+    case = find(cases(modes=["GRU"], dtypes=["float32"]),
+                fails(lambda c: check_relation("batch_independence", bug, c)), settings=SEARCH)
+    with pytest.raises(CheckFailure) as raised:
+        check_relation("batch_independence", bug, case)
+    assert diagnose_relation(case, raised.value.mismatch.max_abs_error, bug) is None, case.describe()
 
 
 @pytest.mark.parametrize(("dtype", "low"), [("float64", torch.float32), ("float32", torch.bfloat16)])

@@ -29,6 +29,10 @@ a kernel that rounds to it) is one cause, whatever the message of each failure. 
 error is that size but whose values are not that precision's numbers gets a hint in the summary,
 not a name: by size alone, a lower precision and a small mistake (a constant 1% off is the size of
 bfloat16 rounding) cannot be told apart. Nothing fits: "none of the catalogued mistakes".
+
+A relation's failure (:func:`diagnose_relation`) is put down to a lower precision only where the
+candidate's own result on its case is named ``computed-in-DTYPE`` and the relation's two results
+are no more than two of DTYPE's roundings apart; otherwise it is left undiagnosed, its own finding.
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ from fuzz_birnn.diagnosis.slips import READ, WHOLE_CALL, SlippedStack
 from fuzz_birnn.portable.calls import abs_error
 from fuzz_birnn.processes.forked import can_fork, run_forked
 
-__all__ = ["Diagnosis", "Tensors", "diagnose"]
+__all__ = ["Diagnosis", "Tensors", "diagnose", "diagnose_relation"]
 
 #: Per-direction float64 tensors by name: ``output`` ``(T, B, D, F)``, ``h_n``/``c_n`` ``(L, D, B, F)``.
 Tensors = dict[str, torch.Tensor]
@@ -93,6 +97,8 @@ class Diagnosis:
     confirmed_on: int = 0
     #: the lower precision the result's error is the rounding of, when no mistake reproduces it
     precision: Precision | None = None
+    #: for a relation's failure: how far apart its two results are (:func:`diagnose_relation`)
+    relation_difference: float | None = None
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -106,6 +112,10 @@ class Diagnosis:
 
     def describe(self) -> str:
         """One sentence for a summary: ``behaves like a stack ...``, or why nothing is named."""
+        if self.relation_difference is not None and self.precision is not None:
+            return (f"follows from a lower precision: the relation's two results are {self.relation_difference:.2g} "
+                    f"apart, within two {self.precision.dtype} roundings, and the candidate's own result on "
+                    f"this case: {dataclasses.replace(self, relation_difference=None).describe()}")
         where = f"this case and {self.confirmed_on} more" if self.confirmed_on else "this case"
         low = self.precision and self.precision.dtype
         if self.precision is not None and self.precision.exact:
@@ -132,6 +142,7 @@ class Diagnosis:
         return {"names": list(self.names), "tried": self.tried, "confirmed_on": self.confirmed_on,
                 "summary": self.describe(),
                 "precision": None if self.precision is None else dataclasses.asdict(self.precision),
+                "relation_difference": self.relation_difference,
                 "mistakes": [{"name": m.name, "slips": [{"kind": s.kind, "layers": sorted(s.layers),
                                                          "directions": sorted(s.directions), "detail": s.detail}
                                                         for s in m.slips]} for m in self.mistakes]}
@@ -179,6 +190,22 @@ def diagnose(case: Case, actual: Tensors, allowed: dict[str, float],
     return Diagnosis(_simplest(survivors), tried, confirming.count if survivors else 0)
 
 
+def diagnose_relation(case: Case, difference: float, candidate: Callable[..., Any] | None,
+                      *, siblings: int = 3) -> Diagnosis | None:
+    """A relation's failure on ``case`` (its two results ``difference`` apart) that follows from a
+    lower precision: the candidate's own result on the case fails, is named ``computed-in-DTYPE``
+    (:func:`diagnose`), and the two results are no further apart than two roundings of DTYPE (each
+    is off by one). ``None`` otherwise: the relation's failure is a finding of its own."""
+    found = None if candidate is None else _failing_result(candidate, case)
+    if found is None:
+        return None
+    diagnosis = diagnose(case, *found, candidate, siblings=siblings)
+    precision = diagnosis.precision
+    if precision is None or not precision.exact or difference > 2 * ROUNDING_BAND * precision.rounding:
+        return None
+    return dataclasses.replace(diagnosis, relation_difference=difference)
+
+
 @dataclass(frozen=True)
 class Precision:
     """The lower precision a result's error is the rounding of: ``dtype``; ``exact``: every value
@@ -187,6 +214,9 @@ class Precision:
     dtype: str
     exact: bool
     evidence: str
+    #: the result's largest error against the float64 reference, and the reference's own in ``dtype``
+    error: float = 0.0
+    rounding: float = 0.0
 
 
 def _in_precision(case: Case, actual: Tensors, right: Tensors, confirming: _Confirming) -> Precision | None:
@@ -206,7 +236,7 @@ def _in_precision(case: Case, actual: Tensors, right: Tensors, confirming: _Conf
     def precision(dtype: str, exact: bool) -> Precision:
         error, rounding = fits[dtype]
         return Precision(dtype, exact, f"off the float64 reference by {error:.2g}, where the reference "
-                                       f"computed in {dtype} is off by {rounding:.2g}")
+                                       f"computed in {dtype} is off by {rounding:.2g}", error, rounding)
 
     for dtype in reversed(held_exactly):
         if confirming.confirm(functools.partial(_fits_in, getattr(torch, dtype))) or confirming.count == 0:

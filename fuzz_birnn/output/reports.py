@@ -33,7 +33,7 @@ from fuzz_birnn.core.compare import Mismatch
 from fuzz_birnn.core.devices import cpu_dispatch
 from fuzz_birnn.core.evaluation import evaluate
 from fuzz_birnn.core.outcomes import CheckFailure
-from fuzz_birnn.diagnosis.diagnose import diagnose
+from fuzz_birnn.diagnosis.diagnose import diagnose, diagnose_relation
 from fuzz_birnn.output.files import staging_folder
 from fuzz_birnn.portable import calls, report_files
 from fuzz_birnn.portable.report_files import ReportRefused, load_tensors, read_json, save_tensors, tensor_file_limit
@@ -93,12 +93,16 @@ def write_report(failure: CheckFailure, directory: Path, *, origin: str | None =
     ref, allowed = _reference(failure, candidate)
     actual = failure.actual if ref and PROPERTIES[failure.prop].diagnosed else None
     diagnosis = None
-    if actual is not None:
-        try:
+    try:
+        if actual is not None:
             diagnosis = diagnose(case, actual, allowed, _callable(candidate)).to_dict()
-        except Exception as error:  # the report matters more than its diagnosis
-            diagnosis = {"names": [], "tried": 0, "confirmed_on": 0,
-                         "summary": f"not diagnosed: {type(error).__name__}: {error}".splitlines()[0]}
+        elif failure.prop.startswith("relation:") and failure.mismatch.max_abs_error is not None:
+            # a relation that fails because the candidate computes in a lower precision is that finding
+            follows = diagnose_relation(case, failure.mismatch.max_abs_error, _callable(candidate))
+            diagnosis = None if follows is None else follows.to_dict()
+    except Exception as error:  # the report matters more than its diagnosis
+        diagnosis = {"names": [], "tried": 0, "confirmed_on": 0,
+                     "summary": f"not diagnosed: {type(error).__name__}: {error}".splitlines()[0]}
     return _assemble(directory, ident, case, ref, {
         "kind": "check", "candidate": candidate, "property": failure.prop, "details": failure.details,
         "origin": origin, "mismatch": asdict(failure.mismatch), "tolerances": allowed, "diagnosis": diagnosis,
