@@ -71,6 +71,7 @@ from fuzz_birnn.campaign.pool import LocalPool, in_flight_file, output_file
 from fuzz_birnn.campaign.reducer import reduce_case, within_space
 from fuzz_birnn.campaign.scheduler import HANG, Reduce, Scheduler, Search, SearchSpec, Slice, quota_of
 from fuzz_birnn.campaign.signature import crash_signature, fault_signature, signature_of
+from fuzz_birnn.campaign.steering import refused_values, without
 from fuzz_birnn.campaign.writeahead import WriteAhead
 from fuzz_birnn.core import packages
 from fuzz_birnn.core.case import Case
@@ -318,6 +319,7 @@ class Campaign:
             self.scheduler.slice_ended(job, examples=busy.generated + result.generated, seconds=elapsed,
                                        slowest=result.slowest, signatures=[f.signature for f in result.findings],
                                        error=(result.error and "stopped by an error") or result.ended)
+            self._steer(job.search)
             if result.error:
                 self.errors.append(f"{job.search.name} stopped early: {result.error}")
             if result.ended:
@@ -337,6 +339,14 @@ class Campaign:
         else:
             self._lost(job, event)
         self.on_progress(self)
+
+    def _steer(self, spec: SearchSpec) -> None:
+        """Leave out of the search's later slices what its candidate refuses on every case."""
+        search = self.scheduler.searches[spec.index]
+        for refused in refused_values(self.counts, spec.prop, spec.mode, spec.isa or NATIVE):
+            if (refused.dimension, refused.value) not in search.refused:
+                search.refused.add((refused.dimension, refused.value))
+                self.notes.append(refused.describe(spec.name))
 
     def _count(self, worker_id: int, counts: Counts) -> None:
         self.counts.update(counts)
@@ -591,7 +601,7 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
     @settings(max_examples=-(-job.max_examples // per_shape), database=database, phases=phases, deadline=None,
               verbosity=Verbosity.quiet, suppress_health_check=list(HealthCheck), report_multiple_bugs=True)
     @seed(job.seed)
-    @given(_strategy(spec))
+    @given(_strategy(spec, job.refused))
     def search(drawn: Any) -> None:
         if job.deadline is not None and time.time() >= job.deadline:
             raise _Stop("shrinking cut short: the time budget ran out")
@@ -770,8 +780,10 @@ def run_reduction(job: Reduce, capture: OutputCapture, ahead: WriteAhead) -> Fin
     return write_crash_finding(job, in_flight, shrink, outputs[reduction.case])
 
 
-def _strategy(spec: SearchSpec) -> SearchStrategy[Any]:
-    return (invalid_calls if PROPERTIES[spec.prop].invalid else cases)(modes=[spec.mode], **spec.space.arguments())
+def _strategy(spec: SearchSpec, refused: tuple[tuple[str, str], ...] = ()) -> SearchStrategy[Any]:
+    """What a slice draws: its search's space, less what the candidate refuses (:mod:`.steering`)."""
+    space = without(spec.space, refused)
+    return (invalid_calls if PROPERTIES[spec.prop].invalid else cases)(modes=[spec.mode], **space.arguments())
 
 
 @contextlib.contextmanager

@@ -118,6 +118,8 @@ class Slice:
     escalate: bool = False
     #: the candidate has hung and never returned anywhere yet
     never_returned: bool = False
+    #: ``(dimension, value)`` pairs the candidate refuses on every case: not drawn (:mod:`.steering`)
+    refused: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,8 @@ class Search:
     isolate: bool = False
     slowest: float = 0.0
     ended: str | None = None
+    #: what its later slices no longer draw (:mod:`fuzz_birnn.campaign.steering`)
+    refused: set[tuple[str, str]] = field(default_factory=set)
 
     @property
     def done(self) -> bool:
@@ -217,7 +221,7 @@ class Scheduler:
         return Slice(search.spec, search.slices, size, _slice_seed(search.spec.seed, search.slices),
                      tuple(sorted(known)), search.isolate or borrowed, limit, self.deadline, self.cap_seconds,
                      reuse=search.slices == 1, shrink_seconds=self.shrink_seconds, escalate=borrowed,
-                     never_returned=borrowed and not slowest)
+                     never_returned=borrowed and not slowest, refused=tuple(sorted(search.refused)))
 
     def slice_ended(self, job: Slice, *, examples: int, seconds: float, slowest: float = 0.0,
                     signatures: Iterable[str] = (), error: str | None = None) -> None:

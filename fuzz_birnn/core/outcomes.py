@@ -32,7 +32,8 @@ class Outcome:
 class Unsupported(Exception):
     """Raised by a candidate for a configuration it genuinely cannot take (``"bfloat16 has no
     kernel"``). Not a failure: the case counts under "not compared" as ``unsupported: REASON``, the
-    search moves on to its next case, and the run's support table shows which values were
+    search moves on (a value refused on every case stops being drawn:
+    :mod:`fuzz_birnn.campaign.steering`), and the run's support table shows which values were
     refused. Raise it only for the target's own explicit refusals; a wrong result, a shape error
     or a crash is a finding."""
 
