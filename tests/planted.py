@@ -174,10 +174,10 @@ def _call(module, input, hx=None):
 def _cast(value, dtype):
     if value is None:
         return None
-    if isinstance(value, tuple) and not isinstance(value, torch.nn.utils.rnn.PackedSequence):
-        return tuple(_cast(v, dtype) for v in value)
-    if isinstance(value, torch.nn.utils.rnn.PackedSequence):
+    if isinstance(value, torch.nn.utils.rnn.PackedSequence):  # a tuple too: before the tuples
         return value._replace(data=value.data.to(dtype))
+    if isinstance(value, tuple):
+        return tuple(_cast(v, dtype) for v in value)
     return value.to(dtype)
 
 

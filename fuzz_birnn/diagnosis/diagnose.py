@@ -141,7 +141,8 @@ class Diagnosis:
     def to_dict(self) -> dict[str, Any]:
         return {"names": list(self.names), "tried": self.tried, "confirmed_on": self.confirmed_on,
                 "summary": self.describe(),
-                "precision": None if self.precision is None else dataclasses.asdict(self.precision),
+                "precision": None if self.precision is None else {**dataclasses.asdict(self.precision),
+                                                                  "evidence": self.precision.evidence},
                 "relation_difference": self.relation_difference,
                 "mistakes": [{"name": m.name, "slips": [{"kind": s.kind, "layers": sorted(s.layers),
                                                          "directions": sorted(s.directions), "detail": s.detail}
@@ -209,14 +210,18 @@ def diagnose_relation(case: Case, difference: float, candidate: Callable[..., An
 @dataclass(frozen=True)
 class Precision:
     """The lower precision a result's error is the rounding of: ``dtype``; ``exact``: every value
-    of the result is a number of that dtype; ``evidence``: the measured errors, in words."""
+    of the result is a number of that dtype; ``error``: the result's largest error against the
+    float64 reference; ``rounding``: the reference's own when computed in ``dtype``."""
 
     dtype: str
     exact: bool
-    evidence: str
-    #: the result's largest error against the float64 reference, and the reference's own in ``dtype``
-    error: float = 0.0
-    rounding: float = 0.0
+    error: float
+    rounding: float
+
+    @property
+    def evidence(self) -> str:
+        return (f"off the float64 reference by {self.error:.2g}, where the reference computed in {self.dtype} "
+                f"is off by {self.rounding:.2g}")
 
 
 def _in_precision(case: Case, actual: Tensors, right: Tensors, confirming: _Confirming) -> Precision | None:
@@ -233,16 +238,11 @@ def _in_precision(case: Case, actual: Tensors, right: Tensors, confirming: _Conf
             fits[dtype] = errors
             held_exactly += [dtype] if exact else []
 
-    def precision(dtype: str, exact: bool) -> Precision:
-        error, rounding = fits[dtype]
-        return Precision(dtype, exact, f"off the float64 reference by {error:.2g}, where the reference "
-                                       f"computed in {dtype} is off by {rounding:.2g}", error, rounding)
-
     for dtype in reversed(held_exactly):
         if confirming.confirm(functools.partial(_fits_in, getattr(torch, dtype))) or confirming.count == 0:
-            return precision(dtype, exact=True)
+            return Precision(dtype, True, *fits[dtype])
     nearest = sorted(fits, key=lambda d: abs(math.log(fits[d][0] / fits[d][1])))
-    return precision(nearest[0], exact=False) if nearest else None
+    return Precision(nearest[0], False, *fits[nearest[0]]) if nearest else None
 
 
 def _errors(case: Case, actual: Tensors, right: Tensors | None, low: torch.dtype) -> tuple[float, float] | None:
