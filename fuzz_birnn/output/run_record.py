@@ -71,7 +71,7 @@ from fuzz_birnn.output.files import write_whole
 
 __all__ = ["DIMENSIONS", "RUN_FILE", "SCHEMA_VERSION", "CaseCounts", "CountKey", "Finding", "FindingGroup",
            "Node", "RunOptions", "RunRecord", "SearchCount", "SearchTime", "Seen", "Smallest", "Support",
-           "build_record", "count_key", "print_summary", "write_record"]
+           "build_record", "count_key", "print_summary", "telling_support", "write_record"]
 
 RUN_FILE = "run.json"
 SCHEMA_VERSION = 1
@@ -404,6 +404,21 @@ def narrowing_hints(record: RunRecord) -> list[str]:
     return lines
 
 
+def telling_support(record: RunRecord) -> list[str]:
+    """The dimensions whose support rows say something at a glance: a value the candidate refused
+    on every case, or failed on every compared case, while another value of that dimension was
+    compared and passed at least once (a candidate wrong everywhere, or refusing everything, has
+    no value that stands apart). The whole table is always in ``run.json``."""
+    telling = []
+    for name, rows in record.support.items():
+        passing = any(v.checked > v.failing for v in rows.values())
+        apart = any((v.unsupported and not v.checked) or (v.checked and v.failing == v.checked)
+                    for v in rows.values())
+        if passing and apart:
+            telling.append(name)
+    return telling
+
+
 def _compared_text(cases: CaseCounts) -> str:
     """``: 812 compared, 188 refused by the candidate, 3 not compared``, where not all were compared."""
     refused = sum(search.unsupported for search in cases.by_search)
@@ -447,11 +462,12 @@ def print_summary(record: RunRecord, reports: Path) -> None:
         print(f"not compared ({sum(record.not_compared.values())}):")
         for reason, n in record.not_compared.items():
             print(f"  {n:>5}  {reason}")
-    if any(v.unsupported for rows in record.support.values() for v in rows.values()):
-        print("support (cases checked / unsupported / failing, by the value of each dimension):")
-        for name, rows in record.support.items():
+    telling = telling_support(record)
+    if telling:
+        print("support (cases checked / unsupported / failing), where a value stands apart from the others:")
+        for name in telling:
             print(f"  {name:<11}" + "  ".join(f"{value} {v.checked}/{v.unsupported}/{v.failing}"
-                                             for value, v in rows.items()))
+                                             for value, v in record.support[name].items()))
     for note in record.notes:
         print(f"note: {note}")
     for error in record.errors:
