@@ -162,6 +162,19 @@ def two_faults(module, input, hx=None):
     return output, hidden
 
 
+def two_final_state_faults(module, input, hx=None):
+    """Two independent mistakes that both leave the final state wrong (one signature): the
+    caller's h0/c0 dropped, and, with a bias, h_n's last row scaled."""
+    output, hidden = module(input, None)  # the first: the given state is never passed on
+    if module.bias:  # the second: whatever the state
+        def scaled(state):
+            state = state.clone()
+            state[-1] *= 1.5
+            return state
+        hidden = (scaled(hidden[0]), hidden[1]) if isinstance(hidden, tuple) else scaled(hidden)
+    return output, hidden
+
+
 def segfaults_when_large(module, input, hx=None):
     """Kills its own process (as a segfault would) once hidden_size >= 4 and the sequence has 3
     or more steps; right on smaller cases."""

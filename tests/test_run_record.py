@@ -8,8 +8,8 @@ import platform
 import pytest
 
 from fuzz_birnn.core.case import Case, Config, Inputs
-from fuzz_birnn.output.run_record import RunOptions, SearchTime, build_record, count_key, print_summary, \
-    telling_support
+from fuzz_birnn.output.run_record import RunOptions, SearchTime, build_record, count_key, print_summary, telling_support
+
 
 @pytest.fixture(autouse=True)
 def _no_uname(monkeypatch):

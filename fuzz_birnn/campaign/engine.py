@@ -10,9 +10,10 @@ machine (:mod:`~fuzz_birnn.campaign.pool`, the default) or on a Ray cluster's no
 
 **A slice** is one Hypothesis run of the search's strategy with its own seed. It goes on past
 the faults the search already knows: a failure whose :func:`~fuzz_birnn.campaign.signature.signature_of`
-is known counts as seen again and the search moves on; a new one is shrunk by Hypothesis
-(each new signature is its own Hypothesis bug, so two new faults in one slice are both shrunk)
-and written as a report. Each passing case reports its error relative to its allowance to
+is known, on a case with what that fault needs in order to show (:mod:`~fuzz_birnn.campaign.needs`),
+counts as seen again and the search moves on; a new one is shrunk by Hypothesis (each new
+signature is its own Hypothesis bug, so two new faults in one slice are both shrunk), written
+as a report, and what it needs measured. Each passing case reports its error relative to its allowance to
 ``hypothesis.target``, which steers generation towards near-misses. A slice stops at its next
 case once it overruns its share, or the run's ``--time-budget`` is spent; a failure whose
 shrinking is cut short by the budget is still written, with the smallest case found so far.
@@ -67,6 +68,7 @@ from fuzz_birnn.campaign.events import (
     SliceEnded,
     SliceResult,
 )
+from fuzz_birnn.campaign.needs import is_known, needs_of
 from fuzz_birnn.campaign.pool import LocalPool, in_flight_file, output_file
 from fuzz_birnn.campaign.reducer import reduce_case, within_space
 from fuzz_birnn.campaign.scheduler import HANG, Reduce, Scheduler, Search, SearchSpec, Slice, quota_of
@@ -112,6 +114,9 @@ LEVEL_SWITCH_SECONDS = 20.0
 MAX_LOSSES = 3
 #: Crash and hang reductions each get at most this much time (and never past the budget).
 REDUCE_SECONDS = 120.0
+#: Measuring what a new fault needs in order to show (:mod:`.needs`) gets at most this much time
+#: (and never past the budget); features not tried by then count as not needed.
+NEEDS_SECONDS = 30.0
 
 
 
@@ -318,6 +323,7 @@ class Campaign:
             self.packages.update(result.packages)
             self.scheduler.slice_ended(job, examples=busy.generated + result.generated, seconds=elapsed,
                                        slowest=result.slowest, signatures=[f.signature for f in result.findings],
+                                       needs=[(f.signature, f.needs or ()) for f in result.findings],
                                        error=(result.error and "stopped by an error") or result.ended)
             self._steer(job.search)
             if result.error:
@@ -528,6 +534,36 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
     if database is not None:
         database = SearchDatabase(database, search_key(spec.prop, spec.mode, spec.candidate, spec.space, spec.isa))
     phases = [p for p in Phase if p is not Phase.explain and (job.reuse or p is not Phase.reuse)]
+    known_needs = dict(job.needs)
+
+    def known(signature: str, case: Case) -> bool:
+        """A failure of a fault found before: its signature, and what that fault needs (:mod:`.needs`)."""
+        return signature in job.known and is_known(case, known_needs.get(signature, ()))
+
+    def twin(details: dict[str, Any]) -> Callable[[Case], Mismatch | None]:
+        return lambda case: _twin_mismatch(prop, candidate, spec, case, details)
+
+    def needs(fault: CheckFailure) -> tuple[str, ...] | None:
+        """What a new fault needs in order to show, measured in a forked child (a candidate that
+        crashes on a simpler case costs the child); ``None`` where it could not be measured."""
+        signature = getattr(fault, "signature", None)
+        if signature is None or not can_fork():
+            return None
+
+        def shows(case: Case) -> bool:
+            try:
+                with time_limit(spec.timeout):
+                    prop.run(candidate, case, spec.candidate, fault.details)
+            except CheckFailure as failure:
+                return signature_of(failure, twin(fault.details)) == signature and not known(signature, case)
+            except (Exception, CaseTimeout):
+                return False
+            return False
+
+        seconds = NEEDS_SECONDS if job.deadline is None else max(0.0, min(NEEDS_SECONDS, job.deadline - time.time()))
+        ended = run_forked(lambda: needs_of(fault.case, shows, deadline=time.monotonic() + seconds),
+                           seconds + spec.timeout)
+        return ended.value if ended.kind == "passed" else None
 
     def count(case: Case, verdict: str, reason: str | None = None) -> None:
         counts[count_key(spec.prop, spec.mode, case, verdict, reason, spec.isa)] += 1
@@ -577,8 +613,8 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
                 raise _InProcessFault("timeout", f"ran past the {spec.timeout:g}s limit", in_flight,
                                       capture.read()) from None
         if failure is not None:
-            signature = signature_of(failure, lambda twin: _twin_mismatch(prop, candidate, spec, twin, details))
-            if signature in job.known:
+            signature = signature_of(failure, twin(details))
+            if known(signature, case):
                 count(case, "known")
                 return "known", None
             count(case, "failed")
@@ -631,7 +667,7 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
             search()
     except _Stop as stop:
         why = stop.args[0] if stop.args else "shrinking cut short: the time budget ran out"
-        _write_all(result, list(failing.values()), spec, why)
+        _write_all(result, list(failing.values()), spec, why, needs)
     except _InProcessFault as fault:
         result.fault = fault.fault
     except _EndSearch as end:
@@ -640,7 +676,7 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
         pass  # every case was skipped: the counts say why
     except Exception as raised:
         found, others = check_failures(raised)
-        _write_all(result, found, spec, "complete")
+        _write_all(result, found, spec, "complete", needs)
         if others:
             result.error = harness_error(others[0], spec, job.number)
     result.generated, result.slowest = clock.generated, clock.slowest
@@ -669,12 +705,13 @@ def harness_error(error: BaseException, spec: SearchSpec, number: int) -> str:
     return f"{line} (traceback: {path})"
 
 
-def _write_all(result: SliceResult, failures: list[CheckFailure], spec: SearchSpec, shrink: str) -> None:
-    """Write each failure's report into the result; one that cannot be written is the slice's
-    error (said in the run's summary), not the death of its worker."""
+def _write_all(result: SliceResult, failures: list[CheckFailure], spec: SearchSpec, shrink: str,
+               needs: Callable[[CheckFailure], tuple[str, ...] | None]) -> None:
+    """Write each failure's report, with what it ``needs`` in order to show, into the result; one
+    that cannot be written is the slice's error (said in the run's summary), not the death of its worker."""
     for failure in failures:
         try:
-            result.findings.append(_write(failure, spec, shrink))
+            result.findings.append(_write(failure, spec, shrink, needs(failure)))
         except Exception as error:
             result.error = f"writing the report of a failure failed: {type(error).__name__}: {error}"
 
@@ -702,12 +739,13 @@ def _essentials(outcome: Outcome) -> tuple[str | None, float | None]:
     return outcome.skipped, (min(max(ratios), 1e6) if ratios else None)
 
 
-def _write(failure: CheckFailure, spec: SearchSpec, shrink: str) -> Finding:
+def _write(failure: CheckFailure, spec: SearchSpec, shrink: str, needs: tuple[str, ...] | None = None) -> Finding:
     signature = getattr(failure, "signature", None)
     if signature is None:
         signature = fault_signature(failure.mismatch)
     folder, new = write_report(failure, Path(spec.reports), origin="fuzz-birnn run",
-                               extra={"signature": signature, "shrink": shrink},
+                               extra={"signature": signature, "shrink": shrink,
+                                      "needs": None if needs is None else list(needs)},
                                output=getattr(failure, "output", ""))
     case = failure.case.to_dict()
     try:
@@ -716,7 +754,7 @@ def _write(failure: CheckFailure, spec: SearchSpec, shrink: str) -> Finding:
         written = {}
     return Finding(signature, spec.prop, spec.mode, str(folder), new, str(failure).splitlines()[0], shrink,
                    case_cost(case["config"], case["inputs"])["elements"], written.get("diagnosis"),
-                   spec.isa or NATIVE, last_frame(written.get("traceback")))
+                   spec.isa or NATIVE, last_frame(written.get("traceback")), needs)
 
 
 def _cpu_seconds(server: ForkServer | None = None) -> float:

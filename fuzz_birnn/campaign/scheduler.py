@@ -120,6 +120,9 @@ class Slice:
     never_returned: bool = False
     #: ``(dimension, value)`` pairs the candidate refuses on every case: not drawn (:mod:`.steering`)
     refused: tuple[tuple[str, str], ...] = ()
+    #: signature -> what each fault found with it needs in order to show (:mod:`.needs`): a failure
+    #: of a known signature that lacks what every one of them needs is a new fault
+    needs: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,8 @@ class Search:
     ended: str | None = None
     #: what its later slices no longer draw (:mod:`fuzz_birnn.campaign.steering`)
     refused: set[tuple[str, str]] = field(default_factory=set)
+    #: signature -> the needs of each fault found with it (:mod:`fuzz_birnn.campaign.needs`)
+    needs: dict[str, list[tuple[str, ...]]] = field(default_factory=dict)
 
     @property
     def done(self) -> bool:
@@ -221,11 +226,15 @@ class Scheduler:
         return Slice(search.spec, search.slices, size, _slice_seed(search.spec.seed, search.slices),
                      tuple(sorted(known)), search.isolate or borrowed, limit, self.deadline, self.cap_seconds,
                      reuse=search.slices == 1, shrink_seconds=self.shrink_seconds, escalate=borrowed,
-                     never_returned=borrowed and not slowest, refused=tuple(sorted(search.refused)))
+                     never_returned=borrowed and not slowest, refused=tuple(sorted(search.refused)),
+                     needs=tuple((signature, tuple(needs)) for signature, needs in sorted(search.needs.items())))
 
     def slice_ended(self, job: Slice, *, examples: int, seconds: float, slowest: float = 0.0,
-                    signatures: Iterable[str] = (), error: str | None = None) -> None:
-        """A slice's end; ``error`` (a harness error, or why the search cannot go on) ends its search."""
+                    signatures: Iterable[str] = (), needs: Iterable[tuple[str, tuple[str, ...]]] = (),
+                    error: str | None = None) -> None:
+        """A slice's end; ``signatures``: of the faults it found, and ``needs``: ``(signature, needs)``
+        of those whose needs were measured; ``error`` (a harness error, or why the search cannot go
+        on) ends its search."""
         spec = job.search
         search = self.searches[spec.index]
         search.running -= 1
@@ -235,6 +244,9 @@ class Scheduler:
         key = _learner(spec)
         self.slowest[key] = max(self.slowest.get(key, 0.0), slowest)
         search.known.update(signatures)
+        for signature, needed in needs:
+            if needed not in search.needs.setdefault(signature, []):
+                search.needs[signature].append(needed)
         if error is not None:
             search.ended = error
 

@@ -21,13 +21,13 @@ out everything that depends on the case's sizes:
   ``#``; an exception keeps its type and its words.
 
 Mode and property are deliberately not part of it: one fault seen in four modes and two
-properties is one finding, seen in eight places. The price of a coarse signature is that two
-different faults with the same pattern in one search are reported as one (the second is found
-once the first is fixed: two faults that both leave a final state wrong are one finding until
-then), and a case that shows two faults at once is taken for the one whose pattern shows (a
-wrong final state outranks a wrong output); the price of a fine one would be the same fault
-reported again and again at every size, or once more for every combination of faults. This one
-errs towards the first.
+properties is one finding, seen in eight places. A coarse signature alone would report two
+different faults with the same pattern in one search as one (two faults that both leave a final
+state wrong); what each needs in order to show tells them apart (:mod:`fuzz_birnn.campaign.needs`):
+a failure of a known signature whose case lacks what the known fault needs is a new fault. A
+case that shows two faults at once is taken for the one whose pattern shows (a wrong final state
+outranks a wrong output); a finer signature would report the same fault again and again at every
+size, or once more for every combination of faults.
 """
 
 from __future__ import annotations

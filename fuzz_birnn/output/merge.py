@@ -30,6 +30,7 @@ from fuzz_birnn.output.run_record import (
     Seen,
     Smallest,
     Support,
+    by_cause,
     one_per_mistake,
     write_record,
 )
@@ -124,16 +125,16 @@ _SUMMED = ("cases", "passed", "failed", "known", "unsupported", "not_compared", 
 
 
 def _findings(groups: list[FindingGroup], reports: Path) -> list[FindingGroup]:
-    """One group per signature, in the order first seen; its smallest report the smallest case of any shard."""
-    by_signature: dict[str, list[FindingGroup]] = {}
-    for group in groups:
-        by_signature.setdefault(group.signature, []).append(group)
+    """One group per fault (:func:`~fuzz_birnn.output.run_record.by_cause`: a signature, but two
+    that one search told apart stay two), in the order first seen; its smallest report the
+    smallest case of any shard."""
     merged = []
-    for signature, members in by_signature.items():
-        smallest = min((m.smallest for m in members), key=lambda s: (_cost(reports / s.report), s.report))
+    for members in by_cause(groups, lambda g: (g.signature, g.needs, {(s.property, s.mode, s.isa) for s in g.seen_in})):
+        smallest = min(members, key=lambda m: (_cost(reports / m.smallest.report), m.smallest.report))
         seen: list[Seen] = [s for m in members for s in m.seen_in]
         also = list(dict.fromkeys(s for m in members for s in m.also))
-        merged.append(FindingGroup(signature, smallest, sorted({r for m in members for r in m.reports}), seen, also))
+        reports_of = sorted({r for m in members for r in m.reports})
+        merged.append(FindingGroup(members[0].signature, smallest.smallest, reports_of, seen, also, smallest.needs))
     return one_per_mistake(merged, lambda s: (_cost(reports / s.report), s.report))
 
 
@@ -173,7 +174,7 @@ def _record(data: dict[str, Any]) -> RunRecord:
         support={name: {value: Support(**row) for value, row in rows.items()}
                  for name, rows in data["support"].items()},
         findings=[FindingGroup(f["signature"], Smallest(**f["smallest"]), list(f["reports"]),
-                               [Seen(**seen) for seen in f["seen_in"]], list(f.get("also", [])))
+                               [Seen(**seen) for seen in f["seen_in"]], list(f.get("also", [])), f.get("needs"))
                   for f in data["findings"]],
         errors=list(data["errors"]), notes=list(data["notes"]), exit_code=int(data["exit_code"]),
         nodes=[Node(**node) for node in data.get("nodes", [])],

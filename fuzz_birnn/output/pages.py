@@ -190,9 +190,10 @@ def _case_table(report: Report) -> str:
     case = report.case
     rows = [("in words", case.describe()), ("candidate", report.candidate), ("property", report.prop)]
     for key, label in (("signature", "fault signature (what its reports share; # stands for a number)"),
-                       ("shrink", "shrinking")):
-        if report.document.get(key):
-            rows.append((label, str(report.document[key])))
+                       ("shrink", "shrinking"), ("needs", "shows only with")):
+        value = report.document.get(key)
+        if value:
+            rows.append((label, ", ".join(map(str, value)) if isinstance(value, list) else str(value)))
     config = ", ".join(f"{k}={v}" for k, v in case.to_dict()["config"].items())
     inputs = ", ".join(f"{k}={v}" for k, v in case.to_dict()["inputs"].items())
     rows += [("config", config), ("inputs", inputs)]

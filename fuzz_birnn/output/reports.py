@@ -422,6 +422,8 @@ def _markdown(document: dict[str, Any], folder: Path) -> str:
             + (f"- **Fault signature** (what its reports share; # stands for a number): {document['signature']}\n"
                if document.get("signature") else "")
             + (f"- **Shrinking**: {document['shrink']}\n" if document.get("shrink") else "")
+            + (f"- **Shows only with** (without any one of them, it shows on none of 3 draws of values): "
+               f"{', '.join(map(str, document['needs']))}\n" if document.get("needs") else "")
             + (f"- **Candidate output**: `{OUTPUT_FILE}`\n" if document.get("output") else "")
             + (f"- **Where it raised**:\n\n```\n{document['traceback']}\n```\n\n" if document.get("traceback") else "")
             + f"- **Found with**: torch {document['environment']['torch']}, {document['created']}\n"

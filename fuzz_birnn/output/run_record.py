@@ -34,7 +34,10 @@ within a version:
     compared, and the ``mistakes`` named); ``reports`` (every
     report id of this fault, one per search that found it); ``seen_in`` (``property``, ``mode``,
     ``report``, ``new``: false when that report existed before this run); ``also`` (the fault's
-    other signatures: findings whose smallest cases are diagnosed as the same mistake are one).
+    other signatures: findings whose smallest cases are diagnosed as the same mistake are one);
+    ``needs`` (the features the smallest case cannot do without, :mod:`fuzz_birnn.campaign.needs`:
+    two faults of one signature that need different features are two findings; ``null``: not
+    measured, as for a crash).
 ``nodes``
     the machines the run's workers ran on (one for a run on this machine; every node of a Ray
     cluster with ``--cluster``): ``id``, ``hostname``, ``devices``, ``isa`` (the instruction-set
@@ -54,10 +57,10 @@ import dataclasses
 import datetime
 import json
 import platform
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import hypothesis
 import torch
@@ -71,7 +74,7 @@ from fuzz_birnn.output.files import write_whole
 
 __all__ = ["DIMENSIONS", "RUN_FILE", "SCHEMA_VERSION", "CaseCounts", "CountKey", "Finding", "FindingGroup",
            "Node", "RunOptions", "RunRecord", "SearchCount", "SearchTime", "Seen", "Smallest", "Support",
-           "build_record", "count_key", "print_summary", "telling_support", "write_record"]
+           "build_record", "by_cause", "count_key", "print_summary", "telling_support", "write_record"]
 
 RUN_FILE = "run.json"
 SCHEMA_VERSION = 1
@@ -135,6 +138,8 @@ class Finding:
     isa: str = NATIVE
     #: where the candidate raised, when it did (:func:`last_frame` of the report's traceback)
     raised_at: str | None = None
+    #: what the fault needs in order to show (:mod:`fuzz_birnn.campaign.needs`); ``None``: not measured
+    needs: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -229,6 +234,8 @@ class FindingGroup:
     #: the other signatures of this fault: findings whose smallest cases the diagnosis names as
     #: one and the same mistake (a wrong output and a wrong final state of one slip) are one finding
     also: list[str] = dataclasses.field(default_factory=list)
+    #: what the smallest case needs in order to show the fault (``None``: not measured)
+    needs: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -317,24 +324,48 @@ def build_record(*, searches: Sequence[SearchTime], counts: Mapping[CountKey, in
 
 def _group(findings: Sequence[Finding]) -> list[FindingGroup]:
     """One entry per fault, in the order faults were first found; the smallest case first. A
-    fault is a signature, or several whose smallest cases are diagnosed as one mistake."""
-    groups: dict[str, list[Finding]] = {}
-    for finding in findings:
-        groups.setdefault(finding.signature, []).append(finding)
+    fault is a signature (two faults of one signature that one search told apart by what they
+    need stay two: :func:`by_cause`), or several whose smallest cases are diagnosed as one mistake."""
     grouped = []
     costs = {}
-    for signature, members in groups.items():
+    for members in by_cause(findings, lambda f: (f.signature, f.needs, {(f.prop, f.mode, f.isa)})):
         smallest = min(members, key=lambda f: (f.cost, f.folder))
         diagnosis = smallest.diagnosis or {}
         costs[Path(smallest.folder).name] = smallest.cost
         grouped.append(FindingGroup(
-            signature,
+            smallest.signature,
             Smallest(Path(smallest.folder).name, smallest.summary, smallest.shrink, diagnosis.get("summary"),
                      list(diagnosis.get("names", [])), smallest.raised_at),
             sorted({Path(f.folder).name for f in members}),
             [Seen(f.prop, f.mode, Path(f.folder).name, f.new, f.isa) for f in members],
+            needs=None if smallest.needs is None else list(smallest.needs),
         ))
     return one_per_mistake(grouped, lambda smallest: costs[smallest.report])
+
+
+_T = TypeVar("_T")
+
+
+def by_cause(items: Iterable[_T], key: Callable[[_T], tuple[str, Sequence[str] | None, set[Any]]]) -> list[list[_T]]:
+    """``items`` (findings, or groups of them) in causes, in the order first seen; ``key(item)`` is
+    its signature, its needs and the searches it was found in. An item joins a cause of its
+    signature with the same needs, else one that no search of its has found (nothing tells them
+    apart: a fault may need other features in another layer type), the one whose needs overlap
+    its own most; two faults of one signature that one search found apart stay apart."""
+    causes: list[tuple[str, Sequence[str] | None, set[Any], list[_T]]] = []
+    for item in items:
+        signature, needs, searches = key(item)
+        same = [cause for cause in causes if cause[0] == signature]
+        home = next((cause for cause in same if cause[1] == needs), None)
+        if home is None:
+            apart = [cause for cause in same if not cause[2] & searches]
+            home = max(apart, key=lambda cause: len(set(cause[1] or ()) & set(needs or ())), default=None)
+        if home is None:
+            causes.append((signature, needs, set(searches), [item]))
+        else:
+            home[2].update(searches)
+            home[3].append(item)
+    return [cause[3] for cause in causes]
 
 
 def last_frame(traceback: str | None) -> str | None:
@@ -376,9 +407,10 @@ def one_per_mistake(groups: Sequence[FindingGroup], cost: Callable[[Smallest], A
             result.append(first)
             continue
         also = [s for m in members for s in (m.signature, *m.also) if s != first.signature]
-        result.append(FindingGroup(first.signature, min((m.smallest for m in members), key=cost),
-                                   sorted({r for m in members for r in m.reports}),
-                                   [s for m in members for s in m.seen_in], list(dict.fromkeys(also))))
+        smallest = min(members, key=lambda m: cost(m.smallest))
+        result.append(FindingGroup(first.signature, smallest.smallest, sorted({r for m in members for r in m.reports}),
+                                   [s for m in members for s in m.seen_in], list(dict.fromkeys(also)),
+                                   smallest.needs))
     return result
 
 
@@ -486,6 +518,8 @@ def print_summary(record: RunRecord, reports: Path) -> None:
             print(f"     smallest: {reports / smallest.report}"
                   + ("" if any(s.new for s in finding.seen_in) else " (already reported)"))
             print(f"       {smallest.summary}")
+            if finding.needs:
+                print(f"     shows only with: {', '.join(finding.needs)}")
             if smallest.raised_at:
                 print(f"     raised at: {smallest.raised_at}")
             if smallest.diagnosis:
