@@ -9,10 +9,10 @@ import torch
 from fuzz_birnn.core.candidates import candidate_label, fused
 from fuzz_birnn.core.case import Case, backend
 from fuzz_birnn.core.compare import Mismatch, check_structure, compare_values, max_abs_difference, tensors_of
-from fuzz_birnn.core.evaluation import Evaluation, evaluate
+from fuzz_birnn.core.evaluation import Evaluation, evaluate, for_candidate
 from fuzz_birnn.core.outcomes import Candidate, CheckFailure, Outcome, Unsupported, unsupported
 
-__all__ = ["check", "check_fused"]
+__all__ = ["check", "check_fused", "held_to"]
 
 
 def check(candidate: Candidate, case: Case, *, name: str | None = None) -> Outcome:
@@ -40,9 +40,12 @@ def check(candidate: Candidate, case: Case, *, name: str | None = None) -> Outco
             message = f"candidate raised {type(error).__name__}: {error}".splitlines()[0]
             raise CheckFailure(Mismatch("result", message), case, label, allowed=evaluation.tolerances.candidate,
                                reference=evaluation.ref) from error
+    held, lower = for_candidate(evaluation, case, candidate)
     try:
-        outcome = _judge(actual, evaluation, "candidate", case, label, "agreement")
+        outcome = _judge(actual, held, "candidate", case, label, "agreement")
     except CheckFailure as failure:
+        if lower is not None:
+            failure.add_note(held_to(lower, case))
         if not _torch_is_right(case, evaluation):
             failure.add_note("torch's fused module is wrong on this case too (fused-vs-reference), so the "
                              "candidate was held to the plain allowance")
@@ -84,3 +87,9 @@ def _judge(actual: Any, evaluation: Evaluation, side: str, case: Case, label: st
         raise CheckFailure(mismatch, case, label, prop, actual=values, allowed=allowed, reference=evaluation.ref)
     errors = {k: max_abs_difference(values[k], evaluation.ref[k]) for k in evaluation.ref}
     return Outcome(case, errors, allowed)
+
+
+def held_to(lower: str, case: Case) -> str:
+    """What a failure of a candidate that declares a lower precision was held to."""
+    return (f"held to {lower}'s tolerance: the candidate declares it computes {case.inputs.dtype} cases in {lower} "
+            "(its computes_in), so it failed by more than that precision explains")

@@ -15,7 +15,7 @@ from fuzz_birnn.core.compare import Mismatch, Tolerances, tensors_of
 from fuzz_birnn.core.outcomes import CheckFailure
 from fuzz_birnn.core.reference import CellReference
 
-__all__ = ["Evaluation", "evaluate"]
+__all__ = ["Evaluation", "computes_in", "evaluate", "for_candidate"]
 
 T = TypeVar("T")
 
@@ -109,3 +109,32 @@ def _on_cpu(case: Case, built: Built) -> tuple[Any, ...]:
         return built.module, built.input, built.hx
     cpu = dataclasses.replace(case, inputs=dataclasses.replace(case.inputs, device="cpu")).build()
     return cpu.module, cpu.input, cpu.hx
+
+
+def computes_in(candidate: Any, dtype: str) -> str | None:
+    """The lower precision ``candidate`` computes ``dtype`` cases in by design, as it declares it:
+    ``candidate.computes_in = {"float64": "float32"}`` (a runtime with no float64 kernels, a
+    plugin that infers float32 models in bfloat16 by default). ``None``: the case's own."""
+    declared = getattr(candidate, "computes_in", None)
+    lower = declared.get(dtype) if isinstance(declared, dict) else None
+    known = ("float64", "float32", "bfloat16", "float16")
+    return lower if lower in known and lower != dtype else None
+
+
+def for_candidate(evaluation: Evaluation, case: Case, candidate: Any) -> tuple[Evaluation, str | None]:
+    """``evaluation`` with the candidate held to the tolerance of the precision it declares it
+    computes the case in (:func:`computes_in`), and that precision; else ``evaluation`` itself.
+    The lower precision's tolerance is the model measured on the case as if it were in that
+    dtype, with the reference computed in it as its own error (as under autocast); torch's own
+    allowance is not changed."""
+    lower = computes_in(candidate, case.inputs.dtype)
+    if lower is None or evaluation.skipped:
+        return evaluation, None
+    fresh = _on_cpu(case, case.build())
+    with backend(case.inputs), torch.no_grad():
+        ref32 = tensors_of(_REFERENCE32.compute(*fresh), case)
+        native = tensors_of(CellReference(getattr(torch, lower)).compute(*fresh), case)
+    at_lower = dataclasses.replace(case, inputs=dataclasses.replace(case.inputs, dtype=lower))
+    own, low = evaluation.tolerances, Tolerances.measure(at_lower, evaluation.ref, ref32, native, evaluation.ref)
+    widened = Tolerances(own.fused, {name: max(allowed, low.fused[name]) for name, allowed in own.candidate.items()})
+    return dataclasses.replace(evaluation, bound=widened, _measure=None, _measured=widened), lower

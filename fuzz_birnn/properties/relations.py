@@ -33,7 +33,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 from fuzz_birnn.core.candidates import candidate_label, fused
 from fuzz_birnn.core.case import Built, Case, backend
 from fuzz_birnn.core.compare import Mismatch, Tolerances, max_abs_difference, not_close
-from fuzz_birnn.core.evaluation import evaluate
+from fuzz_birnn.core.evaluation import evaluate, for_candidate
 from fuzz_birnn.core.layout import Canonical, as_tensor, canonical, each_state, reverse_within_lengths
 from fuzz_birnn.core.outcomes import Candidate, CheckFailure, Outcome, Unsupported, unsupported
 from fuzz_birnn.portable.calls import per_direction, structure_problem
@@ -238,6 +238,7 @@ def check_relation(relation: str, candidate: Candidate, case: Case, *, name: str
     evaluation = evaluate(case, built)
     if evaluation.skipped:
         return Outcome(case, {}, {}, evaluation.skipped)
+    evaluation, _ = for_candidate(evaluation, case, candidate)  # its declared precision, if lower
     label = name or candidate_label(candidate)
     prop = f"relation:{relation}"
     with backend(case.inputs), torch.no_grad():

@@ -39,6 +39,12 @@ TARGETS: dict[str, Target] = {
                                       "torch.onnx.export(dynamo=False) run on ONNX Runtime's CPU provider"),
     "onnx-reference": Target("onnx_reference", "onnx_reference", ("onnx", "onnxscript"), "onnx", 300,
                              "torch.onnx.export run by onnx.reference.ReferenceEvaluator"),
+    "openvino": Target("openvino_cpu", "openvino", ("openvino",), "openvino", 300,
+                       "openvino.convert_model run on OpenVINO's CPU plugin, INFERENCE_PRECISION_HINT=f32; "
+                       "float64 held to float32 (documented)"),
+    "openvino-default": Target("openvino_cpu", "openvino_default", ("openvino",), "openvino", 300,
+                               "the same at the plugin's default settings: held to the precision it infers "
+                               "float32 in here (bfloat16 on CPUs with it)"),
     "quantizable-lstm": Target("quantizable", "quantizable_lstm", (), "", 60,
                                "torch.ao.nn.quantizable.LSTM.from_float, the module quantization swaps in"),
     "torch-compile": Target("torch_compile", "torch_compile", (), "", 600,
