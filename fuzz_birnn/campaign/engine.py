@@ -68,11 +68,12 @@ from fuzz_birnn.campaign.events import (
     SliceEnded,
     SliceResult,
 )
-from fuzz_birnn.campaign.needs import is_known, needs_of
+from fuzz_birnn.campaign.needs import features, is_known, needs_of
 from fuzz_birnn.campaign.pool import LocalPool, in_flight_file, output_file
 from fuzz_birnn.campaign.reducer import reduce_case, within_space
-from fuzz_birnn.campaign.scheduler import HANG, Reduce, Scheduler, Search, SearchSpec, Slice, quota_of
+from fuzz_birnn.campaign.scheduler import HANG, Reduce, Scheduler, Search, SearchSpec, Slice, learner_of, quota_of
 from fuzz_birnn.campaign.signature import crash_signature, fault_signature, signature_of
+from fuzz_birnn.campaign.slow import SKIPPED_AS_KNOWN, SLOW_CASE_SECONDS, small_space
 from fuzz_birnn.campaign.steering import refused_values, without
 from fuzz_birnn.campaign.writeahead import WriteAhead
 from fuzz_birnn.core import packages
@@ -209,6 +210,7 @@ class Campaign:
         deadline = None if self.time_budget is None else time.time() + self.time_budget
         self.scheduler = Scheduler([Search(spec, quota) for spec in self.specs], deadline=deadline,
                                    reduce_seconds=REDUCE_SECONDS, workers=max(1, self.workers))
+        self._slow_said: set[str] = set()
         self._busy: dict[int, _Busy] = {}
         #: worker -> cases it checked, and the searches it ran (run.json's ``nodes``)
         self.cases_by_worker: collections.Counter[int] = collections.Counter()
@@ -326,6 +328,7 @@ class Campaign:
                                        needs=[(f.signature, f.needs or ()) for f in result.findings],
                                        error=(result.error and "stopped by an error") or result.ended)
             self._steer(job.search)
+            self._say_if_slow(job.search)
             if result.error:
                 self.errors.append(f"{job.search.name} stopped early: {result.error}")
             if result.ended:
@@ -353,6 +356,17 @@ class Campaign:
             if (refused.dimension, refused.value) not in search.refused:
                 search.refused.add((refused.dimension, refused.value))
                 self.notes.append(refused.describe(spec.name))
+
+    def _say_if_slow(self, spec: SearchSpec) -> None:
+        """A note, once a candidate, when its slowness changes how the budget is spent (:mod:`.slow`)."""
+        key = learner_of(spec)
+        if key in self._slow_said or not self.scheduler.slow(spec):
+            return
+        self._slow_said.add(key)
+        seconds, cases = self.scheduler.case_time[key]
+        self.notes.append(f"{spec.candidate}: {seconds / cases:.2g}s of worker time a case (slow: at least "
+                          f"{SLOW_CASE_SECONDS:g}s): agreement searches first, small cases first, a new fault's "
+                          "shrinking before more cases, and cases with what a known fault needs not checked")
 
     def _count(self, worker_id: int, counts: Counts) -> None:
         self.counts.update(counts)
@@ -536,6 +550,11 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
     phases = [p for p in Phase if p is not Phase.explain and (job.reuse or p is not Phase.reuse)]
     known_needs = dict(job.needs)
 
+    def has_known_needs(case: Case) -> bool:
+        """Whether ``case`` has every feature some known fault of the search needs (measured, not none)."""
+        have = features(case)
+        return any(needs and set(needs) <= have for listed in known_needs.values() for needs in listed)
+
     def known(signature: str, case: Case) -> bool:
         """A failure of a fault found before: its signature, and what that fault needs (:mod:`.needs`)."""
         return signature in job.known and is_known(case, known_needs.get(signature, ()))
@@ -637,7 +656,7 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
     @settings(max_examples=-(-job.max_examples // per_shape), database=database, phases=phases, deadline=None,
               verbosity=Verbosity.quiet, suppress_health_check=list(HealthCheck), report_multiple_bugs=True)
     @seed(job.seed)
-    @given(_strategy(spec, job.refused))
+    @given(_strategy(spec, job.refused, small=job.small))
     def search(drawn: Any) -> None:
         if job.deadline is not None and time.time() >= job.deadline:
             raise _Stop("shrinking cut short: the time budget ran out")
@@ -647,6 +666,9 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
                 job.shrink_seconds:
             raise _Stop("shrinking cut short: its search's share of the time budget ran out")
         case, details = (drawn[0], {"corruption": drawn[1]}) if prop.invalid else (drawn, {})
+        if job.slow and not failing and has_known_needs(case):  # a slow target: not worth a case (see .slow)
+            count(case, "skipped", SKIPPED_AS_KNOWN)
+            assume(False)
         if spec.isa:  # in the report (its id, and what replay re-creates) and in the case written ahead
             details = {**details, "isa": spec.isa}
         # a candidate whose setup is per shape checks more values on the same shapes (its cases_per_shape),
@@ -818,9 +840,12 @@ def run_reduction(job: Reduce, capture: OutputCapture, ahead: WriteAhead) -> Fin
     return write_crash_finding(job, in_flight, shrink, outputs[reduction.case])
 
 
-def _strategy(spec: SearchSpec, refused: tuple[tuple[str, str], ...] = ()) -> SearchStrategy[Any]:
-    """What a slice draws: its search's space, less what the candidate refuses (:mod:`.steering`)."""
+def _strategy(spec: SearchSpec, refused: tuple[tuple[str, str], ...] = (), *,
+              small: bool = False) -> SearchStrategy[Any]:
+    """What a slice draws: its search's space, less what the candidate refuses (:mod:`.steering`),
+    its small corner where ``small`` (a slow candidate's first slices: :mod:`.slow`)."""
     space = without(spec.space, refused)
+    space = small_space(space) if small else space
     return (invalid_calls if PROPERTIES[spec.prop].invalid else cases)(modes=[spec.mode], **space.arguments())
 
 

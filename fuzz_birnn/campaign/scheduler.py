@@ -35,11 +35,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from fuzz_birnn.campaign.slow import OTHERS_WEIGHT, SMALL_SLICES, is_slow
+from fuzz_birnn.campaign.slow import shrink_seconds as slow_shrink_seconds
 from fuzz_birnn.core.space import CaseSpace
 from fuzz_birnn.properties import PROPERTIES
 
 __all__ = ["FIRST_SLICE", "SLICE_CAP_SECONDS", "SLICE_EXAMPLES", "Reduce", "Scheduler", "Search", "SearchSpec",
-           "Slice", "most_slices", "quota_of", "shard_of"]
+           "Slice", "learner_of", "most_slices", "quota_of", "shard_of"]
 
 #: Examples in a search's first slice (small, so that every search starts early) and in the others.
 FIRST_SLICE = 20
@@ -123,6 +125,10 @@ class Slice:
     #: signature -> what each fault found with it needs in order to show (:mod:`.needs`): a failure
     #: of a known signature that lacks what every one of them needs is a new fault
     needs: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...] = ()
+    #: the candidate is slow (:mod:`.slow`): skip cases that have what a known fault needs
+    slow: bool = False
+    #: draw from :func:`~fuzz_birnn.campaign.slow.small_space` (a slow search's first slices)
+    small: bool = False
 
 
 @dataclass(frozen=True)
@@ -190,11 +196,24 @@ class Scheduler:
         self.hung: set[str] = set()
         self.cap_seconds = SLICE_CAP_SECONDS
         self.shrink_seconds: float | None = None
+        self.share = 0.0
+        #: learner -> worker seconds and cases of its ended slices (:func:`~fuzz_birnn.campaign.slow.is_slow`)
+        self.case_time: dict[str, tuple[float, int]] = {}
         if deadline is not None:  # a slow candidate: every search must get its turn well within the budget
             budget = max(0.0, deadline - time.time())
-            share = budget * min(workers, len(searches)) / len(searches)
+            self.share = share = budget * min(workers, len(searches)) / len(searches)
             self.cap_seconds = max(MIN_CAP_SECONDS, min(SLICE_CAP_SECONDS, share / 4))
             self.shrink_seconds = max(2 * self.cap_seconds, share / 2)
+
+    def slow(self, spec: SearchSpec) -> bool:
+        """Whether the search's candidate is slow (:mod:`.slow`: under a time budget only)."""
+        return self.deadline is not None and is_slow(*self.case_time.get(learner_of(spec), (0.0, 0)))
+
+    def _turn(self, search: Search) -> float:
+        """A search's time as its turn counts it: a slow candidate's agreement searches come first."""
+        if search.spec.prop != "agreement" and self.slow(search.spec):
+            return search.seconds * OTHERS_WEIGHT
+        return search.seconds
 
     def out_of_time(self) -> bool:
         return self.deadline is not None and time.time() >= self.deadline
@@ -212,22 +231,27 @@ class Scheduler:
         if not ready:
             return None
         # a search with no slice running first; then the one that has had the least time
-        search = min(ready, key=lambda s: (s.running > 0, s.seconds, s.spec.index))
+        search = min(ready, key=lambda s: (s.running > 0, self._turn(s), s.spec.index))
         planned = FIRST_SLICE if search.slices == 0 else SLICE_EXAMPLES
         size = min(planned, search.left)
         search.running += 1
         search.planned += size
         search.slices += 1
-        key = _learner(search.spec)
+        key = learner_of(search.spec)
         borrowed = key in self.hung and HANG not in search.known  # it hung in another search
         known = search.known | {HANG} if borrowed else search.known
         slowest = max(search.slowest, self.slowest.get(key, 0.0)) if borrowed else search.slowest
         limit = max(HANG_FLOOR, HANG_FACTOR * slowest)
+        slow = self.slow(search.spec)
+        shrink = self.shrink_seconds
+        if slow and self.deadline is not None:
+            shrink = slow_shrink_seconds(max(0.0, self.deadline - time.time()), self.share)
         return Slice(search.spec, search.slices, size, _slice_seed(search.spec.seed, search.slices),
                      tuple(sorted(known)), search.isolate or borrowed, limit, self.deadline, self.cap_seconds,
-                     reuse=search.slices == 1, shrink_seconds=self.shrink_seconds, escalate=borrowed,
+                     reuse=search.slices == 1, shrink_seconds=shrink, escalate=borrowed,
                      never_returned=borrowed and not slowest, refused=tuple(sorted(search.refused)),
-                     needs=tuple((signature, tuple(needs)) for signature, needs in sorted(search.needs.items())))
+                     needs=tuple((signature, tuple(needs)) for signature, needs in sorted(search.needs.items())),
+                     slow=slow, small=slow and search.slices <= SMALL_SLICES + 1)
 
     def slice_ended(self, job: Slice, *, examples: int, seconds: float, slowest: float = 0.0,
                     signatures: Iterable[str] = (), needs: Iterable[tuple[str, tuple[str, ...]]] = (),
@@ -241,8 +265,10 @@ class Scheduler:
         search.examples += examples
         search.seconds += seconds
         search.slowest = max(search.slowest, slowest)
-        key = _learner(spec)
+        key = learner_of(spec)
         self.slowest[key] = max(self.slowest.get(key, 0.0), slowest)
+        spent, cases = self.case_time.get(key, (0.0, 0))
+        self.case_time[key] = (spent + seconds, cases + examples)
         search.known.update(signatures)
         for signature, needed in needs:
             if needed not in search.needs.setdefault(signature, []):
@@ -257,7 +283,7 @@ class Scheduler:
         hung in any search); returns whether it is new."""
         search = self.searches[spec.index]
         search.isolate = True
-        key = _learner(spec)
+        key = learner_of(spec)
         if signature in search.known or (signature == HANG and key in self.hung):
             search.known.add(signature)
             return False
@@ -300,7 +326,7 @@ class Scheduler:
         return not self.reductions and not self.retries and all(s.done for s in self.searches)
 
 
-def _learner(spec: SearchSpec) -> str:
+def learner_of(spec: SearchSpec) -> str:
     """Whose hangs and speed a search learns from: its candidate's, or for a torch-only property
     (``fused`` stands in for torch there) that property's alone."""
     return f"{spec.candidate} {spec.prop}" if PROPERTIES[spec.prop].torch_only else spec.candidate

@@ -1,0 +1,107 @@
+"""Slow-target mode: once a candidate takes seconds a case under a time budget, agreement comes
+first, small cases first, a new fault's shrinking gets more time, and cases that have what a known
+fault needs are not checked."""
+
+from __future__ import annotations
+
+import time
+
+from hypothesis import given, settings
+
+from fuzz_birnn.campaign.engine import plan_searches, run_slice
+from fuzz_birnn.campaign.scheduler import Scheduler, Search, Slice
+from fuzz_birnn.campaign.slow import SKIPPED_AS_KNOWN, SLOW_CASE_SECONDS, SMALL_SLICES, is_slow, small_space
+from fuzz_birnn.campaign.writeahead import WriteAhead
+from fuzz_birnn.core.space import CaseSpace
+from fuzz_birnn.strategies import cases
+
+FINAL_STATE = "final state wrong"
+
+
+def _scheduler(tmp_path, *, budget):
+    specs, _ = plan_searches("tests.contract_bugs:two_final_state_faults", ["agreement", "relation:layout"],
+                             ["GRU"], CaseSpace(), seed=0, reports=tmp_path, timeout=60, database=None)
+    deadline = None if budget is None else time.time() + budget
+    return Scheduler([Search(spec, 10_000) for spec in specs], deadline=deadline, reduce_seconds=60, workers=1)
+
+
+def test_a_candidate_is_slow_from_a_quarter_second_a_case():
+    assert is_slow(SLOW_CASE_SECONDS * 10, 10) and not is_slow(SLOW_CASE_SECONDS * 9.9, 10)
+    assert not is_slow(0.0, 0)
+
+
+def test_under_a_budget_a_slow_candidates_agreement_searches_come_first_and_draw_small_cases(tmp_path):
+    scheduler = _scheduler(tmp_path, budget=600)
+    agreement, layout = scheduler.next_job(), scheduler.next_job()
+    assert (agreement.search.prop, layout.search.prop) == ("agreement", "relation:layout")
+    assert not agreement.slow and not agreement.small  # nothing known of its speed yet
+    scheduler.slice_ended(agreement, examples=10, seconds=10.0)  # 1 s a case
+    scheduler.slice_ended(layout, examples=8, seconds=8.0)
+    served = [scheduler.next_job() for _ in range(2)]
+    assert all(job.slow for job in served)
+    assert served[0].search.prop == "agreement"  # it had more time, but its time counts less
+    assert served[0].small and served[0].shrink_seconds >= scheduler.share
+    for job in served:
+        scheduler.slice_ended(job, examples=5, seconds=5.0)
+    later = []
+    for _ in range(3 * SMALL_SLICES):
+        job = scheduler.next_job()
+        later.append(job)
+        scheduler.slice_ended(job, examples=5, seconds=5.0)
+    agreement_slices = [job for job in later if job.search.prop == "agreement"]
+    assert len(agreement_slices) > len(later) - len(agreement_slices)
+    assert not agreement_slices[-1].small  # past its first slices, the whole space
+
+
+def test_without_a_budget_or_for_a_fast_candidate_nothing_changes(tmp_path):
+    for budget, seconds in ((None, 10.0), (600, 0.1)):
+        scheduler = _scheduler(tmp_path, budget=budget)
+        first, second = scheduler.next_job(), scheduler.next_job()
+        scheduler.slice_ended(first, examples=10, seconds=seconds)
+        scheduler.slice_ended(second, examples=10, seconds=seconds)
+        job = scheduler.next_job()
+        assert not job.slow and not job.small and job.shrink_seconds == scheduler.shrink_seconds
+
+
+@settings(max_examples=60)
+@given(cases(**small_space(CaseSpace()).arguments()))
+def test_the_small_corner_draws_small_cases(case):
+    c, i = case.config, case.inputs
+    assert c.num_layers <= 2 and i.seq_len <= 3 and (i.batch_size or 1) <= 2
+    assert c.input_size <= 3 and c.hidden_size <= 3
+
+
+def test_a_fixed_minimum_above_the_small_corner_stands():
+    assert small_space(CaseSpace(min_layers=3, max_layers=4)).max_layers == 3
+
+
+class _NoCapture:
+    def reset(self):
+        pass
+
+    def read(self):
+        return ""
+
+
+def test_a_slow_slice_does_not_check_cases_that_have_what_a_known_fault_needs(tmp_path):
+    [spec], _ = plan_searches("tests.contract_bugs:two_final_state_faults", ["agreement"], ["GRU"],
+                              CaseSpace(dtypes=("float64",), bias=False), seed=0, reports=tmp_path, timeout=60,
+                              database=None)
+    known = ((FINAL_STATE, (("given h0",),)),)
+    reasons = []
+
+    def tally(counts, generated):
+        reasons.extend((key.verdict, key.reason, key.h0) for key in counts)
+
+    for slow in (False, True):
+        reasons.clear()
+        job = Slice(spec, 2, 80, 3, (FINAL_STATE,), False, 1.0, None, 60.0, reuse=False, needs=known, slow=slow)
+        with WriteAhead(tmp_path / ".inflight-0.json") as ahead:
+            result = run_slice(job, _NoCapture(), ahead, tally)
+        tally(result.counts, 0)
+        assert result.findings == []  # no bias: the other fault cannot show
+        checked_with_h0 = {verdict for verdict, reason, h0 in reasons if h0 == "h0 given" and verdict != "skipped"}
+        if slow:
+            assert not checked_with_h0 and ("skipped", SKIPPED_AS_KNOWN, "h0 given") in reasons
+        else:
+            assert checked_with_h0 == {"known"}
