@@ -175,6 +175,15 @@ def two_final_state_faults(module, input, hx=None):
     return output, hidden
 
 
+def wrong_on_a_non_contiguous_input(module, input, hx=None):
+    """Right on contiguous input; a final state half again too large on a strided view (which a
+    layout relation's transposed input is, and a contiguous case never)."""
+    output, hidden = module(input, hx)
+    if isinstance(input, torch.Tensor) and not input.is_contiguous():
+        hidden = _map_states(hidden, lambda h: h * 1.5)
+    return output, hidden
+
+
 def segfaults_when_large(module, input, hx=None):
     """Kills its own process (as a segfault would) once hidden_size >= 4 and the sequence has 3
     or more steps; right on smaller cases."""

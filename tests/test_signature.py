@@ -147,3 +147,12 @@ def test_crashes_by_signal_and_hangs():
     assert crash_signature("crash", "died (killed by SIGSEGV)") != crash_signature("crash", "died (killed by SIGABRT)")
     assert crash_signature("timeout", "ran past the 2s limit") == crash_signature("timeout", "ran past the 60s limit")
     assert fault_signature(Mismatch("result", "candidate raised KeyError: 3")) == "candidate raised KeyError: #"
+
+
+def test_a_relations_failures_share_one_signature_whichever_tensor_and_variant():
+    messages = ["layout: output differs for batch_first=True on the transposed input: Mismatched elements: 2 / 2",
+                "layout: h_n differs for batch_first=False on the transposed input: Greatest absolute difference",
+                "on a follow-up call, layout: c_n differs for batch_first=True on the transposed input"]
+    assert {fault_signature(Mismatch("output", m)) for m in messages} == {"layout: results differ"}
+    assert fault_signature(Mismatch("output", "unbatched: output differs for the 2-D input")) == \
+        "unbatched: results differ"

@@ -68,7 +68,7 @@ from fuzz_birnn.campaign.events import (
     SliceEnded,
     SliceResult,
 )
-from fuzz_birnn.campaign.needs import features, is_known, needs_of
+from fuzz_birnn.campaign.needs import family, features, is_known, needs_of
 from fuzz_birnn.campaign.pool import LocalPool, in_flight_file, output_file
 from fuzz_birnn.campaign.reducer import reduce_case, within_space
 from fuzz_birnn.campaign.scheduler import HANG, Reduce, Scheduler, Search, SearchSpec, Slice, learner_of, quota_of
@@ -562,6 +562,27 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
     def twin(details: dict[str, Any]) -> Callable[[Case], Mismatch | None]:
         return lambda case: _twin_mismatch(prop, candidate, spec, case, details)
 
+    def follows(fault: CheckFailure) -> str | None:
+        """For a relation's fault: the signature of the agreement fault that a case of its family
+        (:func:`~fuzz_birnn.campaign.needs.family`) shows, checked in a forked child; ``None``: none."""
+        if not spec.prop.startswith("relation:") or "agreement" not in PROPERTIES or not can_fork():
+            return None
+        agreement = PROPERTIES["agreement"]
+
+        def first_agreement_fault() -> str | None:
+            for relative in family(fault.case):
+                try:
+                    with time_limit(spec.timeout):
+                        agreement.run(candidate, relative, spec.candidate, {})
+                except CheckFailure as failure:
+                    return signature_of(failure, lambda twin: _twin_mismatch(agreement, candidate, spec, twin, {}))
+                except (Exception, CaseTimeout):
+                    continue
+            return None
+
+        ended = run_forked(first_agreement_fault, 6 * spec.timeout)
+        return ended.value if ended.kind == "passed" else None
+
     def needs(fault: CheckFailure) -> tuple[str, ...] | None:
         """What a new fault needs in order to show, measured in a forked child (a candidate that
         crashes on a simpler case costs the child); ``None`` where it could not be measured."""
@@ -689,7 +710,7 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
             search()
     except _Stop as stop:
         why = stop.args[0] if stop.args else "shrinking cut short: the time budget ran out"
-        _write_all(result, list(failing.values()), spec, why, needs)
+        _write_all(result, list(failing.values()), spec, why, needs, follows)
     except _InProcessFault as fault:
         result.fault = fault.fault
     except _EndSearch as end:
@@ -698,7 +719,7 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
         pass  # every case was skipped: the counts say why
     except Exception as raised:
         found, others = check_failures(raised)
-        _write_all(result, found, spec, "complete", needs)
+        _write_all(result, found, spec, "complete", needs, follows)
         if others:
             result.error = harness_error(others[0], spec, job.number)
     result.generated, result.slowest = clock.generated, clock.slowest
@@ -728,12 +749,14 @@ def harness_error(error: BaseException, spec: SearchSpec, number: int) -> str:
 
 
 def _write_all(result: SliceResult, failures: list[CheckFailure], spec: SearchSpec, shrink: str,
-               needs: Callable[[CheckFailure], tuple[str, ...] | None]) -> None:
-    """Write each failure's report, with what it ``needs`` in order to show, into the result; one
-    that cannot be written is the slice's error (said in the run's summary), not the death of its worker."""
+               needs: Callable[[CheckFailure], tuple[str, ...] | None],
+               follows: Callable[[CheckFailure], str | None]) -> None:
+    """Write each failure's report, with what it ``needs`` in order to show and the agreement
+    fault it ``follows`` from (a relation's), into the result; one that cannot be written is the
+    slice's error (said in the run's summary), not the death of its worker."""
     for failure in failures:
         try:
-            result.findings.append(_write(failure, spec, shrink, needs(failure)))
+            result.findings.append(_write(failure, spec, shrink, needs(failure), follows(failure)))
         except Exception as error:
             result.error = f"writing the report of a failure failed: {type(error).__name__}: {error}"
 
@@ -761,13 +784,14 @@ def _essentials(outcome: Outcome) -> tuple[str | None, float | None]:
     return outcome.skipped, (min(max(ratios), 1e6) if ratios else None)
 
 
-def _write(failure: CheckFailure, spec: SearchSpec, shrink: str, needs: tuple[str, ...] | None = None) -> Finding:
+def _write(failure: CheckFailure, spec: SearchSpec, shrink: str, needs: tuple[str, ...] | None = None,
+           follows: str | None = None) -> Finding:
     signature = getattr(failure, "signature", None)
     if signature is None:
         signature = fault_signature(failure.mismatch)
     folder, new = write_report(failure, Path(spec.reports), origin="fuzz-birnn run",
                                extra={"signature": signature, "shrink": shrink,
-                                      "needs": None if needs is None else list(needs)},
+                                      "needs": None if needs is None else list(needs), "follows": follows},
                                output=getattr(failure, "output", ""))
     case = failure.case.to_dict()
     try:
@@ -776,7 +800,7 @@ def _write(failure: CheckFailure, spec: SearchSpec, shrink: str, needs: tuple[st
         written = {}
     return Finding(signature, spec.prop, spec.mode, str(folder), new, str(failure).splitlines()[0], shrink,
                    case_cost(case["config"], case["inputs"])["elements"], written.get("diagnosis"),
-                   spec.isa or NATIVE, last_frame(written.get("traceback")), needs)
+                   spec.isa or NATIVE, last_frame(written.get("traceback")), needs, follows)
 
 
 def _cpu_seconds(server: ForkServer | None = None) -> float:

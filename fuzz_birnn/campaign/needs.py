@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 
 from fuzz_birnn.core.case import Case
 
-__all__ = ["DRAWS", "MAX_CAUSES", "features", "is_known", "needs_of", "without_feature"]
+__all__ = ["DRAWS", "MAX_CAUSES", "family", "features", "is_known", "needs_of", "without_feature"]
 
 #: Draws of values tried without a feature before it counts as needed.
 DRAWS = 3
@@ -114,3 +114,17 @@ def is_known(case: Case, known_needs: Iterable[tuple[str, ...]]) -> bool:
         return True
     have = features(case)
     return any(set(needs) <= have for needs in known_needs)
+
+
+def family(case: Case) -> list[Case]:
+    """``case`` and the cases a relation compares it with, as far as one flag makes them: the other
+    layout, batched for unbatched (and unbatched for a batch of one), padded for packed, sorted for
+    unsorted, a batch of one. A relation's fault that the agreement property shows on one of them
+    follows from that agreement fault."""
+    c, i = case.config, case.inputs
+    relatives: list[Case | None] = [case, Case(dataclasses.replace(c, batch_first=not c.batch_first), i)]
+    relatives += [without_feature(case, name) for name in ("unbatched input", "packed input", "unsorted lengths",
+                                                           "batch > 1") if name in features(case)]
+    if i.batch_size == 1 and not i.packed:
+        relatives.append(Case(c, dataclasses.replace(i, unbatched=True, batch_size=None)))
+    return [relative for relative in relatives if relative is not None]

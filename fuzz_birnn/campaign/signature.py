@@ -16,7 +16,11 @@ out everything that depends on the case's sizes:
   is ``values wrong in bfloat16 only``;
 * **a wrong structure**: what is wrong, not with what: ``output.dtype is wrong``, ``result
   should be a pair (output, hidden)`` (whether a tensor or a PackedSequence came back);
-* **everything else** (an exception, a relation or gradient that does not hold, a refused
+* **a relation that does not hold**: ``RELATION: results differ``, whichever tensor differs and
+  for which variant (``batch_first=True`` or ``False``, a sequence run alone): one fault shows
+  in several; two faults of one relation are told apart by what each needs
+  (:mod:`fuzz_birnn.campaign.needs`);
+* **everything else** (an exception, a gradient that does not hold, a refused
   invalid call, a crash, a hang): the message, with every number, list and address replaced by
   ``#``; an exception keeps its type and its words.
 
@@ -53,6 +57,8 @@ _FOLLOW_UP = "on a follow-up call, "
 #: Graph element names in runtime messages ("input parameter (/Unsqueeze_output_0)", "in node
 #: (/LSTM)", "Name:'node_GRU_74'"): where in an exported graph, which moves with the export.
 _GRAPH_NAME = re.compile(r"\b(parameter|node|Name:)\s*(\([^()]*\)|'[^']*')")
+#: A relation's message: ``layout: output differs for batch_first=True on the transposed input: ...``.
+_RELATION = re.compile(r"^(\w+): (?:output|h_n|c_n) differs for ")
 #: check_structure's messages: ``output.dtype=torch.float64, but should be torch.float32``,
 #: ``result is a tensor of shape (2, 3), but should be a pair (output, hidden)``.
 _STRUCTURE = re.compile(r"^([\w.]+)(=| is ).*?, but should be (.*)$")
@@ -63,6 +69,9 @@ def fault_signature(mismatch: Mismatch) -> str:
     if mismatch.pattern:
         return mismatch.pattern
     message = mismatch.message.removeprefix(_FOLLOW_UP)  # a relation's extra call: the same fault
+    relation = _RELATION.match(message)
+    if relation:
+        return f"{relation.group(1)}: results differ"
     structure = _STRUCTURE.match(message)
     if structure:
         subject, how, expected = structure.groups()

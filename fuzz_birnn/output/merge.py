@@ -32,6 +32,7 @@ from fuzz_birnn.output.run_record import (
     Support,
     by_cause,
     one_per_mistake,
+    onto_agreement,
     write_record,
 )
 from fuzz_birnn.portable.report_files import ReportRefused, case_cost, read_json
@@ -134,8 +135,9 @@ def _findings(groups: list[FindingGroup], reports: Path) -> list[FindingGroup]:
         seen: list[Seen] = [s for m in members for s in m.seen_in]
         also = list(dict.fromkeys(s for m in members for s in m.also))
         reports_of = sorted({r for m in members for r in m.reports})
-        merged.append(FindingGroup(members[0].signature, smallest.smallest, reports_of, seen, also, smallest.needs))
-    return one_per_mistake(merged, lambda s: (_cost(reports / s.report), s.report))
+        merged.append(FindingGroup(members[0].signature, smallest.smallest, reports_of, seen, also, smallest.needs,
+                                   next((m.follows for m in members if m.follows), None)))
+    return one_per_mistake(onto_agreement(merged), lambda s: (_cost(reports / s.report), s.report))
 
 
 def _cost(report: Path) -> float:
@@ -174,7 +176,8 @@ def _record(data: dict[str, Any]) -> RunRecord:
         support={name: {value: Support(**row) for value, row in rows.items()}
                  for name, rows in data["support"].items()},
         findings=[FindingGroup(f["signature"], Smallest(**f["smallest"]), list(f["reports"]),
-                               [Seen(**seen) for seen in f["seen_in"]], list(f.get("also", [])), f.get("needs"))
+                               [Seen(**seen) for seen in f["seen_in"]], list(f.get("also", [])), f.get("needs"),
+                               f.get("follows"))
                   for f in data["findings"]],
         errors=list(data["errors"]), notes=list(data["notes"]), exit_code=int(data["exit_code"]),
         nodes=[Node(**node) for node in data.get("nodes", [])],

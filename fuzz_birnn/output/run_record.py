@@ -37,7 +37,8 @@ within a version:
     other signatures: findings whose smallest cases are diagnosed as the same mistake are one);
     ``needs`` (the features the smallest case cannot do without, :mod:`fuzz_birnn.campaign.needs`:
     two faults of one signature that need different features are two findings; ``null``: not
-    measured, as for a crash).
+    measured, as for a crash); ``follows`` (a relation's finding: the signature of the agreement
+    fault its case family shows; where the run found that fault, the relation's finding is part of it).
 ``nodes``
     the machines the run's workers ran on (one for a run on this machine; every node of a Ray
     cluster with ``--cluster``): ``id``, ``hostname``, ``devices``, ``isa`` (the instruction-set
@@ -74,7 +75,8 @@ from fuzz_birnn.output.files import write_whole
 
 __all__ = ["DIMENSIONS", "RUN_FILE", "SCHEMA_VERSION", "CaseCounts", "CountKey", "Finding", "FindingGroup",
            "Node", "RunOptions", "RunRecord", "SearchCount", "SearchTime", "Seen", "Smallest", "Support",
-           "build_record", "by_cause", "count_key", "print_summary", "telling_support", "write_record"]
+           "build_record", "by_cause", "count_key", "onto_agreement", "print_summary", "telling_support",
+           "write_record"]
 
 RUN_FILE = "run.json"
 SCHEMA_VERSION = 1
@@ -140,6 +142,8 @@ class Finding:
     raised_at: str | None = None
     #: what the fault needs in order to show (:mod:`fuzz_birnn.campaign.needs`); ``None``: not measured
     needs: tuple[str, ...] | None = None
+    #: a relation's fault: the signature of the agreement fault its case family shows
+    follows: str | None = None
 
 
 @dataclass(frozen=True)
@@ -236,6 +240,8 @@ class FindingGroup:
     also: list[str] = dataclasses.field(default_factory=list)
     #: what the smallest case needs in order to show the fault (``None``: not measured)
     needs: list[str] | None = None
+    #: a relation's fault: the agreement fault it follows from (merged into it where the run has it)
+    follows: str | None = None
 
 
 @dataclass(frozen=True)
@@ -339,8 +345,35 @@ def _group(findings: Sequence[Finding]) -> list[FindingGroup]:
             sorted({Path(f.folder).name for f in members}),
             [Seen(f.prop, f.mode, Path(f.folder).name, f.new, f.isa) for f in members],
             needs=None if smallest.needs is None else list(smallest.needs),
+            follows=next((f.follows for f in members if f.follows), None),
         ))
-    return one_per_mistake(grouped, lambda smallest: costs[smallest.report])
+    return one_per_mistake(onto_agreement(grouped), lambda smallest: costs[smallest.report])
+
+
+def onto_agreement(groups: Sequence[FindingGroup]) -> list[FindingGroup]:
+    """Each relation's finding that follows from an agreement finding of the run (its case family
+    shows that fault: :func:`fuzz_birnn.campaign.needs.family`) made part of it: its signature in
+    ``also``, its reports and searches added; the agreement finding's smallest case stays."""
+    agreement: dict[str, FindingGroup] = {}
+    for group in groups:
+        if any(seen.property == "agreement" for seen in group.seen_in):
+            agreement.setdefault(group.signature, group)
+    absorbed: dict[int, list[FindingGroup]] = {}
+    kept = []
+    for group in groups:
+        home = agreement.get(group.follows or "")
+        if home is None or home is group:
+            kept.append(group)
+        else:
+            absorbed.setdefault(id(home), []).append(group)
+    result = []
+    for group in kept:
+        for other in absorbed.get(id(group), []):
+            group = dataclasses.replace(
+                group, reports=sorted({*group.reports, *other.reports}), seen_in=[*group.seen_in, *other.seen_in],
+                also=list(dict.fromkeys([*group.also, other.signature, *other.also])))
+        result.append(group)
+    return result
 
 
 _T = TypeVar("_T")

@@ -1,0 +1,75 @@
+"""A relation's fault that follows from an agreement fault (a case of its family shows it) is part
+of that finding, not one of its own: the family, the slice that measures it, the record that
+merges it, and a relation fault that follows from nothing, which stays its own."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from fuzz_birnn import Case, Config, Inputs
+from fuzz_birnn.campaign.engine import plan_searches, run_slice
+from fuzz_birnn.campaign.needs import family
+from fuzz_birnn.campaign.scheduler import Slice
+from fuzz_birnn.campaign.writeahead import WriteAhead
+from fuzz_birnn.core.space import CaseSpace
+from fuzz_birnn.output.run_record import FindingGroup, Seen, Smallest, onto_agreement
+
+
+def test_a_cases_family_has_its_other_layout_and_its_plainer_forms():
+    packed = Case(Config("GRU", batch_first=True), Inputs(3, 2, True, (1, 3), False))
+    relatives = family(packed)
+    assert relatives[0] == packed and any(not r.config.batch_first for r in relatives)
+    assert any(not r.inputs.packed for r in relatives) and any(r.inputs.enforce_sorted for r in relatives)
+    single = Case(Config("GRU"), Inputs(2, 1))
+    assert any(r.inputs.unbatched for r in family(single))
+    assert any(r.inputs.batch_size == 1 for r in family(Case(Config("GRU"), Inputs(2, 3, unbatched=False))))
+
+
+class _NoCapture:
+    def reset(self):
+        pass
+
+    def read(self):
+        return ""
+
+
+def _relation_finding(tmp_path, candidate):
+    space = CaseSpace(dtypes=("float64",), forms=("padded",), contiguous=True)
+    [spec], _ = plan_searches(candidate, ["relation:layout"], ["GRU"], space, seed=0, reports=tmp_path, timeout=60,
+                              database=None)
+    job = Slice(spec, 1, 100, 0, (), False, 1.0, None, 60.0, reuse=False)
+    with WriteAhead(tmp_path / ".inflight-0.json") as ahead:
+        result = run_slice(job, _NoCapture(), ahead, lambda counts, generated: None)
+    [finding] = result.findings
+    return finding
+
+
+def test_a_relation_fault_that_the_agreement_property_shows_on_its_family_follows_from_it(tmp_path):
+    # two_faults swaps the output's directions for batch_first input: the layout relation fails, and
+    # agreement on the batch_first member of the family shows the same mistake
+    finding = _relation_finding(tmp_path, "tests.contract_bugs:two_faults")
+    assert finding.signature == "layout: results differ"  # whichever tensor and variant
+    assert finding.follows == "output wrong, final state right, both directions"
+    assert json.loads((Path(finding.folder) / "case.json").read_text())["follows"] == finding.follows
+
+
+def test_a_relation_fault_that_agreement_never_shows_follows_from_nothing(tmp_path):
+    # wrong only on a strided view, which the relation's follow-up call hands it and no contiguous case does
+    assert _relation_finding(tmp_path, "tests.contract_bugs:wrong_on_a_non_contiguous_input").follows is None
+
+
+def _group(signature, prop, follows=None, report="r"):
+    return FindingGroup(signature, Smallest(report, "s", "complete", None, [], None), [report],
+                        [Seen(prop, "GRU", report, True)], follows=follows)
+
+
+def test_the_record_makes_a_following_relation_finding_part_of_the_agreement_one():
+    agreement = _group("output wrong, final state right, both directions", "agreement", report="a")
+    follows = _group("layout: results differ", "relation:layout", agreement.signature, "b")
+    other = _group("sorting: results differ", "relation:sorting", None, "c")
+    orphan = _group("unbatched: output differs", "relation:unbatched", "final state wrong", "d")
+    [merged, kept, alone] = onto_agreement([agreement, follows, other, orphan])
+    assert merged.reports == ["a", "b"] and merged.also == [follows.signature]
+    assert merged.smallest.report == "a" and {s.property for s in merged.seen_in} == {"agreement", "relation:layout"}
+    assert (kept, alone) == (other, orphan)  # follows from nothing, or from a fault the run did not find
