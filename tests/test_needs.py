@@ -110,6 +110,10 @@ def test_a_slice_writes_a_fault_of_a_known_signature_that_lacks_what_the_known_o
     job = Slice(spec, 2, 150, 3, known, False, 1.0, None, 60.0, reuse=False, needs=((FINAL_STATE, (("given h0",),)),))
     with WriteAhead(tmp_path / ".inflight-0.json") as ahead:
         result = run_slice(job, _NoCapture(), ahead, lambda counts, generated: None)
+        lines = [json.loads(line) for line in ahead.path.read_text().splitlines()]
+    # each case the probe checks is written ahead: the parent times a case from its line, and would
+    # take a probe's cases, one after another, for one case that hangs
+    assert sum(1 for line in lines if line.get("probing")) >= DRAWS
     [finding] = result.findings
     assert (finding.signature, finding.needs) == (FINAL_STATE, ("bias",))
     written = json.loads((Path(finding.folder) / "case.json").read_text())

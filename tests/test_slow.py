@@ -35,19 +35,19 @@ def test_under_a_budget_a_slow_candidates_agreement_searches_come_first_and_draw
     agreement, layout = scheduler.next_job(), scheduler.next_job()
     assert (agreement.search.prop, layout.search.prop) == ("agreement", "relation:layout")
     assert not agreement.slow and not agreement.small  # nothing known of its speed yet
-    scheduler.slice_ended(agreement, examples=10, seconds=10.0)  # 1 s a case
-    scheduler.slice_ended(layout, examples=8, seconds=8.0)
+    scheduler.slice_ended(agreement, examples=10, seconds=10.0, checked=(10, 10.0))  # 1 s a case
+    scheduler.slice_ended(layout, examples=8, seconds=8.0, checked=(8, 8.0))
     served = [scheduler.next_job() for _ in range(2)]
     assert all(job.slow for job in served)
     assert served[0].search.prop == "agreement"  # it had more time, but its time counts less
     assert served[0].small and served[0].shrink_seconds >= scheduler.share
     for job in served:
-        scheduler.slice_ended(job, examples=5, seconds=5.0)
+        scheduler.slice_ended(job, examples=5, seconds=5.0, checked=(5, 5.0))
     later = []
     for _ in range(3 * SMALL_SLICES):
         job = scheduler.next_job()
         later.append(job)
-        scheduler.slice_ended(job, examples=5, seconds=5.0)
+        scheduler.slice_ended(job, examples=5, seconds=5.0, checked=(5, 5.0))
     agreement_slices = [job for job in later if job.search.prop == "agreement"]
     assert len(agreement_slices) > len(later) - len(agreement_slices)
     assert not agreement_slices[-1].small  # past its first slices, the whole space
@@ -57,8 +57,8 @@ def test_without_a_budget_or_for_a_fast_candidate_nothing_changes(tmp_path):
     for budget, seconds in ((None, 10.0), (600, 0.1)):
         scheduler = _scheduler(tmp_path, budget=budget)
         first, second = scheduler.next_job(), scheduler.next_job()
-        scheduler.slice_ended(first, examples=10, seconds=seconds)
-        scheduler.slice_ended(second, examples=10, seconds=seconds)
+        scheduler.slice_ended(first, examples=10, seconds=seconds, checked=(10, seconds))
+        scheduler.slice_ended(second, examples=10, seconds=seconds, checked=(10, seconds))
         job = scheduler.next_job()
         assert not job.slow and not job.small and job.shrink_seconds == scheduler.shrink_seconds
 
@@ -100,6 +100,7 @@ def test_a_slow_slice_does_not_check_cases_that_have_what_a_known_fault_needs(tm
             result = run_slice(job, _NoCapture(), ahead, tally)
         tally(result.counts, 0)
         assert result.findings == []  # no bias: the other fault cannot show
+        assert result.checked > 0 and result.checked_seconds > 0  # what tells the scheduler it is slow
         checked_with_h0 = {verdict for verdict, reason, h0 in reasons if h0 == "h0 given" and verdict != "skipped"}
         if slow:
             assert not checked_with_h0 and ("skipped", SKIPPED_AS_KNOWN, "h0 given") in reasons

@@ -326,6 +326,7 @@ class Campaign:
             self.scheduler.slice_ended(job, examples=busy.generated + result.generated, seconds=elapsed,
                                        slowest=result.slowest, signatures=[f.signature for f in result.findings],
                                        needs=[(f.signature, f.needs or ()) for f in result.findings],
+                                       checked=(result.checked, result.checked_seconds),
                                        error=(result.error and "stopped by an error") or result.ended)
             self._steer(job.search)
             self._say_if_slow(job.search)
@@ -364,7 +365,7 @@ class Campaign:
             return
         self._slow_said.add(key)
         seconds, cases = self.scheduler.case_time[key]
-        self.notes.append(f"{spec.candidate}: {seconds / cases:.2g}s of worker time a case (slow: at least "
+        self.notes.append(f"{spec.candidate}: {seconds / cases:.2g}s a case checked (slow: at least "
                           f"{SLOW_CASE_SECONDS:g}s): agreement searches first, small cases first, a new fault's "
                           "shrinking before more cases, and cases with what a known fault needs not checked")
 
@@ -526,6 +527,8 @@ class _SliceClock:
     flushed: float = field(default_factory=time.monotonic)
     first_failure: float = 0.0  # when shrinking began
     limit_scale: float = 1.0  # how often a learned hang limit has doubled
+    checked: int = 0  # cases checked to a verdict, and their seconds
+    checked_seconds: float = 0.0
 
 
 def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
@@ -562,6 +565,20 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
     def twin(details: dict[str, Any]) -> Callable[[Case], Mismatch | None]:
         return lambda case: _twin_mismatch(prop, candidate, spec, case, details)
 
+    def written(fault: CheckFailure, shrink: str) -> Finding:
+        """The fault's report, with what it needs and what it follows from (the report's diagnosis
+        runs the candidate too: its case is written ahead again first)."""
+        needed, source = needs(fault), follows(fault)
+        probing(fault.case, spec.prop, fault.details)
+        return _write(fault, spec, shrink, needed, source)
+
+    def probing(case: Case, prop_name: str, details: dict[str, Any]) -> None:
+        """Write ahead a case a forked probe (a fault's needs, a relation's family) is about to
+        check: the parent times each case from its write-ahead line, so a probe's cases, one after
+        another, are never taken for one case that hangs."""
+        ahead.write({"candidate": spec.candidate, "property": prop_name, "case": case.to_dict(), "details": details,
+                     "probing": True})
+
     def follows(fault: CheckFailure) -> str | None:
         """For a relation's fault: the signature of the agreement fault that a case of its family
         (:func:`~fuzz_birnn.campaign.needs.family`) shows, checked in a forked child; ``None``: none."""
@@ -571,6 +588,7 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
 
         def first_agreement_fault() -> str | None:
             for relative in family(fault.case):
+                probing(relative, "agreement", {})
                 try:
                     with time_limit(spec.timeout):
                         agreement.run(candidate, relative, spec.candidate, {})
@@ -591,6 +609,7 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
             return None
 
         def shows(case: Case) -> bool:
+            probing(case, spec.prop, fault.details)
             try:
                 with time_limit(spec.timeout):
                     prop.run(candidate, case, spec.candidate, fault.details)
@@ -605,8 +624,11 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
                            seconds + spec.timeout)
         return ended.value if ended.kind == "passed" else None
 
-    def count(case: Case, verdict: str, reason: str | None = None) -> None:
+    def count(case: Case, verdict: str, reason: str | None = None, began: float | None = None) -> None:
         counts[count_key(spec.prop, spec.mode, case, verdict, reason, spec.isa)] += 1
+        if began is not None:
+            clock.checked += 1
+            clock.checked_seconds += time.monotonic() - began
         now = time.monotonic()
         if now - clock.flushed > 1.0:  # the parent's progress line, and what a dead worker had done
             flush(Counts(counts), clock.generated)
@@ -655,9 +677,9 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
         if failure is not None:
             signature = signature_of(failure, twin(details))
             if known(signature, case):
-                count(case, "known")
+                count(case, "known", began=began)
                 return "known", None
-            count(case, "failed")
+            count(case, "failed", began=began)
             fault = _fault_type(signature)(failure.mismatch, failure.case, failure.candidate, failure.prop,
                                            {**details, **failure.details}, failure.actual, failure.allowed,
                                            failure.reference)
@@ -670,7 +692,7 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
         assert essentials is not None
         skipped, score = essentials
         verdict = "passed" if not skipped else "unsupported" if skipped.startswith("unsupported:") else "skipped"
-        count(case, verdict, _reason(skipped))
+        count(case, verdict, _reason(skipped), began=began)
         clock.slowest = max(clock.slowest, time.monotonic() - began)
         return verdict, score
 
@@ -710,7 +732,7 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
             search()
     except _Stop as stop:
         why = stop.args[0] if stop.args else "shrinking cut short: the time budget ran out"
-        _write_all(result, list(failing.values()), spec, why, needs, follows)
+        _write_all(result, list(failing.values()), lambda failure: written(failure, why))
     except _InProcessFault as fault:
         result.fault = fault.fault
     except _EndSearch as end:
@@ -719,10 +741,11 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
         pass  # every case was skipped: the counts say why
     except Exception as raised:
         found, others = check_failures(raised)
-        _write_all(result, found, spec, "complete", needs, follows)
+        _write_all(result, found, lambda failure: written(failure, "complete"))
         if others:
             result.error = harness_error(others[0], spec, job.number)
     result.generated, result.slowest = clock.generated, clock.slowest
+    result.checked, result.checked_seconds = clock.checked, clock.checked_seconds
     result.packages = packages.of_target()
     return result
 
@@ -748,15 +771,12 @@ def harness_error(error: BaseException, spec: SearchSpec, number: int) -> str:
     return f"{line} (traceback: {path})"
 
 
-def _write_all(result: SliceResult, failures: list[CheckFailure], spec: SearchSpec, shrink: str,
-               needs: Callable[[CheckFailure], tuple[str, ...] | None],
-               follows: Callable[[CheckFailure], str | None]) -> None:
-    """Write each failure's report, with what it ``needs`` in order to show and the agreement
-    fault it ``follows`` from (a relation's), into the result; one that cannot be written is the
-    slice's error (said in the run's summary), not the death of its worker."""
+def _write_all(result: SliceResult, failures: list[CheckFailure], write: Callable[[CheckFailure], Finding]) -> None:
+    """``write`` each failure's report into the result; one that cannot be written is the slice's
+    error (said in the run's summary), not the death of its worker."""
     for failure in failures:
         try:
-            result.findings.append(_write(failure, spec, shrink, needs(failure), follows(failure)))
+            result.findings.append(write(failure))
         except Exception as error:
             result.error = f"writing the report of a failure failed: {type(error).__name__}: {error}"
 

@@ -45,6 +45,9 @@ class SliceResult:
     ended: str | None = None
     #: the target's packages loaded in the worker, with their versions (:func:`fuzz_birnn.core.packages.of_target`)
     packages: dict[str, str] = field(default_factory=dict)
+    #: cases it checked to a verdict, and the seconds they took (what makes a candidate slow)
+    checked: int = 0
+    checked_seconds: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -197,7 +197,7 @@ class Scheduler:
         self.cap_seconds = SLICE_CAP_SECONDS
         self.shrink_seconds: float | None = None
         self.share = 0.0
-        #: learner -> worker seconds and cases of its ended slices (:func:`~fuzz_birnn.campaign.slow.is_slow`)
+        #: learner -> seconds and cases checked in its ended slices (:func:`~fuzz_birnn.campaign.slow.is_slow`)
         self.case_time: dict[str, tuple[float, int]] = {}
         if deadline is not None:  # a slow candidate: every search must get its turn well within the budget
             budget = max(0.0, deadline - time.time())
@@ -255,10 +255,11 @@ class Scheduler:
 
     def slice_ended(self, job: Slice, *, examples: int, seconds: float, slowest: float = 0.0,
                     signatures: Iterable[str] = (), needs: Iterable[tuple[str, tuple[str, ...]]] = (),
-                    error: str | None = None) -> None:
+                    checked: tuple[int, float] = (0, 0.0), error: str | None = None) -> None:
         """A slice's end; ``signatures``: of the faults it found, and ``needs``: ``(signature, needs)``
-        of those whose needs were measured; ``error`` (a harness error, or why the search cannot go
-        on) ends its search."""
+        of those whose needs were measured; ``checked``: cases it checked to a verdict and their
+        seconds (:func:`~fuzz_birnn.campaign.slow.is_slow`); ``error`` (a harness error, or why the
+        search cannot go on) ends its search."""
         spec = job.search
         search = self.searches[spec.index]
         search.running -= 1
@@ -268,7 +269,7 @@ class Scheduler:
         key = learner_of(spec)
         self.slowest[key] = max(self.slowest.get(key, 0.0), slowest)
         spent, cases = self.case_time.get(key, (0.0, 0))
-        self.case_time[key] = (spent + seconds, cases + examples)
+        self.case_time[key] = (spent + checked[1], cases + checked[0])
         search.known.update(signatures)
         for signature, needed in needs:
             if needed not in search.needs.setdefault(signature, []):
