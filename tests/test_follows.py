@@ -73,3 +73,14 @@ def test_the_record_makes_a_following_relation_finding_part_of_the_agreement_one
     assert merged.reports == ["a", "b"] and merged.also == [follows.signature]
     assert merged.smallest.report == "a" and {s.property for s in merged.seen_in} == {"agreement", "relation:layout"}
     assert (kept, alone) == (other, orphan)  # follows from nothing, or from a fault the run did not find
+
+
+def test_an_autocast_fault_the_agreement_property_shows_on_its_case_follows_from_it(tmp_path):
+    space = CaseSpace(dtypes=("float32",), forms=("padded",), initial_state=True)
+    [spec], _ = plan_searches("tests.contract_bugs:initial_state_ignored", ["autocast"], ["GRU"], space, seed=0,
+                              reports=tmp_path, timeout=60, database=None)
+    job = Slice(spec, 1, 60, 0, (), False, 1.0, None, 60.0, reuse=False)
+    with WriteAhead(tmp_path / ".inflight-0.json") as ahead:
+        result = run_slice(job, _NoCapture(), ahead, lambda counts, generated: None)
+    assert result.findings and {f.follows for f in result.findings} == {"final state wrong"}
+    assert all("oneDNN o" not in f.signature for f in result.findings)  # one fault with the backend on and off

@@ -156,3 +156,10 @@ def test_a_relations_failures_share_one_signature_whichever_tensor_and_variant()
     assert {fault_signature(Mismatch("output", m)) for m in messages} == {"layout: results differ"}
     assert fault_signature(Mismatch("output", "unbatched: output differs for the 2-D input")) == \
         "unbatched: results differ"
+
+
+def test_an_autocast_failure_is_one_signature_with_onednn_on_and_off():
+    on = "under torch.autocast('cpu', torch.bfloat16) with oneDNN on, candidate raised KeyError: 3"
+    off = "under torch.autocast('cpu', torch.bfloat16) with oneDNN off, candidate raised KeyError: 3"
+    assert fault_signature(Mismatch("result", on)) == fault_signature(Mismatch("result", off))
+    assert "oneDNN" not in fault_signature(Mismatch("result", on))

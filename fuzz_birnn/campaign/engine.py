@@ -580,14 +580,17 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
                      "probing": True})
 
     def follows(fault: CheckFailure) -> str | None:
-        """For a relation's fault: the signature of the agreement fault that a case of its family
-        (:func:`~fuzz_birnn.campaign.needs.family`) shows, checked in a forked child; ``None``: none."""
-        if not spec.prop.startswith("relation:") or "agreement" not in PROPERTIES or not can_fork():
+        """For a fault of another property that checks the candidate (a relation, autocast,
+        gradients): the signature of the agreement fault its case shows (for a relation, a case of
+        its family: :func:`~fuzz_birnn.campaign.needs.family`), checked in a forked child; ``None``: none."""
+        if spec.prop == "agreement" or prop.invalid or prop.torch_only or "agreement" not in PROPERTIES \
+                or not can_fork():
             return None
         agreement = PROPERTIES["agreement"]
+        relatives = family(fault.case) if spec.prop.startswith("relation:") else [fault.case]
 
         def first_agreement_fault() -> str | None:
-            for relative in family(fault.case):
+            for relative in relatives:
                 probing(relative, "agreement", {})
                 try:
                     with time_limit(spec.timeout):

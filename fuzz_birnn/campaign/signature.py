@@ -16,6 +16,7 @@ out everything that depends on the case's sizes:
   is ``values wrong in bfloat16 only``;
 * **a wrong structure**: what is wrong, not with what: ``output.dtype is wrong``, ``result
   should be a pair (output, hidden)`` (whether a tensor or a PackedSequence came back);
+* **autocast**: its message without the backend it was seen with (``with oneDNN on``/``off``);
 * **a relation that does not hold**: ``RELATION: results differ``, whichever tensor differs and
   for which variant (``batch_first=True`` or ``False``, a sequence run alone): one fault shows
   in several; two faults of one relation are told apart by what each needs
@@ -59,6 +60,8 @@ _FOLLOW_UP = "on a follow-up call, "
 _GRAPH_NAME = re.compile(r"\b(parameter|node|Name:)\s*(\([^()]*\)|'[^']*')")
 #: A relation's message: ``layout: output differs for batch_first=True on the transposed input: ...``.
 _RELATION = re.compile(r"^(\w+): (?:output|h_n|c_n) differs for ")
+#: Which backend an autocast failure was seen with: one fault shows with oneDNN on and off.
+_AUTOCAST_BACKEND = re.compile(r"(?<=\)) with oneDNN o(?:n|ff)(?=[,:])")
 #: check_structure's messages: ``output.dtype=torch.float64, but should be torch.float32``,
 #: ``result is a tensor of shape (2, 3), but should be a pair (output, hidden)``.
 _STRUCTURE = re.compile(r"^([\w.]+)(=| is ).*?, but should be (.*)$")
@@ -69,6 +72,7 @@ def fault_signature(mismatch: Mismatch) -> str:
     if mismatch.pattern:
         return mismatch.pattern
     message = mismatch.message.removeprefix(_FOLLOW_UP)  # a relation's extra call: the same fault
+    message = _AUTOCAST_BACKEND.sub("", message)
     relation = _RELATION.match(message)
     if relation:
         return f"{relation.group(1)}: results differ"

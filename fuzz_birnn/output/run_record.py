@@ -37,8 +37,9 @@ within a version:
     other signatures: findings whose smallest cases are diagnosed as the same mistake are one);
     ``needs`` (the features the smallest case cannot do without, :mod:`fuzz_birnn.campaign.needs`:
     two faults of one signature that need different features are two findings; ``null``: not
-    measured, as for a crash); ``follows`` (a relation's finding: the signature of the agreement
-    fault its case family shows; where the run found that fault, the relation's finding is part of it).
+    measured, as for a crash); ``follows`` (a finding of a relation, autocast or gradients: the
+    signature of the agreement fault its case, or a relation's case family, shows; where the run
+    found that fault, this finding is part of it).
 ``nodes``
     the machines the run's workers ran on (one for a run on this machine; every node of a Ray
     cluster with ``--cluster``): ``id``, ``hostname``, ``devices``, ``isa`` (the instruction-set
@@ -142,7 +143,8 @@ class Finding:
     raised_at: str | None = None
     #: what the fault needs in order to show (:mod:`fuzz_birnn.campaign.needs`); ``None``: not measured
     needs: tuple[str, ...] | None = None
-    #: a relation's fault: the signature of the agreement fault its case family shows
+    #: a fault of another property (a relation, autocast, gradients): the signature of the agreement
+    #: fault its case (a relation's: its case family) shows
     follows: str | None = None
 
 
@@ -240,7 +242,7 @@ class FindingGroup:
     also: list[str] = dataclasses.field(default_factory=list)
     #: what the smallest case needs in order to show the fault (``None``: not measured)
     needs: list[str] | None = None
-    #: a relation's fault: the agreement fault it follows from (merged into it where the run has it)
+    #: a fault of another property: the agreement fault it follows from (merged into it where the run has it)
     follows: str | None = None
 
 
@@ -351,9 +353,10 @@ def _group(findings: Sequence[Finding]) -> list[FindingGroup]:
 
 
 def onto_agreement(groups: Sequence[FindingGroup]) -> list[FindingGroup]:
-    """Each relation's finding that follows from an agreement finding of the run (its case family
-    shows that fault: :func:`fuzz_birnn.campaign.needs.family`) made part of it: its signature in
-    ``also``, its reports and searches added; the agreement finding's smallest case stays."""
+    """Each finding of another property (a relation, autocast, gradients) that follows from an
+    agreement finding of the run (its case, or a relation's case family, shows that fault:
+    :func:`fuzz_birnn.campaign.needs.family`) made part of it: its signature in ``also``, its
+    reports and searches added; the agreement finding's smallest case stays."""
     agreement: dict[str, FindingGroup] = {}
     for group in groups:
         if any(seen.property == "agreement" for seen in group.seen_in):
