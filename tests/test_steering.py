@@ -113,3 +113,27 @@ def test_a_run_stops_drawing_a_dtype_its_candidate_refuses_and_says_so(tmp_path)
             "(no float16 kernel); --dtypes leaves it out of a run from the start")
     assert note in record["notes"] and f"note: {note}" in done.stdout
     assert record["cases"]["total"] - refused >= 700
+
+
+def _joint(*rows):
+    """Counts of the zero_state (LSTM) search: (dtype, batch_first, verdict, reason, n) rows."""
+    counts = collections.Counter()
+    for dtype, batch_first, verdict, reason, n in rows:
+        case = Case(Config(mode="LSTM", batch_first=batch_first), Inputs(seq_len=2, batch_size=2, dtype=dtype))
+        counts[count_key("relation:zero_state", "LSTM", case, verdict, reason)] += n
+    return counts
+
+
+def test_a_value_refused_only_because_its_cases_had_another_refused_value_is_not_steered():
+    # seen in a run of onnxruntime-torchscript: every time-major case drawn was float64 or bfloat16
+    # (both refused, for two reasons), so time-major was refused on every case while batch_first passed
+    double, bfloat = "unsupported: LSTM operator does not support double yet", "unsupported: no bfloat16 export"
+    counts = _joint(("float64", False, "unsupported", double, 30), ("float64", True, "unsupported", double, 3),
+                    ("bfloat16", False, "unsupported", bfloat, 16), ("float32", True, "passed", None, 40))
+    steered = {(r.dimension, r.value) for r in refused_values(counts, "relation:zero_state", "LSTM", "native")}
+    assert ("layout", "time-major") not in steered and ("dtype", "float64") in steered
+    # bfloat16's refusals are all time-major too: which of the two is refused, later cases will tell
+    assert ("dtype", "bfloat16") not in steered
+    counts.update(_joint(("bfloat16", True, "unsupported", bfloat, 2)))
+    steered = {(r.dimension, r.value) for r in refused_values(counts, "relation:zero_state", "LSTM", "native")}
+    assert steered == {("dtype", "float64"), ("dtype", "bfloat16")}

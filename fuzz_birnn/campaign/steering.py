@@ -12,7 +12,10 @@ seconds: ``Slice.cap_seconds``), so a value is dropped within a few hundred case
 
 Only dimensions with a :class:`~fuzz_birnn.core.space.CaseSpace` field to narrow are steered; a
 dimension is never narrowed to nothing, and a value refused only sometimes (with another value
-of another dimension) is not refused by this dimension: it stays.
+of another dimension) is not refused by this dimension: it stays. Nor is a value whose every case
+was refused because each had another refused value (every time-major case drawn so far was
+float64, which the candidate refuses): a value is steered only where it alone has every refusal
+of some reason; where values of two dimensions both do, neither is, until later cases tell them apart.
 """
 
 from __future__ import annotations
@@ -66,7 +69,6 @@ def refused_values(counts: Mapping[CountKey, int], prop: str, mode: str, isa: st
     (see the module's docstring), each dimension with at least one value compared."""
     refused: dict[tuple[str, str], int] = collections.Counter()
     compared: dict[tuple[str, str], int] = collections.Counter()
-    reasons: dict[tuple[str, str], str] = {}
     for key, n in counts.items():
         if (key.property, key.mode, key.isa) != (prop, mode, isa) or key.verdict == "skipped":
             continue
@@ -74,15 +76,36 @@ def refused_values(counts: Mapping[CountKey, int], prop: str, mode: str, isa: st
             pair = (dimension, str(getattr(key, dimension)))
             if key.verdict == "unsupported":
                 refused[pair] += n
-                reasons.setdefault(pair, str(key.reason))
             else:
                 compared[pair] += n
-    found = []
+    candidates = []
     for (dimension, value), n in sorted(refused.items()):
         others_compared = any(d == dimension and v != value and m for (d, v), m in compared.items())
         if n >= REFUSALS_TO_STEER and not compared[(dimension, value)] and others_compared:
-            found.append(Refused(dimension, value, n, reasons[(dimension, value)].removeprefix("unsupported: ")))
+            candidates.append((dimension, value, n))
+    explained = _explained(counts, prop, mode, isa, [(d, v) for d, v, _ in candidates])
+    found = []
+    for dimension, value, n in candidates:
+        # a value refused because every case of it had another refused value (every time-major case was
+        # float64) is not itself refused: only the value that alone has every refusal of some reason
+        alone = [reason for reason in explained[(dimension, value)]
+                 if not any(reason in explained[(d, v)] for d, v, _ in candidates if d != dimension)]
+        if alone:
+            found.append(Refused(dimension, value, n, alone[0].removeprefix("unsupported: ")))
     return found
+
+
+def _explained(counts: Mapping[CountKey, int], prop: str, mode: str, isa: str,
+               pairs: list[tuple[str, str]]) -> dict[tuple[str, str], list[str]]:
+    """For each ``(dimension, value)``: the refusal reasons of the search that every case refused
+    with that reason had that value."""
+    refusals = [key for key, n in counts.items() if n and key.verdict == "unsupported"
+                and (key.property, key.mode, key.isa) == (prop, mode, isa)]
+    reasons = sorted({str(key.reason) for key in refusals})
+    return {(dimension, value): [reason for reason in reasons
+                                 if all(str(getattr(key, dimension)) == value for key in refusals
+                                        if str(key.reason) == reason)]
+            for dimension, value in pairs}
 
 
 def without(space: CaseSpace, refused: Iterable[tuple[str, str]]) -> CaseSpace:
