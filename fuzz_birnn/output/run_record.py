@@ -446,7 +446,7 @@ def one_per_mistake(groups: Sequence[FindingGroup], cost: Callable[[Smallest], A
         smallest = min(members, key=lambda m: cost(m.smallest))
         result.append(FindingGroup(first.signature, smallest.smallest, sorted({r for m in members for r in m.reports}),
                                    [s for m in members for s in m.seen_in], list(dict.fromkeys(also)),
-                                   smallest.needs))
+                                   smallest.needs, first.follows))
     return result
 
 
