@@ -163,3 +163,11 @@ def test_an_autocast_failure_is_one_signature_with_onednn_on_and_off():
     off = "under torch.autocast('cpu', torch.bfloat16) with oneDNN off, candidate raised KeyError: 3"
     assert fault_signature(Mismatch("result", on)) == fault_signature(Mismatch("result", off))
     assert "oneDNN" not in fault_signature(Mismatch("result", on))
+
+
+def test_a_shape_written_with_an_x_is_numbers_not_a_name():
+    # seen in a run of quantizable-lstm: one fault was 17 findings, one per pair of shapes
+    first = normalise("mat1 and mat2 shapes cannot be multiplied (2x7 and 8x32)")
+    assert first == normalise("mat1 and mat2 shapes cannot be multiplied (1x5 and 4x20)")
+    assert first == "mat1 and mat2 shapes cannot be multiplied (# and #)"
+    assert normalise("ml_dtypes.bfloat16 and float8_e4m3") == "ml_dtypes.bfloat16 and float8_e4m3"

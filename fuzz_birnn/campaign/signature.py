@@ -52,6 +52,8 @@ _NUMBER = re.compile(r"(?<![A-Za-z_0-9])[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)
 #: Indices in names (``weight_ih_l0``, ``node_GRU_74``), not the digits that are part of a name
 #: (``bfloat16``, ``complex64``, ``ml_dtypes.float8_e4m3``: a dtype is what a message is about).
 _DIGITS_IN_NAME = re.compile(r"(?<=_l)\d+(?![A-Za-z0-9])|(?<=_)\d+(?![A-Za-z0-9])")
+#: Shapes written with an ``x`` (``mat1 and mat2 shapes cannot be multiplied (2x7 and 8x32)``): numbers, not names.
+_TIMES = re.compile(r"(?<![A-Za-z_0-9])\d+(?:x\d+)+(?![A-Za-z_0-9])")
 _BRACKETED = re.compile(r"\[[^\[\]]*\]|\((?:#|, |,)+\)")
 _LONGEST = 160
 _FOLLOW_UP = "on a follow-up call, "
@@ -109,6 +111,7 @@ def normalise(message: str) -> str:
     end past 160 characters."""
     text = _ADDRESS.sub("#", message.splitlines()[0] if message else "")
     text = _GRAPH_NAME.sub(lambda m: f"{m.group(1)} (#)", text)
+    text = _TIMES.sub("#", text)
     text = _DIGITS_IN_NAME.sub("#", text)
     text = _NUMBER.sub("#", text)
     previous = None
