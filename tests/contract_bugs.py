@@ -184,6 +184,32 @@ def wrong_on_a_non_contiguous_input(module, input, hx=None):
     return output, hidden
 
 
+def scaled_and_wrong_on_a_non_contiguous_input(module, input, hx=None):
+    """Two faults: every output 10% too large (which no relation sees: both sides are scaled), and
+    a final state half again too large on a strided view (which only the layout relation sees)."""
+    output, hidden = wrong_on_a_non_contiguous_input(module, input, hx)
+    return output * 1.1, hidden
+
+
+_FIRST_PID: list[int] = []
+
+
+def hangs_in_a_forked_child(module, input, hx=None):
+    """Drops the caller's h0/c0; and, like a runtime whose thread pools a fork does not copy, never
+    returns in a child forked after its first call. It says so: ``fork_safe = False``."""
+    import os
+    import time
+
+    if not _FIRST_PID:
+        _FIRST_PID.append(os.getpid())
+    elif os.getpid() != _FIRST_PID[0]:
+        time.sleep(3600)
+    return module(input)
+
+
+hangs_in_a_forked_child.fork_safe = False
+
+
 def segfaults_when_large(module, input, hx=None):
     """Kills its own process (as a segfault would) once hidden_size >= 4 and the sequence has 3
     or more steps; right on smaller cases."""

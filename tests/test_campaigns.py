@@ -20,6 +20,7 @@ from fuzz_birnn.campaign.scheduler import shard_of
 from fuzz_birnn.core.space import CaseSpace
 from fuzz_birnn.output.reports import OUTPUT_FILE
 from fuzz_birnn.properties import PROPERTIES
+from tests.slices import NoCapture
 
 ROOT = Path(__file__).resolve().parent.parent
 MODES = ("RNN_TANH", "RNN_RELU", "GRU", "LSTM")
@@ -313,13 +314,6 @@ def test_two_shards_with_one_redis_database_are_one_campaign(tmp_path, redis_url
     assert refound == found["1/2"]
 
 
-class _NoCapture:
-    def reset(self):
-        pass
-
-    def read(self):
-        return ""
-
 
 def test_a_failure_whose_shrinking_the_budget_cuts_short_is_still_written(tmp_path):
     from fuzz_birnn.campaign.engine import run_slice
@@ -330,7 +324,7 @@ def test_a_failure_whose_shrinking_the_budget_cuts_short_is_still_written(tmp_pa
                            reports=tmp_path, timeout=60, database=None)[0]
     job = Slice(spec, 2, 200, 123, (), False, 1.0, time.time() + 2.0, 60.0, reuse=False)
     with WriteAhead(tmp_path / ".inflight-0.json") as ahead:
-        result = run_slice(job, _NoCapture(), ahead, lambda counts, generated: None)
+        result = run_slice(job, NoCapture(), ahead, lambda counts, generated: None)
     [finding] = result.findings
     assert finding.shrink == "shrinking cut short: the time budget ran out"
     [document] = documents(tmp_path)

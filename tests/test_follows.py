@@ -14,6 +14,7 @@ from fuzz_birnn.campaign.scheduler import Slice
 from fuzz_birnn.campaign.writeahead import WriteAhead
 from fuzz_birnn.core.space import CaseSpace
 from fuzz_birnn.output.run_record import FindingGroup, Seen, Smallest, onto_agreement
+from tests.slices import NoCapture
 
 
 def test_a_cases_family_has_its_other_layout_and_its_plainer_forms():
@@ -26,13 +27,6 @@ def test_a_cases_family_has_its_other_layout_and_its_plainer_forms():
     assert any(r.inputs.batch_size == 1 for r in family(Case(Config("GRU"), Inputs(2, 3, unbatched=False))))
 
 
-class _NoCapture:
-    def reset(self):
-        pass
-
-    def read(self):
-        return ""
-
 
 def _relation_finding(tmp_path, candidate):
     space = CaseSpace(dtypes=("float64",), forms=("padded",), contiguous=True)
@@ -40,7 +34,7 @@ def _relation_finding(tmp_path, candidate):
                               database=None)
     job = Slice(spec, 1, 100, 0, (), False, 1.0, None, 60.0, reuse=False)
     with WriteAhead(tmp_path / ".inflight-0.json") as ahead:
-        result = run_slice(job, _NoCapture(), ahead, lambda counts, generated: None)
+        result = run_slice(job, NoCapture(), ahead, lambda counts, generated: None)
     [finding] = result.findings
     return finding
 
@@ -57,6 +51,12 @@ def test_a_relation_fault_that_the_agreement_property_shows_on_its_family_follow
 def test_a_relation_fault_that_agreement_never_shows_follows_from_nothing(tmp_path):
     # wrong only on a strided view, which the relation's follow-up call hands it and no contiguous case does
     assert _relation_finding(tmp_path, "tests.contract_bugs:wrong_on_a_non_contiguous_input").follows is None
+
+
+def test_a_relation_fault_on_a_case_that_is_wrong_already_follows_from_nothing(tmp_path):
+    # the scaling is an agreement fault on every case, but it is not what breaks the layout relation
+    assert _relation_finding(tmp_path, "tests.contract_bugs:scaled_and_wrong_on_a_non_contiguous_input").follows \
+        is None
 
 
 def _group(signature, prop, follows=None, report="r"):
@@ -81,6 +81,6 @@ def test_an_autocast_fault_the_agreement_property_shows_on_its_case_follows_from
                               reports=tmp_path, timeout=60, database=None)
     job = Slice(spec, 1, 60, 0, (), False, 1.0, None, 60.0, reuse=False)
     with WriteAhead(tmp_path / ".inflight-0.json") as ahead:
-        result = run_slice(job, _NoCapture(), ahead, lambda counts, generated: None)
+        result = run_slice(job, NoCapture(), ahead, lambda counts, generated: None)
     assert result.findings and {f.follows for f in result.findings} == {"final state wrong"}
     assert all("oneDNN o" not in f.signature for f in result.findings)  # one fault with the backend on and off

@@ -21,6 +21,7 @@ from fuzz_birnn.core.space import CaseSpace
 from fuzz_birnn.output.run_record import Finding, build_record
 from fuzz_birnn.strategies import cases
 from tests import contract_bugs
+from tests.slices import NoCapture
 
 ROOT = Path(__file__).resolve().parent.parent
 FINAL_STATE = "final state wrong"
@@ -60,9 +61,9 @@ def test_a_fault_that_shows_on_one_draw_of_values_without_a_feature_does_not_nee
     assert needs_of(case, lambda c: c.config.bias or c.inputs.seed == last) == ()
 
 
-def test_a_measurement_out_of_time_needs_nothing_more():
+def test_a_measurement_cut_short_is_no_measurement():
     case = Case(Config("GRU", bias=True, num_layers=2), Inputs(2, 1))
-    assert needs_of(case, lambda c: False, deadline=0.0) == ()
+    assert needs_of(case, lambda c: False, deadline=0.0) is None  # not (): that would say it needs nothing
 
 
 def test_a_failure_is_known_when_it_has_what_some_known_fault_needs():
@@ -95,13 +96,6 @@ def test_each_of_two_faults_of_one_signature_is_measured_to_need_its_own_feature
     assert needs_of(bias_case, _shows(contract_bugs.torch_in_float64, FINAL_STATE)) == ("bias", "oneDNN on")
 
 
-class _NoCapture:
-    def reset(self):
-        pass
-
-    def read(self):
-        return ""
-
 
 def test_a_slice_writes_a_fault_of_a_known_signature_that_lacks_what_the_known_one_needs(tmp_path):
     [spec], _ = plan_searches("tests.contract_bugs:two_final_state_faults", ["agreement"], ["GRU"],
@@ -109,7 +103,7 @@ def test_a_slice_writes_a_fault_of_a_known_signature_that_lacks_what_the_known_o
     known = (FINAL_STATE,)
     job = Slice(spec, 2, 150, 3, known, False, 1.0, None, 60.0, reuse=False, needs=((FINAL_STATE, (("given h0",),)),))
     with WriteAhead(tmp_path / ".inflight-0.json") as ahead:
-        result = run_slice(job, _NoCapture(), ahead, lambda counts, generated: None)
+        result = run_slice(job, NoCapture(), ahead, lambda counts, generated: None)
         lines = [json.loads(line) for line in ahead.path.read_text().splitlines()]
     # each case the probe checks is written ahead: the parent times a case from its line, and would
     # take a probe's cases, one after another, for one case that hangs
@@ -126,7 +120,21 @@ def test_a_slice_writes_a_fault_of_a_known_signature_that_lacks_what_the_known_o
     both = Slice(spec, 3, 150, 4, known, False, 1.0, None, 60.0, reuse=False,
                  needs=((FINAL_STATE, (("given h0",), ("bias",))),))
     with WriteAhead(tmp_path / ".inflight-0.json") as ahead:
-        assert run_slice(both, _NoCapture(), ahead, lambda counts, generated: None).findings == []
+        assert run_slice(both, NoCapture(), ahead, lambda counts, generated: None).findings == []
+
+
+def test_a_candidate_that_cannot_be_forked_is_probed_in_process(tmp_path):
+    [spec], _ = plan_searches("tests.contract_bugs:hangs_in_a_forked_child", ["agreement"], ["GRU"],
+                              CaseSpace(dtypes=("float64",)), seed=0, reports=tmp_path, timeout=2, database=None)
+    job = Slice(spec, 1, 60, 3, (), False, 1.0, None, 60.0, reuse=False)
+    try:
+        with WriteAhead(tmp_path / ".inflight-0.json") as ahead:
+            result = run_slice(job, NoCapture(), ahead, lambda counts, generated: None)
+    finally:
+        from fuzz_birnn.processes import forked
+        forked._NO_FORK = None  # this test's process goes on forking for the other tests
+    [finding] = result.findings
+    assert finding.needs == ("given h0",)  # measured in-process: a forked probe would have hung
 
 
 def test_the_scheduler_hands_each_signatures_needs_to_later_slices(tmp_path):
@@ -160,6 +168,12 @@ def test_the_record_keeps_two_faults_one_search_told_apart_and_joins_what_nothin
     # one fault that needs other features in another layer type: one finding, as before needs
     assert grouped([_finding(("given h0",), folder="a"), _finding(("given h0", "seq_len > 1"), "LSTM", folder="b")]) \
         == [["a", "b"]]
+    # two slices of one search that each found the same fault first, one measuring a need more: one fault
+    assert grouped([_finding(("given h0",), folder="a"), _finding(("given h0", "seq_len > 1"), folder="b")]) \
+        == [["a", "b"]]
+    # what one search told apart stays apart, whatever order the others come in
+    assert grouped([_finding(("given h0",), "LSTM", folder="a"), _finding(("bias",), folder="b"),
+                    _finding(("given h0",), folder="c")]) == [["a", "c"], ["b"]]
 
 
 _NOW = __import__("datetime").datetime(2026, 1, 1)

@@ -14,6 +14,7 @@ from fuzz_birnn.campaign.slow import SKIPPED_AS_KNOWN, SLOW_CASE_SECONDS, SMALL_
 from fuzz_birnn.campaign.writeahead import WriteAhead
 from fuzz_birnn.core.space import CaseSpace
 from fuzz_birnn.strategies import cases
+from tests.slices import NoCapture
 
 FINAL_STATE = "final state wrong"
 
@@ -75,13 +76,6 @@ def test_a_fixed_minimum_above_the_small_corner_stands():
     assert small_space(CaseSpace(min_layers=3, max_layers=4)).max_layers == 3
 
 
-class _NoCapture:
-    def reset(self):
-        pass
-
-    def read(self):
-        return ""
-
 
 def test_a_slow_slice_does_not_check_cases_that_have_what_a_known_fault_needs(tmp_path):
     [spec], _ = plan_searches("tests.contract_bugs:two_final_state_faults", ["agreement"], ["GRU"],
@@ -97,7 +91,7 @@ def test_a_slow_slice_does_not_check_cases_that_have_what_a_known_fault_needs(tm
         reasons.clear()
         job = Slice(spec, 2, 80, 3, (FINAL_STATE,), False, 1.0, None, 60.0, reuse=False, needs=known, slow=slow)
         with WriteAhead(tmp_path / ".inflight-0.json") as ahead:
-            result = run_slice(job, _NoCapture(), ahead, tally)
+            result = run_slice(job, NoCapture(), ahead, tally)
         tally(result.counts, 0)
         assert result.findings == []  # no bias: the other fault cannot show
         assert result.checked > 0 and result.checked_seconds > 0  # what tells the scheduler it is slow
@@ -106,3 +100,15 @@ def test_a_slow_slice_does_not_check_cases_that_have_what_a_known_fault_needs(tm
             assert not checked_with_h0 and ("skipped", SKIPPED_AS_KNOWN, "h0 given") in reasons
         else:
             assert checked_with_h0 == {"known"}
+
+
+def test_a_slow_slice_never_skips_more_cases_than_it_checks(tmp_path):
+    [spec], _ = plan_searches("tests.contract_bugs:two_final_state_faults", ["agreement"], ["GRU"],
+                              CaseSpace(dtypes=("float64",), bias=False), seed=0, reports=tmp_path, timeout=60,
+                              database=None)
+    job = Slice(spec, 2, 60, 5, (FINAL_STATE,), False, 1.0, None, 60.0, reuse=False,
+                needs=((FINAL_STATE, (("seq_len > 1",),)),), slow=True)  # a need most cases have
+    with WriteAhead(tmp_path / ".inflight-0.json") as ahead:
+        result = run_slice(job, NoCapture(), ahead, lambda counts, generated: None)
+    skipped = sum(n for key, n in result.counts.items() if key.reason == SKIPPED_AS_KNOWN)
+    assert 0 < skipped <= result.checked + 1

@@ -18,6 +18,7 @@ from fuzz_birnn.campaign.steering import REFUSALS_TO_STEER, refused_values, with
 from fuzz_birnn.campaign.writeahead import WriteAhead
 from fuzz_birnn.core.space import CaseSpace
 from fuzz_birnn.output.run_record import count_key
+from tests.slices import NoCapture
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -73,13 +74,6 @@ def test_a_search_hands_what_it_refuses_to_its_later_slices(tmp_path):
     assert isinstance(second, Slice) and second.refused == (("dtype", "float16"),)
 
 
-class _NoCapture:
-    def reset(self):
-        pass
-
-    def read(self):
-        return ""
-
 
 def test_a_slice_never_draws_a_refused_value(tmp_path):
     [spec], _ = plan_searches("tests.contract_bugs:refuses_float16", ["agreement"], ["GRU"], CaseSpace(), seed=0,
@@ -94,7 +88,7 @@ def test_a_slice_never_draws_a_refused_value(tmp_path):
         drawn.clear()
         job = Slice(spec, 2, 120, 5, (), False, 1.0, None, 60.0, reuse=False, refused=refused)
         with WriteAhead(tmp_path / ".inflight-0.json") as ahead:
-            result = run_slice(job, _NoCapture(), ahead, tally)
+            result = run_slice(job, NoCapture(), ahead, tally)
         tally(result.counts, 0)
         assert dtypes <= set(drawn) and (not refused or "float16" not in drawn), drawn
 
@@ -137,3 +131,17 @@ def test_a_value_refused_only_because_its_cases_had_another_refused_value_is_not
     counts.update(_joint(("bfloat16", True, "unsupported", bfloat, 2)))
     steered = {(r.dimension, r.value) for r in refused_values(counts, "relation:zero_state", "LSTM", "native")}
     assert steered == {("dtype", "float64"), ("dtype", "bfloat16")}
+
+
+def test_a_value_refused_everywhere_is_steered_though_another_dtype_is_refused_for_the_same_reason_sometimes():
+    # float16 refused on each of its cases; bfloat16 refused (same words) on packed cases only, compared padded
+    reason = "unsupported: dtype not supported"
+    counts = collections.Counter()
+    for dtype, packed, verdict, n in (("float16", False, "unsupported", 10), ("float16", True, "unsupported", 10),
+                                      ("bfloat16", True, "unsupported", 5), ("bfloat16", False, "passed", 20),
+                                      ("float32", True, "passed", 20)):
+        inputs = Inputs(seq_len=2, batch_size=2, dtype=dtype, packed=packed, lengths=(2, 1) if packed else None)
+        counts[count_key("agreement", "GRU", Case(Config(mode="GRU"), inputs), verdict,
+                         reason if verdict == "unsupported" else None)] += n
+    assert [(r.dimension, r.value) for r in refused_values(counts, "agreement", "GRU", "native")] == \
+        [("dtype", "float16")]

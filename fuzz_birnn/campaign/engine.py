@@ -97,7 +97,7 @@ from fuzz_birnn.output.run_record import (
 from fuzz_birnn.portable.report_files import ReportRefused, case_cost, read_json
 from fuzz_birnn.processes.capture import OutputCapture
 from fuzz_birnn.processes.fork_server import ForkServer
-from fuzz_birnn.processes.forked import can_fork, run_forked
+from fuzz_birnn.processes.forked import can_fork, forbid_forking, run_forked, why_not_forked
 from fuzz_birnn.processes.lifeline import die_with_parent
 from fuzz_birnn.properties import PROPERTIES, Property
 from fuzz_birnn.strategies import cases, invalid_calls
@@ -529,6 +529,7 @@ class _SliceClock:
     limit_scale: float = 1.0  # how often a learned hang limit has doubled
     checked: int = 0  # cases checked to a verdict, and their seconds
     checked_seconds: float = 0.0
+    skipped_as_known: int = 0  # a slow target's cases that had what a known fault needs
 
 
 def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
@@ -538,7 +539,7 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
     if spec.isa and native_level() != spec.isa:  # never count a case under a level it did not run at
         return SliceResult(Counts(), 0, 0.0, [], error=f"this worker runs at instruction-set level {native_level()}, "
                                                        f"not {spec.isa}: the caps did not take effect")
-    candidate = load_candidate(spec.candidate)
+    candidate = _loaded(spec.candidate)
     prop = PROPERTIES[spec.prop]
     counts: Counts = Counts()
     failing: dict[str, CheckFailure] = {}
@@ -562,8 +563,8 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
         """A failure of a fault found before: its signature, and what that fault needs (:mod:`.needs`)."""
         return signature in job.known and is_known(case, known_needs.get(signature, ()))
 
-    def twin(details: dict[str, Any]) -> Callable[[Case], Mismatch | None]:
-        return lambda case: _twin_mismatch(prop, candidate, spec, case, details)
+    def twin(details: dict[str, Any], of: Property = prop) -> Callable[[Case], Mismatch | None]:
+        return lambda case: _twin_mismatch(of, candidate, spec, case, details)
 
     def written(fault: CheckFailure, shrink: str) -> Finding:
         """The fault's report, with what it needs and what it follows from (the report's diagnosis
@@ -579,36 +580,57 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
         ahead.write({"candidate": spec.candidate, "property": prop_name, "case": case.to_dict(), "details": details,
                      "probing": True})
 
+    def probe_seconds() -> float:
+        """How long a probe of a new fault may take: :data:`NEEDS_SECONDS`, never past the budget."""
+        return NEEDS_SECONDS if job.deadline is None else min(NEEDS_SECONDS, job.deadline - time.time())
+
+    def agreement_signature(case: Case) -> str | None:
+        """The signature of the agreement fault ``case`` shows, ``None`` if it passes (or cannot tell)."""
+        agreement = PROPERTIES["agreement"]
+        probing(case, "agreement", {})
+        try:
+            with time_limit(spec.timeout):
+                agreement.run(candidate, case, spec.candidate, {})
+        except CheckFailure as failure:
+            return signature_of(failure, twin({}, agreement))
+        except (Exception, CaseTimeout):
+            return None
+        return None
+
     def follows(fault: CheckFailure) -> str | None:
         """For a fault of another property that checks the candidate (a relation, autocast,
-        gradients): the signature of the agreement fault its case shows (for a relation, a case of
-        its family: :func:`~fuzz_birnn.campaign.needs.family`), checked in a forked child; ``None``: none."""
+        gradients): the signature of the agreement fault its case shows; for a relation, where the
+        agreement property passes on its case, the one that another case of its family
+        (:func:`~fuzz_birnn.campaign.needs.family`) shows. ``None``: none, or no time left."""
+        seconds = probe_seconds()
         if spec.prop == "agreement" or prop.invalid or prop.torch_only or "agreement" not in PROPERTIES \
-                or not can_fork():
+                or seconds <= 0:
             return None
-        agreement = PROPERTIES["agreement"]
-        relatives = family(fault.case) if spec.prop.startswith("relation:") else [fault.case]
+        relation = spec.prop.startswith("relation:")
+        deadline = time.monotonic() + seconds
 
         def first_agreement_fault() -> str | None:
-            for relative in relatives:
-                probing(relative, "agreement", {})
-                try:
-                    with time_limit(spec.timeout):
-                        agreement.run(candidate, relative, spec.candidate, {})
-                except CheckFailure as failure:
-                    return signature_of(failure, lambda twin: _twin_mismatch(agreement, candidate, spec, twin, {}))
-                except (Exception, CaseTimeout):
-                    continue
+            own = agreement_signature(fault.case)
+            if not relation:
+                return own
+            if own is not None:
+                return None  # its own case is wrong already: the relation may fail for another fault
+            for relative in family(fault.case)[1:]:
+                if time.monotonic() > deadline:
+                    return None
+                shown = agreement_signature(relative)
+                if shown is not None:
+                    return shown
             return None
 
-        ended = run_forked(first_agreement_fault, 6 * spec.timeout)
-        return ended.value if ended.kind == "passed" else None
+        return _probe(first_agreement_fault, seconds + spec.timeout)
 
     def needs(fault: CheckFailure) -> tuple[str, ...] | None:
         """What a new fault needs in order to show, measured in a forked child (a candidate that
-        crashes on a simpler case costs the child); ``None`` where it could not be measured."""
+        crashes on a simpler case costs the child); ``None`` where it could not be measured whole."""
         signature = getattr(fault, "signature", None)
-        if signature is None or not can_fork():
+        seconds = probe_seconds()
+        if signature is None or seconds <= 0:
             return None
 
         def shows(case: Case) -> bool:
@@ -622,10 +644,7 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
                 return False
             return False
 
-        seconds = NEEDS_SECONDS if job.deadline is None else max(0.0, min(NEEDS_SECONDS, job.deadline - time.time()))
-        ended = run_forked(lambda: needs_of(fault.case, shows, deadline=time.monotonic() + seconds),
-                           seconds + spec.timeout)
-        return ended.value if ended.kind == "passed" else None
+        return _probe(lambda: needs_of(fault.case, shows, deadline=time.monotonic() + seconds), seconds + spec.timeout)
 
     def count(case: Case, verdict: str, reason: str | None = None, began: float | None = None) -> None:
         counts[count_key(spec.prop, spec.mode, case, verdict, reason, spec.isa)] += 1
@@ -648,7 +667,7 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
         failure: CheckFailure | None = None
         essentials: tuple[str | None, float | None] | None = None
         began = time.monotonic()
-        if job.isolate:
+        if job.isolate and can_fork():
             limit = min(spec.timeout, job.hang_limit * clock.limit_scale) if HANG in job.known else spec.timeout
             forked = server.run((case, details), limit)
             if forked.kind == "crashed":
@@ -712,7 +731,10 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
                 job.shrink_seconds:
             raise _Stop("shrinking cut short: its search's share of the time budget ran out")
         case, details = (drawn[0], {"corruption": drawn[1]}) if prop.invalid else (drawn, {})
-        if job.slow and not failing and has_known_needs(case):  # a slow target: not worth a case (see .slow)
+        # a slow target: not worth a case (see .slow), but never more skipped than checked, so that a
+        # known fault that needs little (more than one step) cannot leave a slice drawing nothing else
+        if job.slow and not failing and clock.skipped_as_known <= clock.checked and has_known_needs(case):
+            clock.skipped_as_known += 1
             count(case, "skipped", SKIPPED_AS_KNOWN)
             assume(False)
         if spec.isa:  # in the report (its id, and what replay re-creates) and in the case written ahead
@@ -751,6 +773,28 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
     result.checked, result.checked_seconds = clock.checked, clock.checked_seconds
     result.packages = packages.of_target()
     return result
+
+
+def _probe(function: Callable[[], Any], limit: float) -> Any:
+    """``function()`` in a forked child for at most ``limit`` seconds (a candidate that crashes or
+    hangs there costs the child), in-process where this worker must not fork; ``None`` if it
+    did not return."""
+    if can_fork():
+        ended = run_forked(function, limit)
+        return ended.value if ended.kind == "passed" else None
+    try:
+        return function()
+    except Exception:
+        return None
+
+
+def _loaded(name: str) -> Candidate:
+    """The candidate ``name``; one that says it does not survive a fork (``fork_safe = False``)
+    makes this worker run every case, probe and confirmation in-process from then on."""
+    candidate = load_candidate(name)
+    if getattr(candidate, "fork_safe", True) is False:
+        forbid_forking(f"the candidate {name} cannot run in a forked child (fork_safe = False)")
+    return candidate
 
 
 def cases_per_shape(candidate: Candidate) -> int:
@@ -858,8 +902,10 @@ def run_reduction(job: Reduce, capture: OutputCapture, ahead: WriteAhead) -> Fin
     original = Case.from_dict(job.in_flight["case"])
     details = job.in_flight.get("details", {})
     if not can_fork():
-        return write_crash_finding(job, job.in_flight, "not shrunk: needs os.fork", job.output)
-    candidate = load_candidate(spec.candidate)
+        return write_crash_finding(job, job.in_flight, f"not shrunk: {why_not_forked()}", job.output)
+    candidate = _loaded(spec.candidate)
+    if not can_fork():
+        return write_crash_finding(job, job.in_flight, f"not shrunk: {why_not_forked()}", job.output)
     outputs: dict[Case, str] = {original: job.output}
 
     def reproduces(case: Case) -> bool:

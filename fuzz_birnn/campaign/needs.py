@@ -15,7 +15,8 @@ Mistakes this can make, and their bounds: a fault that shows in two unrelated wa
 *or* with ``batch_first``) is found once for each way, at most :data:`MAX_CAUSES` times a
 signature in one search; a needed feature the probe misses (the fault hides on every draw
 without it for another reason) only makes a need too strict, so the fault is found again, never
-lost. Merging two faults into one, the old mistake, now needs both to need the same features.
+lost. Two faults of one signature are still taken for one where the second's case has every
+feature the first needs (the second needs the same features, or more).
 """
 
 from __future__ import annotations
@@ -91,14 +92,15 @@ def without_feature(case: Case, name: str) -> Case | None:
         return None
 
 
-def needs_of(case: Case, shows: Callable[[Case], bool], *, deadline: float | None = None) -> tuple[str, ...]:
+def needs_of(case: Case, shows: Callable[[Case], bool], *, deadline: float | None = None) -> tuple[str, ...] | None:
     """The features of ``case`` (a fault's smallest case) without which ``shows`` (the fault
     appears: the same signature, not another known fault) is false on :data:`DRAWS` draws of
-    values. Features not tried by ``deadline`` (``time.monotonic()``) count as not needed."""
+    values; ``None`` if ``deadline`` (``time.monotonic()``) came before every feature was tried
+    (a measurement cut short would depend on timing)."""
     needed = []
     for name in sorted(features(case)):
         if deadline is not None and time.monotonic() > deadline:
-            break
+            return None
         simpler = without_feature(case, name)
         if simpler is not None and not any(shows(simpler.with_values(k)) for k in range(DRAWS)):
             needed.append(name)

@@ -9,7 +9,8 @@ budget only: without one every search runs to its quota anyway), the scheduler a
 * **agreement first**: the agreement searches are served as if their time counted
   :data:`OTHERS_WEIGHT` times less, so they get that much more of the budget (a relation or an
   invalid call shows a fault the agreement search usually finds too, later and less plainly);
-* **small cases first**: a search's first :data:`SMALL_SLICES` slow slices draw from
+* **small cases first**: a search's slices up to number ``SMALL_SLICES + 1`` (the first is
+  planned before anything is known of the candidate's speed) draw, once it is slow, from
   :func:`small_space` (two layers, three steps, a batch of two, sizes up to three), where a case
   is fast and a fault is already near its simplest form;
 * **a new fault's shrinking before more cases of known ones**: a slice may shrink for
@@ -17,7 +18,8 @@ budget only: without one every search runs to its quota anyway), the scheduler a
   instead of half its share, so a finding is written shrunk, not cut short;
 * **known faults skipped cheaply**: a drawn case that has every feature a known fault of the
   search needs in order to show (:mod:`fuzz_birnn.campaign.needs`, needs measured and not
-  empty) is not checked; it counts as not compared, "has what a known fault needs".
+  empty) is not checked; it counts as not compared, "has what a known fault needs"; never more
+  of them than cases checked in the slice.
 
 The run's notes say the mode is on, and why.
 """
@@ -42,7 +44,7 @@ __all__ = [
 SLOW_CASE_SECONDS = 0.25
 #: How many times less a non-agreement search's time counts for its turn than an agreement one's.
 OTHERS_WEIGHT = 2.0
-#: Slices of a slow search, after the first, that draw small cases.
+#: Slices of a slow search, after its first, that draw small cases.
 SMALL_SLICES = 3
 #: The reason a slow slice's case that meets a known fault's needs is counted under.
 SKIPPED_AS_KNOWN = "has what a known fault needs (slow target: not checked)"

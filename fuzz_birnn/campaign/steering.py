@@ -14,8 +14,8 @@ Only dimensions with a :class:`~fuzz_birnn.core.space.CaseSpace` field to narrow
 dimension is never narrowed to nothing, and a value refused only sometimes (with another value
 of another dimension) is not refused by this dimension: it stays. Nor is a value whose every case
 was refused because each had another refused value (every time-major case drawn so far was
-float64, which the candidate refuses): a value is steered only where it alone has every refusal
-of some reason; where values of two dimensions both do, neither is, until later cases tell them apart.
+float64, which the candidate refuses): a value is steered only where one of its refused cases has
+no other such value; where two always came together, neither is, until later cases tell them apart.
 """
 
 from __future__ import annotations
@@ -83,29 +83,27 @@ def refused_values(counts: Mapping[CountKey, int], prop: str, mode: str, isa: st
         others_compared = any(d == dimension and v != value and m for (d, v), m in compared.items())
         if n >= REFUSALS_TO_STEER and not compared[(dimension, value)] and others_compared:
             candidates.append((dimension, value, n))
-    explained = _explained(counts, prop, mode, isa, [(d, v) for d, v, _ in candidates])
-    found = []
-    for dimension, value, n in candidates:
-        # a value refused because every case of it had another refused value (every time-major case was
-        # float64) is not itself refused: only the value that alone has every refusal of some reason
-        alone = [reason for reason in explained[(dimension, value)]
-                 if not any(reason in explained[(d, v)] for d, v, _ in candidates if d != dimension)]
-        if alone:
-            found.append(Refused(dimension, value, n, alone[0].removeprefix("unsupported: ")))
+    genuine = _genuine(counts, prop, mode, isa, [(d, v) for d, v, _ in candidates])
+    return [Refused(dimension, value, n, genuine[(dimension, value)].removeprefix("unsupported: "))
+            for dimension, value, n in candidates if (dimension, value) in genuine]
+
+
+def _genuine(counts: Mapping[CountKey, int], prop: str, mode: str, isa: str,
+             pairs: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """Of the ``(dimension, value)`` pairs refused on every case, those with a refusal no other of
+    them explains: a refused case whose values in every other dimension were compared elsewhere.
+    Every time-major case drawn so far was float64 (refused): time-major's refusals are all
+    explained by float64, float64's by nothing else. With the reason of that refusal."""
+    suspects = set(pairs)
+    found: dict[tuple[str, str], str] = {}
+    for key, n in counts.items():
+        if not n or key.verdict != "unsupported" or (key.property, key.mode, key.isa) != (prop, mode, isa):
+            continue
+        values = [(dimension, str(getattr(key, dimension))) for dimension in (*_CHOICES, *_FLAGS)]
+        refused_here = [pair for pair in values if pair in suspects]
+        if len(refused_here) == 1:
+            found.setdefault(refused_here[0], str(key.reason))
     return found
-
-
-def _explained(counts: Mapping[CountKey, int], prop: str, mode: str, isa: str,
-               pairs: list[tuple[str, str]]) -> dict[tuple[str, str], list[str]]:
-    """For each ``(dimension, value)``: the refusal reasons of the search that every case refused
-    with that reason had that value."""
-    refusals = [key for key, n in counts.items() if n and key.verdict == "unsupported"
-                and (key.property, key.mode, key.isa) == (prop, mode, isa)]
-    reasons = sorted({str(key.reason) for key in refusals})
-    return {(dimension, value): [reason for reason in reasons
-                                 if all(str(getattr(key, dimension)) == value for key in refusals
-                                        if str(key.reason) == reason)]
-            for dimension, value in pairs}
 
 
 def without(space: CaseSpace, refused: Iterable[tuple[str, str]]) -> CaseSpace:

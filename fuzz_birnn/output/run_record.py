@@ -62,7 +62,7 @@ import platform
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import hypothesis
 import torch
@@ -384,24 +384,64 @@ _T = TypeVar("_T")
 
 def by_cause(items: Iterable[_T], key: Callable[[_T], tuple[str, Sequence[str] | None, set[Any]]]) -> list[list[_T]]:
     """``items`` (findings, or groups of them) in causes, in the order first seen; ``key(item)`` is
-    its signature, its needs and the searches it was found in. An item joins a cause of its
-    signature with the same needs, else one that no search of its has found (nothing tells them
-    apart: a fault may need other features in another layer type), the one whose needs overlap
-    its own most; two faults of one signature that one search found apart stay apart."""
-    causes: list[tuple[str, Sequence[str] | None, set[Any], list[_T]]] = []
+    its signature, its needs and the searches it was found in. Items of one signature and the same
+    needs are one cause; then causes of one signature are joined where no search found them apart
+    (a fault may need other features in another layer type), those whose needs overlap most
+    first. Two faults of one signature that one search found apart stay apart."""
+    causes: list[_Cause[_T]] = []
     for item in items:
         signature, needs, searches = key(item)
-        same = [cause for cause in causes if cause[0] == signature]
-        home = next((cause for cause in same if cause[1] == needs), None)
+        mine = None if needs is None else tuple(needs)
+        home = next((c for c in causes if (c.signature, c.needs) == (signature, mine) and c.open_to(searches, mine)),
+                    None)
         if home is None:
-            apart = [cause for cause in same if not cause[2] & searches]
-            home = max(apart, key=lambda cause: len(set(cause[1] or ()) & set(needs or ())), default=None)
+            home = _Cause(signature, mine)
+            causes.append(home)
+        home.add(item, searches, mine)
+    joined: list[_Cause[_T]] = []
+    for cause in causes:
+        into = [c for c in joined if c.signature == cause.signature and c.compatible(cause)]
+        home = max(into, key=lambda c: len(set(c.needs or ()) & set(cause.needs or ())), default=None)
         if home is None:
-            causes.append((signature, needs, set(searches), [item]))
+            joined.append(cause)
         else:
-            home[2].update(searches)
-            home[3].append(item)
-    return [cause[3] for cause in causes]
+            home.absorb(cause)
+    return [cause.items for cause in joined]
+
+
+def _apart(one: tuple[str, ...] | None, other: tuple[str, ...] | None) -> bool:
+    """Whether one search's two faults of one signature were told apart by these needs: neither
+    holds the other (a case with what one fault needs was taken for it, so a second fault found
+    in the same search lacks some of it; two slices of one search that each found the same fault
+    first may measure a need more or less). Unmeasured needs tell nothing apart."""
+    return one is not None and other is not None and not (set(one) <= set(other) or set(other) <= set(one))
+
+
+@dataclass
+class _Cause(Generic[_T]):
+    """Items taken for one fault, and the needs each of their searches saw it with."""
+
+    signature: str
+    needs: tuple[str, ...] | None
+    by_search: dict[Any, set[tuple[str, ...] | None]] = dataclasses.field(default_factory=dict)
+    items: list[_T] = dataclasses.field(default_factory=list)
+
+    def open_to(self, searches: set[Any], needs: tuple[str, ...] | None) -> bool:
+        return not any(_apart(seen, needs) for search in searches for seen in self.by_search.get(search, ()))
+
+    def compatible(self, other: _Cause[_T]) -> bool:
+        return all(not _apart(mine, theirs) for search, seen in other.by_search.items() for theirs in seen
+                   for mine in self.by_search.get(search, ()))
+
+    def add(self, item: _T, searches: set[Any], needs: tuple[str, ...] | None) -> None:
+        for search in searches:
+            self.by_search.setdefault(search, set()).add(needs)
+        self.items.append(item)
+
+    def absorb(self, other: _Cause[_T]) -> None:
+        for search, seen in other.by_search.items():
+            self.by_search.setdefault(search, set()).update(seen)
+        self.items.extend(other.items)
 
 
 def last_frame(traceback: str | None) -> str | None:

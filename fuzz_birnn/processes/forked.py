@@ -28,7 +28,8 @@ from typing import Any
 from fuzz_birnn.core.outcomes import CheckFailure
 from fuzz_birnn.processes.lifeline import set_parent_death_signal
 
-__all__ = ["Ending", "can_fork", "exit_reason", "flush_streams", "one_thread", "run_forked"]
+__all__ = ["Ending", "can_fork", "exit_reason", "flush_streams", "forbid_forking", "one_thread", "run_forked",
+           "why_not_forked"]
 
 _PASSED, _FAILED, _RAISED = 0, 1, 2
 
@@ -45,8 +46,27 @@ class Ending:
     seconds: float = 0.0
 
 
+#: Why this process must not fork a child that runs the candidate (``None``: it may).
+_NO_FORK: str | None = None
+
+
 def can_fork() -> bool:
-    return hasattr(os, "fork")
+    """Whether a case may run in a forked child here: ``os.fork`` exists, and the candidate loaded
+    in this process survives a fork (:func:`forbid_forking`)."""
+    return hasattr(os, "fork") and _NO_FORK is None
+
+
+def forbid_forking(reason: str) -> None:
+    """From now on this process runs its cases in-process: its candidate said it does not survive
+    a fork (``fork_safe = False``: a runtime whose thread pools deadlock in a forked child, as
+    OpenVINO's do once used)."""
+    global _NO_FORK
+    _NO_FORK = reason
+
+
+def why_not_forked() -> str:
+    """What stops forking here, in words."""
+    return _NO_FORK or "needs os.fork"
 
 
 def one_thread() -> None:

@@ -15,6 +15,10 @@ holds the weights as constants, and the frontend refuses them as graph inputs to
 ``aten::gru``/``aten::lstm``/``aten::rnn_*`` (tried: "SequenceMark ... not converted"), so no model
 can serve another case's weights honestly. A slow target: see the README's targets table.
 
+OpenVINO's runtime deadlocks in a process forked from one that has used it (seen: a forked
+``convert_model`` never returns), so both targets say ``fork_safe = False`` and the harness runs
+their probes, confirmations and isolated cases in-process.
+
 Outputs come back with the dtype and shape the plugin produced. bfloat16 tensors cross as their
 bits (NumPy has no bfloat16; OpenVINO shows them as float16 arrays). Refusals translated to
 :class:`~fuzz_birnn.Unsupported`: the frontend's own "No translator found for" an operator (an
@@ -104,6 +108,7 @@ def _tensor(value: Any) -> torch.Tensor:
 def _accurate() -> Any:
     candidate = candidate_from(lambda module, x, hx: run_openvino(module, x, hx, hint="f32"))
     candidate.computes_in = {"float64": "float32"}  # type: ignore[attr-defined]
+    candidate.fork_safe = False  # type: ignore[attr-defined]  # a forked child of a process that used it hangs
     return candidate
 
 
@@ -111,6 +116,7 @@ def _default() -> Any:
     candidate = candidate_from(lambda module, x, hx: run_openvino(module, x, hx, hint=None))
     lower = default_precision()
     candidate.computes_in = {"float64": lower, "float32": lower}  # type: ignore[attr-defined]
+    candidate.fork_safe = False  # type: ignore[attr-defined]
     return candidate
 
 
