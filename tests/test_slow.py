@@ -112,3 +112,19 @@ def test_a_slow_slice_never_skips_more_cases_than_it_checks(tmp_path):
         result = run_slice(job, NoCapture(), ahead, lambda counts, generated: None)
     skipped = sum(n for key, n in result.counts.items() if key.reason == SKIPPED_AS_KNOWN)
     assert 0 < skipped <= result.checked + 1
+
+
+def test_a_slow_candidates_fault_found_in_one_layer_type_is_known_in_the_others(tmp_path):
+    specs, _ = plan_searches("tests.contract_bugs:two_final_state_faults", ["agreement"], ["GRU", "LSTM"],
+                             CaseSpace(), seed=0, reports=tmp_path, timeout=60, database=None)
+    for budget, shared in ((600, True), (None, False)):
+        deadline = None if budget is None else time.time() + budget
+        scheduler = Scheduler([Search(spec, 10_000) for spec in specs], deadline=deadline, reduce_seconds=60)
+        gru, lstm = scheduler.next_job(), scheduler.next_job()
+        scheduler.slice_ended(gru, examples=10, seconds=10.0, checked=(10, 10.0), signatures=[FINAL_STATE],
+                              needs=[(FINAL_STATE, ("given h0",))])
+        scheduler.slice_ended(lstm, examples=10, seconds=10.0, checked=(10, 10.0))
+        later = [scheduler.next_job() for _ in range(2)]
+        [lstm_later] = [job for job in later if job.search.mode == "LSTM"]
+        assert (FINAL_STATE in lstm_later.known) is shared
+        assert (lstm_later.needs == ((FINAL_STATE, (("given h0",),)),)) is shared

@@ -244,14 +244,26 @@ class Scheduler:
         limit = max(HANG_FLOOR, HANG_FACTOR * slowest)
         slow = self.slow(search.spec)
         shrink = self.shrink_seconds
+        needs = {signature: list(listed) for signature, listed in search.needs.items()}
         if slow and self.deadline is not None:
             shrink = slow_shrink_seconds(max(0.0, self.deadline - time.time()), self.share)
+            for other in self._siblings(search):  # a fault found in another layer type is not shrunk again
+                known = known | other.known
+                for signature, listed in other.needs.items():
+                    mine = needs.setdefault(signature, [])
+                    mine += [n for n in listed if n not in mine]
         return Slice(search.spec, search.slices, size, _slice_seed(search.spec.seed, search.slices),
                      tuple(sorted(known)), search.isolate or borrowed, limit, self.deadline, self.cap_seconds,
                      reuse=search.slices == 1, shrink_seconds=shrink, escalate=borrowed,
                      never_returned=borrowed and not slowest, refused=tuple(sorted(search.refused)),
-                     needs=tuple((signature, tuple(needs)) for signature, needs in sorted(search.needs.items())),
+                     needs=tuple((signature, tuple(listed)) for signature, listed in sorted(needs.items())),
                      slow=slow, small=slow and search.slices <= SMALL_SLICES + 1)
+
+    def _siblings(self, search: Search) -> list[Search]:
+        """The searches of the same property, candidate and level in the run's other layer types."""
+        spec = search.spec
+        return [other for other in self.searches if other is not search
+                and (other.spec.prop, other.spec.candidate, other.spec.isa) == (spec.prop, spec.candidate, spec.isa)]
 
     def slice_ended(self, job: Slice, *, examples: int, seconds: float, slowest: float = 0.0,
                     signatures: Iterable[str] = (), needs: Iterable[tuple[str, tuple[str, ...]]] = (),

@@ -16,6 +16,10 @@ budget only: without one every search runs to its quota anyway), the scheduler a
 * **a new fault's shrinking before more cases of known ones**: a slice may shrink for
   :func:`shrink_seconds` (a quarter of what is left of the budget, at least the search's share)
   instead of half its share, so a finding is written shrunk, not cut short;
+* **a fault found once, shrunk once**: a fault another layer type's search of the same property
+  has found counts as known here (where the case has what it needs), instead of being found
+  and shrunk again in each layer type (a fault that shows only in this layer type, with the
+  same signature and needs, is then taken for it);
 * **known faults skipped cheaply**: a drawn case that has every feature a known fault of the
   search needs in order to show (:mod:`fuzz_birnn.campaign.needs`, needs measured and not
   empty) is not checked; it counts as not compared, "has what a known fault needs"; never more
