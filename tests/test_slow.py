@@ -128,3 +128,22 @@ def test_a_slow_candidates_fault_found_in_one_layer_type_is_known_in_the_others(
         [lstm_later] = [job for job in later if job.search.mode == "LSTM"]
         assert (FINAL_STATE in lstm_later.known) is shared
         assert (lstm_later.needs == ((FINAL_STATE, (("given h0",),)),)) is shared
+
+
+def test_a_slow_candidates_fault_whose_shrinking_was_cut_short_stays_unknown_to_be_shrunk_again(tmp_path):
+    from fuzz_birnn.campaign.engine import Campaign, _Busy
+    from fuzz_birnn.campaign.events import Counts, SliceEnded, SliceResult
+    from fuzz_birnn.output.run_record import Finding
+
+    specs, _ = plan_searches("tests.contract_bugs:two_final_state_faults", ["agreement"], ["GRU"], CaseSpace(),
+                             seed=0, reports=tmp_path, timeout=60, database=None)
+    for shrink, known in (("shrinking cut short: its search's share of the time budget ran out", False),
+                          ("complete", True)):
+        campaign = Campaign(specs, max_examples=10_000, workers=1, time_budget=600)
+        job = campaign.scheduler.next_job()
+        campaign._busy[0] = _Busy(job)
+        finding = Finding(FINAL_STATE, "agreement", "GRU", str(tmp_path / "r"), True, "s", shrink, 10, None,
+                          needs=("given h0",))
+        campaign._handle(SliceEnded(0, SliceResult(Counts(), 5, 1.0, [finding], checked=5, checked_seconds=5.0)))
+        assert (FINAL_STATE in campaign.scheduler.searches[0].known) is known
+        assert campaign.findings == [finding]  # its report stands either way

@@ -73,7 +73,7 @@ from fuzz_birnn.campaign.pool import LocalPool, in_flight_file, output_file
 from fuzz_birnn.campaign.reducer import reduce_case, within_space
 from fuzz_birnn.campaign.scheduler import HANG, Reduce, Scheduler, Search, SearchSpec, Slice, learner_of, quota_of
 from fuzz_birnn.campaign.signature import crash_signature, fault_signature, signature_of
-from fuzz_birnn.campaign.slow import SKIPPED_AS_KNOWN, SLOW_CASE_SECONDS, small_space
+from fuzz_birnn.campaign.slow import SKIPPED_AS_KNOWN, SLOW_CASE_SECONDS, is_slow, small_space
 from fuzz_birnn.campaign.steering import refused_values, without
 from fuzz_birnn.campaign.writeahead import WriteAhead
 from fuzz_birnn.core import packages
@@ -323,9 +323,15 @@ class Campaign:
             self._count(event.worker_id, result.counts)
             self.findings += result.findings
             self.packages.update(result.packages)
+            # a slow candidate's fault whose shrinking was cut short stays unknown to its search, so a
+            # later slice finds it again and shrinks it with the time slow mode gives (see .slow)
+            slow = self.scheduler.deadline is not None and (
+                self.scheduler.slow(job.search) or is_slow(result.checked_seconds, result.checked))
+            again = slow and not self.scheduler.out_of_time()
+            settled = [f for f in result.findings if not (again and f.shrink.startswith("shrinking cut short"))]
             self.scheduler.slice_ended(job, examples=busy.generated + result.generated, seconds=elapsed,
-                                       slowest=result.slowest, signatures=[f.signature for f in result.findings],
-                                       needs=[(f.signature, f.needs or ()) for f in result.findings],
+                                       slowest=result.slowest, signatures=[f.signature for f in settled],
+                                       needs=[(f.signature, f.needs or ()) for f in settled],
                                        checked=(result.checked, result.checked_seconds),
                                        error=(result.error and "stopped by an error") or result.ended)
             self._steer(job.search)

@@ -15,7 +15,9 @@ budget only: without one every search runs to its quota anyway), the scheduler a
   is fast and a fault is already near its simplest form;
 * **a new fault's shrinking before more cases of known ones**: a slice may shrink for
   :func:`shrink_seconds` (a quarter of what is left of the budget, at least the search's share)
-  instead of half its share, so a finding is written shrunk, not cut short;
+  instead of half its share, so a finding is written shrunk, not cut short; a fault whose
+  shrinking a slow slice still cut short is not known to its search, whose next slice finds and
+  shrinks it again from its own first failing case;
 * **a fault found once, shrunk once**: a fault another layer type's search of the same property
   has found counts as known here (where the case has what it needs), instead of being found
   and shrunk again in each layer type (a fault that shows only in this layer type, with the
