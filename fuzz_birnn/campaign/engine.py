@@ -97,7 +97,7 @@ from fuzz_birnn.output.run_record import (
 from fuzz_birnn.portable.report_files import ReportRefused, case_cost, read_json
 from fuzz_birnn.processes.capture import OutputCapture
 from fuzz_birnn.processes.fork_server import ForkServer
-from fuzz_birnn.processes.forked import can_fork, forbid_forking, run_forked, why_not_forked
+from fuzz_birnn.processes.forked import can_fork, forbid_forking, run_forked, value_of, why_not_forked
 from fuzz_birnn.processes.lifeline import die_with_parent
 from fuzz_birnn.properties import PROPERTIES, Property
 from fuzz_birnn.strategies import cases, invalid_calls
@@ -590,15 +590,15 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
         """How long a probe of a new fault may take: :data:`NEEDS_SECONDS`, never past the budget."""
         return NEEDS_SECONDS if job.deadline is None else min(NEEDS_SECONDS, job.deadline - time.time())
 
-    def agreement_signature(case: Case) -> str | None:
-        """The signature of the agreement fault ``case`` shows, ``None`` if it passes (or cannot tell)."""
-        agreement = PROPERTIES["agreement"]
-        probing(case, "agreement", {})
+    def signature_on(case: Case, of: Property, details: dict[str, Any]) -> str | None:
+        """A probe's check: ``case`` written ahead and checked by ``of`` in this process; the
+        signature of its failure, ``None`` where it passes (or overruns, or the harness raises)."""
+        probing(case, of.name, details)
         try:
             with time_limit(spec.timeout):
-                agreement.run(candidate, case, spec.candidate, {})
+                of.run(candidate, case, spec.candidate, details)
         except CheckFailure as failure:
-            return signature_of(failure, twin({}, agreement))
+            return signature_of(failure, twin(details, of))
         except (Exception, CaseTimeout):
             return None
         return None
@@ -609,14 +609,13 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
         agreement property passes on its case, the one that another case of its family
         (:func:`~fuzz_birnn.campaign.needs.family`) shows. ``None``: none, or no time left."""
         seconds = probe_seconds()
-        if spec.prop == "agreement" or prop.invalid or prop.torch_only or "agreement" not in PROPERTIES \
-                or seconds <= 0:
+        if spec.prop == "agreement" or prop.invalid or prop.torch_only or seconds <= 0:
             return None
-        relation = spec.prop.startswith("relation:")
+        agreement, relation = PROPERTIES["agreement"], spec.prop.startswith("relation:")
         deadline = time.monotonic() + seconds
 
         def first_agreement_fault() -> str | None:
-            own = agreement_signature(fault.case)
+            own = signature_on(fault.case, agreement, {})
             if not relation:
                 return own
             if own is not None:
@@ -624,12 +623,12 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
             for relative in family(fault.case)[1:]:
                 if time.monotonic() > deadline:
                     return None
-                shown = agreement_signature(relative)
+                shown = signature_on(relative, agreement, {})
                 if shown is not None:
                     return shown
             return None
 
-        return _probe(first_agreement_fault, seconds + spec.timeout)
+        return value_of(first_agreement_fault, seconds + spec.timeout)
 
     def needs(fault: CheckFailure) -> tuple[str, ...] | None:
         """What a new fault needs in order to show, measured in a forked child (a candidate that
@@ -640,17 +639,10 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
             return None
 
         def shows(case: Case) -> bool:
-            probing(case, spec.prop, fault.details)
-            try:
-                with time_limit(spec.timeout):
-                    prop.run(candidate, case, spec.candidate, fault.details)
-            except CheckFailure as failure:
-                return signature_of(failure, twin(fault.details)) == signature and not known(signature, case)
-            except (Exception, CaseTimeout):
-                return False
-            return False
+            return signature_on(case, prop, fault.details) == signature and not known(signature, case)
 
-        return _probe(lambda: needs_of(fault.case, shows, deadline=time.monotonic() + seconds), seconds + spec.timeout)
+        return value_of(lambda: needs_of(fault.case, shows, deadline=time.monotonic() + seconds),
+                        seconds + spec.timeout)
 
     def count(case: Case, verdict: str, reason: str | None = None, began: float | None = None) -> None:
         counts[count_key(spec.prop, spec.mode, case, verdict, reason, spec.isa)] += 1
@@ -779,19 +771,6 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
     result.checked, result.checked_seconds = clock.checked, clock.checked_seconds
     result.packages = packages.of_target()
     return result
-
-
-def _probe(function: Callable[[], Any], limit: float) -> Any:
-    """``function()`` in a forked child for at most ``limit`` seconds (a candidate that crashes or
-    hangs there costs the child), in-process where this worker must not fork; ``None`` if it
-    did not return."""
-    if can_fork():
-        ended = run_forked(function, limit)
-        return ended.value if ended.kind == "passed" else None
-    try:
-        return function()
-    except Exception:
-        return None
 
 
 def _loaded(name: str) -> Candidate:

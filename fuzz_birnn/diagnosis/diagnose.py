@@ -59,7 +59,7 @@ from fuzz_birnn.core.reference import CellReference
 from fuzz_birnn.diagnosis.mistakes import Mistake, catalogue, pair
 from fuzz_birnn.diagnosis.slips import READ, WHOLE_CALL, SlippedStack
 from fuzz_birnn.portable.calls import abs_error
-from fuzz_birnn.processes.forked import can_fork, run_forked
+from fuzz_birnn.processes.forked import value_of
 
 __all__ = ["Diagnosis", "Tensors", "diagnose", "diagnose_relation"]
 
@@ -459,10 +459,4 @@ def _failing_result(candidate: Callable[..., Any], case: Case) -> tuple[Tensors,
                 return failure.actual, failure.allowed
         return None
 
-    if can_fork():
-        ended = run_forked(failing, CONFIRM_SECONDS)
-        return ended.value if ended.kind == "passed" else None
-    try:
-        return failing()
-    except Exception:
-        return None
+    return value_of(failing, CONFIRM_SECONDS)

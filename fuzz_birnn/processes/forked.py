@@ -29,7 +29,7 @@ from fuzz_birnn.core.outcomes import CheckFailure
 from fuzz_birnn.processes.lifeline import set_parent_death_signal
 
 __all__ = ["Ending", "can_fork", "exit_reason", "flush_streams", "forbid_forking", "one_thread", "run_forked",
-           "why_not_forked"]
+           "value_of", "why_not_forked"]
 
 _PASSED, _FAILED, _RAISED = 0, 1, 2
 
@@ -62,6 +62,19 @@ def forbid_forking(reason: str) -> None:
     OpenVINO's do once used)."""
     global _NO_FORK
     _NO_FORK = reason
+
+
+def value_of(function: Callable[[], Any], limit: float) -> Any:
+    """``function()``'s value, run in a forked child for at most ``limit`` seconds where this
+    process may fork (a crash or a hang there costs the child), else in-process; ``None`` where
+    it did not return one."""
+    if can_fork():
+        ended = run_forked(function, limit)
+        return ended.value if ended.kind == "passed" else None
+    try:
+        return function()
+    except Exception:
+        return None
 
 
 def why_not_forked() -> str:
