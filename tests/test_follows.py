@@ -84,3 +84,24 @@ def test_an_autocast_fault_the_agreement_property_shows_on_its_case_follows_from
         result = run_slice(job, NoCapture(), ahead, lambda counts, generated: None)
     assert result.findings and {f.follows for f in result.findings} == {"final state wrong"}
     assert all("oneDNN o" not in f.signature for f in result.findings)  # one fault with the backend on and off
+
+
+def test_a_finding_that_follows_one_fault_is_not_joined_with_another_that_shares_its_wording():
+    """As a slow target's run had it: the swapped directions of batch_first input (agreement, two
+    layer types) and the dropped h0, which at scale 0.25 leaves the same words under autocast."""
+    from fuzz_birnn.output.run_record import Finding, _group as group_findings
+
+    def finding(signature, prop, mode, folder, cost, needs, follows=None):
+        return Finding(signature, prop, mode, f"/r/{folder}", True, "s", "complete", cost, None, needs=needs,
+                       follows=follows)
+
+    both = "output wrong, final state right, both directions"
+    findings = [finding("final state wrong", "agreement", "RNN_TANH", "h0", 4, ("given h0",)),
+                finding(both, "agreement", "GRU", "swap-gru", 8, ("batch_first",)),
+                finding(both, "agreement", "LSTM", "swap-lstm", 9, ("batch_first",)),
+                finding(both, "autocast", "RNN_TANH", "h0-small", 2, ("given h0", "scale 0.25", "seq_len > 1"),
+                        follows="final state wrong")]
+    h0, swap = group_findings(findings)
+    assert (h0.signature, swap.signature) == ("final state wrong", both)
+    assert sorted(h0.reports) == ["h0", "h0-small"] and h0.also == [both]
+    assert sorted(swap.reports) == ["swap-gru", "swap-lstm"] and swap.needs == ["batch_first"]

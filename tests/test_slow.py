@@ -4,7 +4,9 @@ fault needs are not checked."""
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 from hypothesis import given, settings
 
@@ -147,3 +149,41 @@ def test_a_slow_candidates_fault_whose_shrinking_was_cut_short_stays_unknown_to_
         campaign._handle(SliceEnded(0, SliceResult(Counts(), 5, 1.0, [finding], checked=5, checked_seconds=5.0)))
         assert (FINAL_STATE in campaign.scheduler.searches[0].known) is known
         assert campaign.findings == [finding]  # its report stands either way
+
+
+def _reduced_slice(tmp_path, *, slow, budget):
+    """One agreement slice of GRU cases with a given h0 (the dropped h0 shows on nearly every one)."""
+    tmp_path.mkdir(exist_ok=True)
+    [spec], _ = plan_searches("tests.contract_bugs:two_final_state_faults", ["agreement"], ["GRU"],
+                              CaseSpace(dtypes=("float64",), bias=False, initial_state=True), seed=0,
+                              reports=tmp_path, timeout=60, database=None)
+    deadline = None if budget is None else time.time() + budget
+    job = Slice(spec, 1, 40, 7, (), False, 1.0, deadline, 60.0, reuse=False, shrink_seconds=300.0, slow=slow,
+                slow_shrink_seconds=300.0)
+    with WriteAhead(tmp_path / ".inflight-0.json") as ahead:
+        return run_slice(job, NoCapture(), ahead, lambda counts, generated: None)
+
+
+def _smallest(finding):
+    return json.loads((Path(finding.folder) / "case.json").read_text())["case"]
+
+
+def test_a_slow_candidates_new_fault_is_reduced_field_by_field_to_the_simplest_case(tmp_path):
+    result = _reduced_slice(tmp_path, slow=True, budget=600)
+    [finding] = result.findings
+    assert finding.shrink.startswith("complete (slow target: reduced field by field")
+    case = _smallest(finding)
+    assert {k: case["config"][k] for k in ("num_layers", "input_size", "hidden_size", "bias", "batch_first")} == {
+        "num_layers": 1, "input_size": 1, "hidden_size": 1, "bias": False, "batch_first": False}
+    assert (case["inputs"]["seq_len"], case["inputs"]["batch_size"], case["inputs"]["initial_state"]) == (1, 1, True)
+    assert finding.needs == ("given h0",)
+
+
+def test_a_slice_that_measures_its_candidate_slow_reduces_its_fault_itself(tmp_path, monkeypatch):
+    import fuzz_birnn.campaign.slow as slow
+
+    monkeypatch.setattr(slow, "SLOW_CASE_SECONDS", 1e-9)  # any candidate measures slow
+    [finding] = _reduced_slice(tmp_path / "slow", slow=False, budget=600).findings
+    assert "reduced field by field" in finding.shrink  # the scheduler did not know yet; the slice did
+    [finding] = _reduced_slice(tmp_path / "no-budget", slow=False, budget=None).findings
+    assert finding.shrink == "complete"  # without a budget, every search runs to its quota: Hypothesis shrinks

@@ -13,8 +13,10 @@ the faults the search already knows: a failure whose :func:`~fuzz_birnn.campaign
 is known, on a case with what that fault needs in order to show (:mod:`~fuzz_birnn.campaign.needs`),
 counts as seen again and the search moves on; a new one is shrunk by Hypothesis (each new
 signature is its own Hypothesis bug, so two new faults in one slice are both shrunk), written
-as a report, and what it needs measured. Each passing case reports its error relative to its allowance to
-``hypothesis.target``, which steers generation towards near-misses. A slice stops at its next
+as a report, and what it needs measured (a slow candidate's new fault is reduced field by field
+instead, in far fewer calls: :mod:`~fuzz_birnn.campaign.slow`). Each passing case reports its
+error relative to its allowance to ``hypothesis.target``, which steers generation towards
+near-misses. A slice stops at its next
 case once it overruns its share, or the run's ``--time-budget`` is spent; a failure whose
 shrinking is cut short by the budget is still written, with the smallest case found so far.
 
@@ -477,6 +479,10 @@ class _Stop(BaseException):
     """Ends a slice at once: its share, or the run's budget, is spent."""
 
 
+#: Why a slow candidate's slice stops once it has a new fault: to reduce it (see ``reduced``).
+_REDUCE = "reduce field by field"
+
+
 class _InProcessFault(BaseException):
     """Ends a slice: a case hung (or crashed a forked child) in a way the search has not met."""
 
@@ -522,6 +528,17 @@ def _fault_type(signature: str) -> type:
     if signature not in _FAULT_TYPES:
         _FAULT_TYPES[signature] = type("Fault", (CheckFailure,), {"__module__": __name__})
     return _FAULT_TYPES[signature]
+
+
+def _as_fault(failure: CheckFailure, signature: str, details: dict[str, Any], output: str) -> CheckFailure:
+    """``failure`` as a fault of its signature's own type (each new fault a Hypothesis bug of its
+    own), with the search's details, what the case printed, and what the candidate raised, if it
+    did (its report says where)."""
+    fault = _fault_type(signature)(failure.mismatch, failure.case, failure.candidate, failure.prop,
+                                   {**details, **failure.details}, failure.actual, failure.allowed, failure.reference)
+    fault.signature, fault.output = signature, output
+    fault.__cause__ = failure.__cause__
+    return fault
 
 
 @dataclass
@@ -590,18 +607,58 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
         """How long a probe of a new fault may take: :data:`NEEDS_SECONDS`, never past the budget."""
         return NEEDS_SECONDS if job.deadline is None else min(NEEDS_SECONDS, job.deadline - time.time())
 
-    def signature_on(case: Case, of: Property, details: dict[str, Any]) -> str | None:
-        """A probe's check: ``case`` written ahead and checked by ``of`` in this process; the
-        signature of its failure, ``None`` where it passes (or overruns, or the harness raises)."""
+    def failure_on(case: Case, of: Property, details: dict[str, Any]) -> CheckFailure | None:
+        """A probe's check: ``case`` written ahead and checked by ``of`` in this process; its
+        failure, ``None`` where it passes (or overruns, or the harness raises)."""
         probing(case, of.name, details)
+        capture.reset()
         try:
             with time_limit(spec.timeout):
                 of.run(candidate, case, spec.candidate, details)
         except CheckFailure as failure:
-            return signature_of(failure, twin(details, of))
+            return failure
         except (Exception, CaseTimeout):
             return None
         return None
+
+    def signature_on(case: Case, of: Property, details: dict[str, Any]) -> str | None:
+        """The signature of ``of``'s failure on ``case`` (:func:`failure_on`), ``None`` where it passes."""
+        failure = failure_on(case, of, details)
+        return None if failure is None else signature_of(failure, twin(details, of))
+
+    def reducing() -> bool:
+        """Whether a new fault is reduced field by field instead of shrunk by Hypothesis: a slow
+        candidate under a time budget (:mod:`.slow`), known to be so or measured so by this slice,
+        whose cases run in this process."""
+        return job.deadline is not None and not job.isolate and (
+            job.slow or is_slow(clock.checked_seconds, clock.checked))
+
+    def reduced(fault: CheckFailure) -> tuple[CheckFailure, str]:
+        """A slow candidate's new fault and how its reduction ended: the greedy field-by-field
+        reduction of :mod:`.reducer` from the first failing case (a call a proposal, where
+        Hypothesis' shrinker takes hundreds), keeping the signature and staying off known faults."""
+        signature = getattr(fault, "signature", "")
+        smallest = [fault]
+
+        def fails_alike(case: Case) -> bool:
+            failure = failure_on(case, prop, fault.details)
+            if failure is None or signature_of(failure, twin(fault.details)) != signature or known(signature, case):
+                return False
+            smallest.append(_as_fault(failure, signature, fault.details, capture.read()))
+            return True
+
+        seconds = job.slow_shrink_seconds or job.shrink_seconds or REDUCE_SECONDS
+        if job.deadline is not None:
+            seconds = min(seconds, job.deadline - time.time())
+        reduction = reduce_case(fault.case, fails_alike, within=within_space(spec.space),
+                                deadline=clock.first_failure + seconds)
+        if reduction.complete:
+            how = "complete"
+        elif job.deadline is not None and time.time() >= job.deadline:
+            how = "shrinking cut short: the time budget ran out"
+        else:
+            how = "shrinking cut short: its search's share of the time budget ran out"
+        return smallest[-1], f"{how} (slow target: reduced field by field, {reduction.attempts} attempts)"
 
     def follows(fault: CheckFailure) -> str | None:
         """For a fault of another property that checks the candidate (a relation, autocast,
@@ -700,11 +757,7 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
                 count(case, "known", began=began)
                 return "known", None
             count(case, "failed", began=began)
-            fault = _fault_type(signature)(failure.mismatch, failure.case, failure.candidate, failure.prop,
-                                           {**details, **failure.details}, failure.actual, failure.allowed,
-                                           failure.reference)
-            fault.signature, fault.output = signature, capture.read()
-            fault.__cause__ = failure.__cause__  # what the candidate raised, if it did: its report says where
+            fault = _as_fault(failure, signature, details, capture.read())
             if not failing:
                 clock.first_failure = time.monotonic()
             failing[signature] = fault
@@ -725,6 +778,8 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
             raise _Stop("shrinking cut short: the time budget ran out")
         if not failing and _overran(job, started, cpu_started, server):
             raise _Stop
+        if failing and reducing():
+            raise _Stop(_REDUCE)
         if failing and job.shrink_seconds is not None and time.monotonic() - clock.first_failure > \
                 job.shrink_seconds:
             raise _Stop("shrinking cut short: its search's share of the time budget ran out")
@@ -755,7 +810,10 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
             search()
     except _Stop as stop:
         why = stop.args[0] if stop.args else "shrinking cut short: the time budget ran out"
-        _write_all(result, list(failing.values()), lambda failure: written(failure, why))
+        if why == _REDUCE:
+            _write_all(result, list(failing.values()), lambda failure: written(*reduced(failure)))
+        else:
+            _write_all(result, list(failing.values()), lambda failure: written(failure, why))
     except _InProcessFault as fault:
         result.fault = fault.fault
     except _EndSearch as end:

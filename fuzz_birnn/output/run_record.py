@@ -59,7 +59,7 @@ import dataclasses
 import datetime
 import json
 import platform
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, NamedTuple, TypeVar
@@ -336,7 +336,7 @@ def _group(findings: Sequence[Finding]) -> list[FindingGroup]:
     need stay two: :func:`by_cause`), or several whose smallest cases are diagnosed as one mistake."""
     grouped = []
     costs = {}
-    for members in by_cause(findings, lambda f: (f.signature, f.needs, {(f.prop, f.mode, f.isa)})):
+    for members in by_cause(findings, lambda f: ((f.signature, f.follows), f.needs, {(f.prop, f.mode, f.isa)})):
         smallest = min(members, key=lambda f: (f.cost, f.folder))
         diagnosis = smallest.diagnosis or {}
         costs[Path(smallest.folder).name] = smallest.cost
@@ -382,12 +382,15 @@ def onto_agreement(groups: Sequence[FindingGroup]) -> list[FindingGroup]:
 _T = TypeVar("_T")
 
 
-def by_cause(items: Iterable[_T], key: Callable[[_T], tuple[str, Sequence[str] | None, set[Any]]]) -> list[list[_T]]:
+def by_cause(items: Iterable[_T],
+             key: Callable[[_T], tuple[Hashable, Sequence[str] | None, set[Any]]]) -> list[list[_T]]:
     """``items`` (findings, or groups of them) in causes, in the order first seen; ``key(item)`` is
-    its signature, its needs and the searches it was found in. Items of one signature and the same
-    needs are one cause; then causes of one signature are joined where no search found them apart
-    (a fault may need other features in another layer type), those whose needs overlap most
-    first. Two faults of one signature that one search found apart stay apart."""
+    its signature (with the agreement fault it follows, if it does: a finding that follows one
+    fault is never joined with another fault that shares its wording), its needs and the searches
+    it was found in. Items of one signature and the same needs are one cause; then causes of one
+    signature are joined where no search found them apart (a fault may need other features in
+    another layer type), those whose needs overlap most first. Two faults of one signature that
+    one search found apart stay apart."""
     causes: list[_Cause[_T]] = []
     for item in items:
         signature, needs, searches = key(item)
@@ -421,7 +424,7 @@ def _apart(one: tuple[str, ...] | None, other: tuple[str, ...] | None) -> bool:
 class _Cause(Generic[_T]):
     """Items taken for one fault, and the needs each of their searches saw it with."""
 
-    signature: str
+    signature: Hashable
     needs: tuple[str, ...] | None
     by_search: dict[Any, set[tuple[str, ...] | None]] = dataclasses.field(default_factory=dict)
     items: list[_T] = dataclasses.field(default_factory=list)
