@@ -89,7 +89,8 @@ def test_an_autocast_fault_the_agreement_property_shows_on_its_case_follows_from
 def test_a_finding_that_follows_one_fault_is_not_joined_with_another_that_shares_its_wording():
     """As a slow target's run had it: the swapped directions of batch_first input (agreement, two
     layer types) and the dropped h0, which at scale 0.25 leaves the same words under autocast."""
-    from fuzz_birnn.output.run_record import Finding, _group as group_findings
+    from fuzz_birnn.output.run_record import Finding
+    from fuzz_birnn.output.run_record import _group as group_findings
 
     def finding(signature, prop, mode, folder, cost, needs, follows=None):
         return Finding(signature, prop, mode, f"/r/{folder}", True, "s", "complete", cost, None, needs=needs,

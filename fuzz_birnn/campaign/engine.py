@@ -48,7 +48,7 @@ import signal
 import time
 import traceback
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -70,8 +70,9 @@ from fuzz_birnn.campaign.events import (
     SliceEnded,
     SliceResult,
 )
-from fuzz_birnn.campaign.needs import family, features, is_known, needs_of
+from fuzz_birnn.campaign.needs import features, is_known
 from fuzz_birnn.campaign.pool import LocalPool, in_flight_file, output_file
+from fuzz_birnn.campaign.probes import FaultProbes, as_fault
 from fuzz_birnn.campaign.reducer import reduce_case, within_space
 from fuzz_birnn.campaign.scheduler import HANG, Reduce, Scheduler, Search, SearchSpec, Slice, learner_of, quota_of
 from fuzz_birnn.campaign.signature import crash_signature, fault_signature, signature_of
@@ -80,7 +81,6 @@ from fuzz_birnn.campaign.steering import refused_values, without
 from fuzz_birnn.campaign.writeahead import WriteAhead
 from fuzz_birnn.core import packages
 from fuzz_birnn.core.case import Case
-from fuzz_birnn.core.compare import Mismatch
 from fuzz_birnn.core.isa import LEVELS, NATIVE, native_level
 from fuzz_birnn.core.outcomes import Candidate, CheckFailure, Outcome
 from fuzz_birnn.core.space import CaseSpace
@@ -99,9 +99,10 @@ from fuzz_birnn.output.run_record import (
 from fuzz_birnn.portable.report_files import ReportRefused, case_cost, read_json
 from fuzz_birnn.processes.capture import OutputCapture
 from fuzz_birnn.processes.fork_server import ForkServer
-from fuzz_birnn.processes.forked import can_fork, forbid_forking, run_forked, value_of, why_not_forked
+from fuzz_birnn.processes.forked import can_fork, forbid_forking, run_forked, why_not_forked
 from fuzz_birnn.processes.lifeline import die_with_parent
-from fuzz_birnn.properties import PROPERTIES, Property
+from fuzz_birnn.processes.time_limit import CaseTimeout, time_limit
+from fuzz_birnn.properties import PROPERTIES
 from fuzz_birnn.strategies import cases, invalid_calls
 from fuzz_birnn.targets.naming import load_candidate
 
@@ -117,9 +118,6 @@ LEVEL_SWITCH_SECONDS = 20.0
 MAX_LOSSES = 3
 #: Crash and hang reductions each get at most this much time (and never past the budget).
 REDUCE_SECONDS = 120.0
-#: Measuring what a new fault needs in order to show (:mod:`.needs`) gets at most this much time
-#: (and never past the budget); features not tried by then count as not needed.
-NEEDS_SECONDS = 30.0
 
 
 
@@ -466,11 +464,6 @@ def write_crash_finding(job: Reduce, in_flight: dict[str, Any], shrink: str, out
 # -- worker side -------------------------------------------------------------------------------
 
 
-class CaseTimeout(BaseException):
-    """Raised by SIGALRM inside a case that overran its time limit. A BaseException, so that no
-    ``except Exception`` in the code under test (or in :func:`~fuzz_birnn.core.check.check`) swallows it."""
-
-
 class _EndSearch(BaseException):
     """Ends a slice and its search (the message says why, for the run's notes)."""
 
@@ -518,29 +511,6 @@ def worker_main(worker_id: int, inbox: Any, outbox: Any, parent_pid: int) -> Non
                 outbox.put(_reduce_or_say_why(worker_id, job, capture, ahead))
 
 
-_FAULT_TYPES: dict[str, type] = {}
-
-
-def _fault_type(signature: str) -> type:
-    """One CheckFailure subclass per signature: Hypothesis tells bugs apart by exception type,
-    so each new fault in a slice is shrunk on its own."""
-
-    if signature not in _FAULT_TYPES:
-        _FAULT_TYPES[signature] = type("Fault", (CheckFailure,), {"__module__": __name__})
-    return _FAULT_TYPES[signature]
-
-
-def _as_fault(failure: CheckFailure, signature: str, details: dict[str, Any], output: str) -> CheckFailure:
-    """``failure`` as a fault of its signature's own type (each new fault a Hypothesis bug of its
-    own), with the search's details, what the case printed, and what the candidate raised, if it
-    did (its report says where)."""
-    fault = _fault_type(signature)(failure.mismatch, failure.case, failure.candidate, failure.prop,
-                                   {**details, **failure.details}, failure.actual, failure.allowed, failure.reference)
-    fault.signature, fault.output = signature, output
-    fault.__cause__ = failure.__cause__
-    return fault
-
-
 @dataclass
 class _SliceClock:
     """A running slice's tallies between flushes, and the times its stopping rules read."""
@@ -586,45 +556,14 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
         """A failure of a fault found before: its signature, and what that fault needs (:mod:`.needs`)."""
         return signature in job.known and is_known(case, known_needs.get(signature, ()))
 
-    def twin(details: dict[str, Any], of: Property = prop) -> Callable[[Case], Mismatch | None]:
-        return lambda case: _twin_mismatch(of, candidate, spec, case, details)
+    probes = FaultProbes(job, candidate, prop, capture, ahead, known)
 
     def written(fault: CheckFailure, shrink: str) -> Finding:
         """The fault's report, with what it needs and what it follows from (the report's diagnosis
         runs the candidate too: its case is written ahead again first)."""
-        needed, source = needs(fault), follows(fault)
-        probing(fault.case, spec.prop, fault.details)
+        needed, source = probes.needs(fault), probes.follows(fault)
+        probes.probing(fault.case, spec.prop, fault.details)
         return _write(fault, spec, shrink, needed, source)
-
-    def probing(case: Case, prop_name: str, details: dict[str, Any]) -> None:
-        """Write ahead a case a forked probe (a fault's needs, a relation's family) is about to
-        check: the parent times each case from its write-ahead line, so a probe's cases, one after
-        another, are never taken for one case that hangs."""
-        ahead.write({"candidate": spec.candidate, "property": prop_name, "case": case.to_dict(), "details": details,
-                     "probing": True})
-
-    def probe_seconds() -> float:
-        """How long a probe of a new fault may take: :data:`NEEDS_SECONDS`, never past the budget."""
-        return NEEDS_SECONDS if job.deadline is None else min(NEEDS_SECONDS, job.deadline - time.time())
-
-    def failure_on(case: Case, of: Property, details: dict[str, Any]) -> CheckFailure | None:
-        """A probe's check: ``case`` written ahead and checked by ``of`` in this process; its
-        failure, ``None`` where it passes (or overruns, or the harness raises)."""
-        probing(case, of.name, details)
-        capture.reset()
-        try:
-            with time_limit(spec.timeout):
-                of.run(candidate, case, spec.candidate, details)
-        except CheckFailure as failure:
-            return failure
-        except (Exception, CaseTimeout):
-            return None
-        return None
-
-    def signature_on(case: Case, of: Property, details: dict[str, Any]) -> str | None:
-        """The signature of ``of``'s failure on ``case`` (:func:`failure_on`), ``None`` where it passes."""
-        failure = failure_on(case, of, details)
-        return None if failure is None else signature_of(failure, twin(details, of))
 
     def reducing() -> bool:
         """Whether a new fault is reduced field by field instead of shrunk by Hypothesis: a slow
@@ -632,74 +571,6 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
         whose cases run in this process."""
         return job.deadline is not None and not job.isolate and (
             job.slow or is_slow(clock.checked_seconds, clock.checked))
-
-    def reduced(fault: CheckFailure) -> tuple[CheckFailure, str]:
-        """A slow candidate's new fault and how its reduction ended: the greedy field-by-field
-        reduction of :mod:`.reducer` from the first failing case (a call a proposal, where
-        Hypothesis' shrinker takes hundreds), keeping the signature and staying off known faults."""
-        signature = getattr(fault, "signature", "")
-        smallest = [fault]
-
-        def fails_alike(case: Case) -> bool:
-            failure = failure_on(case, prop, fault.details)
-            if failure is None or signature_of(failure, twin(fault.details)) != signature or known(signature, case):
-                return False
-            smallest.append(_as_fault(failure, signature, fault.details, capture.read()))
-            return True
-
-        seconds = job.slow_shrink_seconds or job.shrink_seconds or REDUCE_SECONDS
-        if job.deadline is not None:
-            seconds = min(seconds, job.deadline - time.time())
-        reduction = reduce_case(fault.case, fails_alike, within=within_space(spec.space),
-                                deadline=clock.first_failure + seconds)
-        if reduction.complete:
-            how = "complete"
-        elif job.deadline is not None and time.time() >= job.deadline:
-            how = "shrinking cut short: the time budget ran out"
-        else:
-            how = "shrinking cut short: its search's share of the time budget ran out"
-        return smallest[-1], f"{how} (slow target: reduced field by field, {reduction.attempts} attempts)"
-
-    def follows(fault: CheckFailure) -> str | None:
-        """For a fault of another property that checks the candidate (a relation, autocast,
-        gradients): the signature of the agreement fault its case shows; for a relation, where the
-        agreement property passes on its case, the one that another case of its family
-        (:func:`~fuzz_birnn.campaign.needs.family`) shows. ``None``: none, or no time left."""
-        seconds = probe_seconds()
-        if spec.prop == "agreement" or prop.invalid or prop.torch_only or seconds <= 0:
-            return None
-        agreement, relation = PROPERTIES["agreement"], spec.prop.startswith("relation:")
-        deadline = time.monotonic() + seconds
-
-        def first_agreement_fault() -> str | None:
-            own = signature_on(fault.case, agreement, {})
-            if not relation:
-                return own
-            if own is not None:
-                return None  # its own case is wrong already: the relation may fail for another fault
-            for relative in family(fault.case)[1:]:
-                if time.monotonic() > deadline:
-                    return None
-                shown = signature_on(relative, agreement, {})
-                if shown is not None:
-                    return shown
-            return None
-
-        return value_of(first_agreement_fault, seconds + spec.timeout)
-
-    def needs(fault: CheckFailure) -> tuple[str, ...] | None:
-        """What a new fault needs in order to show, measured in a forked child (a candidate that
-        crashes on a simpler case costs the child); ``None`` where it could not be measured whole."""
-        signature = getattr(fault, "signature", None)
-        seconds = probe_seconds()
-        if signature is None or seconds <= 0:
-            return None
-
-        def shows(case: Case) -> bool:
-            return signature_on(case, prop, fault.details) == signature and not known(signature, case)
-
-        return value_of(lambda: needs_of(fault.case, shows, deadline=time.monotonic() + seconds),
-                        seconds + spec.timeout)
 
     def count(case: Case, verdict: str, reason: str | None = None, began: float | None = None) -> None:
         counts[count_key(spec.prop, spec.mode, case, verdict, reason, spec.isa)] += 1
@@ -752,12 +623,12 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
                 raise _InProcessFault("timeout", f"ran past the {spec.timeout:g}s limit", in_flight,
                                       capture.read()) from None
         if failure is not None:
-            signature = signature_of(failure, twin(details))
+            signature = signature_of(failure, probes.twin(details))
             if known(signature, case):
                 count(case, "known", began=began)
                 return "known", None
             count(case, "failed", began=began)
-            fault = _as_fault(failure, signature, details, capture.read())
+            fault = as_fault(failure, signature, details, capture.read())
             if not failing:
                 clock.first_failure = time.monotonic()
             failing[signature] = fault
@@ -810,8 +681,9 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
             search()
     except _Stop as stop:
         why = stop.args[0] if stop.args else "shrinking cut short: the time budget ran out"
-        if why == _REDUCE:
-            _write_all(result, list(failing.values()), lambda failure: written(*reduced(failure)))
+        if why == _REDUCE:  # a slow candidate's new faults, reduced field by field
+            _write_all(result, list(failing.values()),
+                       lambda failure: written(*probes.reduced(failure, clock.first_failure)))
         else:
             _write_all(result, list(failing.values()), lambda failure: written(failure, why))
     except _InProcessFault as fault:
@@ -869,21 +741,6 @@ def _write_all(result: SliceResult, failures: list[CheckFailure], write: Callabl
             result.findings.append(write(failure))
         except Exception as error:
             result.error = f"writing the report of a failure failed: {type(error).__name__}: {error}"
-
-
-def _twin_mismatch(prop: Property, candidate: Candidate, spec: SearchSpec, twin: Case,
-                   details: dict[str, Any]) -> Mismatch | None:
-    """Check a failing case's float64 twin the same way, for its signature (in-process, under
-    the time limit: a twin that overruns counts as one that does not show the fault)."""
-
-    try:
-        with time_limit(spec.timeout):
-            prop.run(candidate, twin, spec.candidate, details)
-    except CheckFailure as failure:
-        return failure.mismatch
-    except (Exception, CaseTimeout):
-        return None
-    return None
 
 
 def _essentials(outcome: Outcome) -> tuple[str | None, float | None]:
@@ -983,21 +840,6 @@ def _strategy(spec: SearchSpec, refused: tuple[tuple[str, str], ...] = (), *,
     space = without(spec.space, refused)
     space = small_space(space) if small else space
     return (invalid_calls if PROPERTIES[spec.prop].invalid else cases)(modes=[spec.mode], **space.arguments())
-
-
-@contextlib.contextmanager
-def time_limit(seconds: float) -> Iterator[None]:
-    """Raise :class:`CaseTimeout` in this (main) thread if the block runs longer than ``seconds``."""
-    def overran(signum: int, frame: Any) -> None:
-        raise CaseTimeout
-
-    previous = signal.signal(signal.SIGALRM, overran)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def _reason(skipped: str | None) -> str | None:

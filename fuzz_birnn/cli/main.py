@@ -22,7 +22,6 @@ import torch
 
 from fuzz_birnn import __version__
 from fuzz_birnn.campaign.api import RunError, run
-from fuzz_birnn.campaign.engine import CaseTimeout, time_limit
 from fuzz_birnn.cli import baseline, pages
 from fuzz_birnn.cli.arguments import choices, non_negative, positive, seconds, shard
 from fuzz_birnn.cli.pages import write_run_pages
@@ -38,6 +37,7 @@ from fuzz_birnn.output.reports import ReportError, load_report
 from fuzz_birnn.output.run_record import print_summary
 from fuzz_birnn.portable.report_files import ReportRefused, candidate_origin
 from fuzz_birnn.processes.forked import exit_reason
+from fuzz_birnn.processes.time_limit import CaseTimeout, time_limit
 from fuzz_birnn.properties import PROPERTIES
 from fuzz_birnn.targets import TARGETS
 from fuzz_birnn.targets.naming import CandidateError, load_candidate, validate_spec
