@@ -106,3 +106,19 @@ def test_a_finding_that_follows_one_fault_is_not_joined_with_another_that_shares
     assert (h0.signature, swap.signature) == ("final state wrong", both)
     assert sorted(h0.reports) == ["h0", "h0-small"] and h0.also == [both]
     assert sorted(swap.reports) == ["swap-gru", "swap-lstm"] and swap.needs == ["batch_first"]
+
+
+def test_a_finding_whose_source_was_not_measured_still_joins_its_signature():
+    """No time left to check what a re-found fault follows (``follows`` unmeasured) says nothing:
+    it joins the findings of its signature, and with them the agreement finding they follow."""
+    from fuzz_birnn.output.run_record import Finding
+    from fuzz_birnn.output.run_record import _group as group_findings
+
+    autocast = "under autocast: output wrong"
+    findings = [Finding("final state wrong", "agreement", "GRU", "/r/a", True, "s", "complete", 4, None,
+                        needs=("given h0",)),
+                Finding(autocast, "autocast", "GRU", "/r/x1", True, "s", "complete", 5, None, needs=("given h0",),
+                        follows="final state wrong"),
+                Finding(autocast, "autocast", "LSTM", "/r/x2", True, "s", "shrinking cut short", 9, None)]
+    [one] = group_findings(findings)
+    assert sorted(one.reports) == ["a", "x1", "x2"] and one.also == [autocast]

@@ -5,9 +5,11 @@ fault needs are not checked."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 
 from fuzz_birnn.campaign.engine import plan_searches, run_slice
@@ -151,14 +153,14 @@ def test_a_slow_candidates_fault_whose_shrinking_was_cut_short_stays_unknown_to_
         assert campaign.findings == [finding]  # its report stands either way
 
 
-def _reduced_slice(tmp_path, *, slow, budget):
+def _reduced_slice(tmp_path, *, slow, budget, isolate=False, candidate="two_final_state_faults"):
     """One agreement slice of GRU cases with a given h0 (the dropped h0 shows on nearly every one)."""
     tmp_path.mkdir(exist_ok=True)
-    [spec], _ = plan_searches("tests.contract_bugs:two_final_state_faults", ["agreement"], ["GRU"],
+    [spec], _ = plan_searches(f"tests.contract_bugs:{candidate}", ["agreement"], ["GRU"],
                               CaseSpace(dtypes=("float64",), bias=False, initial_state=True), seed=0,
                               reports=tmp_path, timeout=60, database=None)
     deadline = None if budget is None else time.time() + budget
-    job = Slice(spec, 1, 40, 7, (), False, 1.0, deadline, 60.0, reuse=False, shrink_seconds=300.0, slow=slow,
+    job = Slice(spec, 1, 40, 7, (), isolate, 1.0, deadline, 60.0, reuse=False, shrink_seconds=300.0, slow=slow,
                 slow_shrink_seconds=300.0)
     with WriteAhead(tmp_path / ".inflight-0.json") as ahead:
         return run_slice(job, NoCapture(), ahead, lambda counts, generated: None)
@@ -187,3 +189,34 @@ def test_a_slice_that_measures_its_candidate_slow_reduces_its_fault_itself(tmp_p
     assert "reduced field by field" in finding.shrink  # the scheduler did not know yet; the slice did
     [finding] = _reduced_slice(tmp_path / "no-budget", slow=False, budget=None).findings
     assert finding.shrink == "complete"  # without a budget, every search runs to its quota: Hypothesis shrinks
+
+
+def test_a_slow_candidates_fault_is_reduced_in_a_search_that_isolates_its_cases_too(tmp_path):
+    [finding] = _reduced_slice(tmp_path, slow=True, budget=600, isolate=True).findings
+    assert finding.shrink.startswith("complete (slow target: reduced field by field")
+    assert _smallest(finding)["config"]["num_layers"] == 1
+
+
+def test_a_reduction_proposal_that_kills_its_process_costs_a_child_not_the_fault(tmp_path, monkeypatch):
+    monkeypatch.setenv("FUZZ_BIRNN_TEST_PID", str(os.getpid()))
+    result = _reduced_slice(tmp_path, slow=True, budget=600, candidate="drops_h0_with_layers_and_dies_in_a_child")
+    [finding] = result.findings  # written, with the first failing case: every simpler one died in its child
+    assert "reduced field by field" in finding.shrink and result.fault is None
+    assert _smallest(finding)["inputs"]["seq_len"] > 1  # checked in this process, one step would have shown it
+    assert finding.needs is None  # measured in a child too, which died
+
+
+def test_two_stopped_faults_of_a_final_replay_stop_the_slice_once():
+    from fuzz_birnn.campaign.engine import _Stop, _stopped_once
+
+    def replay():
+        raise BaseExceptionGroup("two faults", [_Stop("first"), _Stop("second")])
+
+    with pytest.raises(_Stop, match="first"):
+        _stopped_once(replay)
+
+    def other():
+        raise BaseExceptionGroup("a stop and an error", [_Stop("first"), KeyboardInterrupt()])
+
+    with pytest.raises(BaseExceptionGroup):
+        _stopped_once(other)

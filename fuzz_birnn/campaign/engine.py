@@ -523,6 +523,7 @@ class _SliceClock:
     checked: int = 0  # cases checked to a verdict, and their seconds
     checked_seconds: float = 0.0
     skipped_as_known: int = 0  # a slow target's cases that had what a known fault needs
+    reducing: bool = False  # its new faults are reduced field by field (a slow candidate), not shrunk
 
 
 def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
@@ -567,10 +568,8 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
 
     def reducing() -> bool:
         """Whether a new fault is reduced field by field instead of shrunk by Hypothesis: a slow
-        candidate under a time budget (:mod:`.slow`), known to be so or measured so by this slice,
-        whose cases run in this process."""
-        return job.deadline is not None and not job.isolate and (
-            job.slow or is_slow(clock.checked_seconds, clock.checked))
+        candidate under a time budget (:mod:`.slow`), known to be so or measured so by this slice."""
+        return job.deadline is not None and (job.slow or is_slow(clock.checked_seconds, clock.checked))
 
     def count(case: Case, verdict: str, reason: str | None = None, began: float | None = None) -> None:
         counts[count_key(spec.prop, spec.mode, case, verdict, reason, spec.isa)] += 1
@@ -629,8 +628,8 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
                 return "known", None
             count(case, "failed", began=began)
             fault = as_fault(failure, signature, details, capture.read())
-            if not failing:
-                clock.first_failure = time.monotonic()
+            if not failing:  # how this slice's faults are shrunk is decided once, here
+                clock.first_failure, clock.reducing = time.monotonic(), reducing()
             failing[signature] = fault
             raise fault
         assert essentials is not None
@@ -649,7 +648,7 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
             raise _Stop("shrinking cut short: the time budget ran out")
         if not failing and _overran(job, started, cpu_started, server):
             raise _Stop
-        if failing and reducing():
+        if failing and clock.reducing:
             raise _Stop(_REDUCE)
         if failing and job.shrink_seconds is not None and time.monotonic() - clock.first_failure > \
                 job.shrink_seconds:
@@ -678,7 +677,7 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
     result = SliceResult(counts, 0, 0.0, [])
     try:
         with server:
-            search()
+            _stopped_once(search)
     except _Stop as stop:
         why = stop.args[0] if stop.args else "shrinking cut short: the time budget ran out"
         if why == _REDUCE:  # a slow candidate's new faults, reduced field by field
@@ -701,6 +700,21 @@ def run_slice(job: Slice, capture: OutputCapture, ahead: WriteAhead,
     result.checked, result.checked_seconds = clock.checked, clock.checked_seconds
     result.packages = packages.of_target()
     return result
+
+
+def _stopped_once(search: Callable[[], None]) -> None:
+    """``search()``, where Hypothesis' final replay of two faults, each stopped by :class:`_Stop`,
+    raises them as a group: the slice stops once, for the first one's reason."""
+    try:
+        search()
+    except BaseExceptionGroup as group:
+        stops, others = group.split(_Stop)
+        if stops is None or others is not None:
+            raise
+        first: BaseException = stops
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None
 
 
 def _loaded(name: str) -> Candidate:

@@ -43,6 +43,11 @@ __all__ = ["NEEDS_SECONDS", "FaultProbes", "as_fault"]
 #: not needed.
 NEEDS_SECONDS = 30.0
 
+#: Proposals a slow candidate's fault's reduction may try.
+MAX_ATTEMPTS = 500
+#: Seconds a forked proposal may run past the case's time limit before its child is killed.
+FORK_GRACE = 5.0
+
 _FAULT_TYPES: dict[str, type] = {}
 
 
@@ -163,27 +168,33 @@ class FaultProbes:
         """A slow candidate's new fault (found at ``since``, ``time.monotonic()``) and how its
         reduction ended: the greedy field-by-field reduction of :mod:`.reducer` from the failing
         case, a call a proposal where Hypothesis' shrinker takes hundreds, keeping the signature
-        and staying off known faults, for what slow mode gives a new fault's shrinking."""
-        job, signature = self.job, getattr(fault, "signature", "")
-        smallest = [fault]
+        and staying off known faults, for what slow mode gives a new fault's shrinking. Each
+        proposal is checked in a forked child where the candidate allows it (one that crashes on a
+        simpler case costs the child, not the fault); the smallest is checked again here for its
+        report."""
+        job, signature, details = self.job, getattr(fault, "signature", ""), fault.details
+        spec = job.search
 
         def fails_alike(case: Case) -> bool:
-            failure = self.failure_on(case, self.prop, fault.details)
-            if failure is None or signature_of(failure, self.twin(fault.details)) != signature \
-                    or self.known(signature, case):
-                return False
-            smallest.append(as_fault(failure, signature, fault.details, self.capture.read()))
-            return True
+            shown = value_of(lambda: self.signature_on(case, self.prop, details), spec.timeout + FORK_GRACE)
+            return shown == signature and not self.known(signature, case)
 
-        seconds = job.slow_shrink_seconds or job.shrink_seconds or math.inf
-        if job.deadline is not None:
-            seconds = min(seconds, job.deadline - time.time())
-        reduction = reduce_case(fault.case, fails_alike, within=within_space(job.search.space),
-                                deadline=since + seconds)
+        ends = since + (job.slow_shrink_seconds or job.shrink_seconds or math.inf)
+        run_ends = math.inf if job.deadline is None else time.monotonic() + job.deadline - time.time()
+        reduction = reduce_case(fault.case, fails_alike, within=within_space(spec.space),
+                                deadline=min(ends, run_ends), max_attempts=MAX_ATTEMPTS)
         if reduction.complete:
             how = "complete"
-        elif job.deadline is not None and time.time() >= job.deadline:
+        elif reduction.attempts >= MAX_ATTEMPTS:
+            how = f"shrinking cut short: {MAX_ATTEMPTS} attempts"
+        elif run_ends <= ends:
             how = "shrinking cut short: the time budget ran out"
         else:
             how = "shrinking cut short: its search's share of the time budget ran out"
-        return smallest[-1], f"{how} (slow target: reduced field by field, {reduction.attempts} attempts)"
+        how += f" (slow target: reduced field by field, {reduction.attempts} attempts)"
+        if reduction.case == fault.case:
+            return fault, how
+        again = self.failure_on(reduction.case, self.prop, details)
+        if again is None or signature_of(again, self.twin(details)) != signature:
+            return fault, how + "; its smallest case did not fail alike again here, so the report keeps the first"
+        return as_fault(again, signature, details, self.capture.read()), how

@@ -17,12 +17,13 @@ budget only: without one every search runs to its quota anyway), the scheduler a
   not shrunk by Hypothesis (whose shrinker calls the candidate hundreds of times) but reduced
   field by field (:func:`~fuzz_birnn.campaign.reducer.reduce_case`, the crash reducer's
   proposals: everything at its simplest at once, then each size to 1, halfway, one less, then
-  each flag; a call a proposal, keeping the fault's signature and staying off known faults,
-  ending 1-minimal in every field), for up to :func:`shrink_seconds` (a quarter of what is left
-  of the budget, at least the search's share). A slice that measures its own candidate slow
-  (its checked cases so far) does this too, before the scheduler knows. A fault whose reduction
-  was still cut short is not known to its search, whose next slice finds and reduces it again
-  from its own first failing case;
+  each flag; a call a proposal, each in a forked child where the candidate allows it, keeping
+  the fault's signature and staying off known faults, ending 1-minimal in every field), for up
+  to :func:`shrink_seconds` (a quarter of what is left of the budget, at least the search's
+  share). A slice that measures its own candidate slow (its checked cases so far, when it finds
+  its first fault) does this too, before the scheduler knows. A fault whose reduction was
+  still cut short is not known to its search, whose next slice finds and reduces it again from
+  its own first failing case;
 * **a fault found once, shrunk once**: a fault another layer type's search of the same property
   has found counts as known here (where the case has what it needs), instead of being found
   and shrunk again in each layer type (a fault that shows only in this layer type, with the

@@ -33,6 +33,7 @@ from fuzz_birnn.output.run_record import (
     by_cause,
     one_per_mistake,
     onto_agreement,
+    root_of,
     write_record,
 )
 from fuzz_birnn.portable.report_files import ReportRefused, case_cost, read_json
@@ -130,8 +131,8 @@ def _findings(groups: list[FindingGroup], reports: Path) -> list[FindingGroup]:
     that one search told apart stay two), in the order first seen; its smallest report the
     smallest case of any shard."""
     merged = []
-    for members in by_cause(groups, lambda g: ((g.signature, g.follows), g.needs,
-                                               {(s.property, s.mode, s.isa) for s in g.seen_in})):
+    for members in by_cause(groups, lambda g: (g.signature, g.needs, {(s.property, s.mode, s.isa) for s in g.seen_in},
+                                               root_of(g.signature, g.follows, {s.property for s in g.seen_in}))):
         smallest = min(members, key=lambda m: (_cost(reports / m.smallest.report), m.smallest.report))
         seen: list[Seen] = [s for m in members for s in m.seen_in]
         also = list(dict.fromkeys(s for m in members for s in m.also))

@@ -76,7 +76,7 @@ from fuzz_birnn.output.files import write_whole
 
 __all__ = ["DIMENSIONS", "RUN_FILE", "SCHEMA_VERSION", "CaseCounts", "CountKey", "Finding", "FindingGroup",
            "Node", "RunOptions", "RunRecord", "SearchCount", "SearchTime", "Seen", "Smallest", "Support",
-           "build_record", "by_cause", "count_key", "onto_agreement", "print_summary", "telling_support",
+           "build_record", "by_cause", "count_key", "onto_agreement", "print_summary", "root_of", "telling_support",
            "write_record"]
 
 RUN_FILE = "run.json"
@@ -336,7 +336,8 @@ def _group(findings: Sequence[Finding]) -> list[FindingGroup]:
     need stay two: :func:`by_cause`), or several whose smallest cases are diagnosed as one mistake."""
     grouped = []
     costs = {}
-    for members in by_cause(findings, lambda f: ((f.signature, f.follows), f.needs, {(f.prop, f.mode, f.isa)})):
+    for members in by_cause(findings, lambda f: (f.signature, f.needs, {(f.prop, f.mode, f.isa)},
+                                                 root_of(f.signature, f.follows, {f.prop}))):
         smallest = min(members, key=lambda f: (f.cost, f.folder))
         diagnosis = smallest.diagnosis or {}
         costs[Path(smallest.folder).name] = smallest.cost
@@ -374,7 +375,7 @@ def onto_agreement(groups: Sequence[FindingGroup]) -> list[FindingGroup]:
         for other in absorbed.get(id(group), []):
             group = dataclasses.replace(
                 group, reports=sorted({*group.reports, *other.reports}), seen_in=[*group.seen_in, *other.seen_in],
-                also=list(dict.fromkeys([*group.also, other.signature, *other.also])))
+                also=[s for s in dict.fromkeys([*group.also, other.signature, *other.also]) if s != group.signature])
         result.append(group)
     return result
 
@@ -383,24 +384,24 @@ _T = TypeVar("_T")
 
 
 def by_cause(items: Iterable[_T],
-             key: Callable[[_T], tuple[Hashable, Sequence[str] | None, set[Any]]]) -> list[list[_T]]:
+             key: Callable[[_T], tuple[str, Sequence[str] | None, set[Any], str | None]]) -> list[list[_T]]:
     """``items`` (findings, or groups of them) in causes, in the order first seen; ``key(item)`` is
-    its signature (with the agreement fault it follows, if it does: a finding that follows one
-    fault is never joined with another fault that shares its wording), its needs and the searches
-    it was found in. Items of one signature and the same needs are one cause; then causes of one
-    signature are joined where no search found them apart (a fault may need other features in
-    another layer type), those whose needs overlap most first. Two faults of one signature that
-    one search found apart stay apart."""
+    its signature, its needs, the searches it was found in and its :func:`root_of`. Items of one
+    signature, the same needs and no other root are one cause; then causes of one signature are
+    joined where no search found them apart (a fault may need other features in another layer
+    type) and their roots agree, those whose needs overlap most first. Two faults of one
+    signature that one search found apart stay apart, and so do two that follow different
+    agreement faults (two causes that happen to share their words)."""
     causes: list[_Cause[_T]] = []
     for item in items:
-        signature, needs, searches = key(item)
+        signature, needs, searches, root = key(item)
         mine = None if needs is None else tuple(needs)
-        home = next((c for c in causes if (c.signature, c.needs) == (signature, mine) and c.open_to(searches, mine)),
-                    None)
+        home = next((c for c in causes if (c.signature, c.needs) == (signature, mine) and c.open_to(searches, mine)
+                     and c.rooted_with(root)), None)
         if home is None:
             home = _Cause(signature, mine)
             causes.append(home)
-        home.add(item, searches, mine)
+        home.add(item, searches, mine, root)
     joined: list[_Cause[_T]] = []
     for cause in causes:
         into = [c for c in joined if c.signature == cause.signature and c.compatible(cause)]
@@ -410,6 +411,13 @@ def by_cause(items: Iterable[_T],
         else:
             home.absorb(cause)
     return [cause.items for cause in joined]
+
+
+def root_of(signature: str, follows: str | None, properties: Iterable[str]) -> str | None:
+    """The agreement fault a finding comes from, as far as the run measured it: its own signature
+    for an agreement finding, the one it follows for another, ``None`` where nothing says (its
+    case showed no agreement fault, or there was no time to check)."""
+    return follows or (signature if "agreement" in set(properties) else None)
 
 
 def _apart(one: tuple[str, ...] | None, other: tuple[str, ...] | None) -> bool:
@@ -429,21 +437,32 @@ class _Cause(Generic[_T]):
     by_search: dict[Any, set[tuple[str, ...] | None]] = dataclasses.field(default_factory=dict)
     items: list[_T] = dataclasses.field(default_factory=list)
 
+    #: the agreement faults its items come from (:func:`root_of`), where known
+    roots: set[str] = dataclasses.field(default_factory=set)
+
     def open_to(self, searches: set[Any], needs: tuple[str, ...] | None) -> bool:
         return not any(_apart(seen, needs) for search in searches for seen in self.by_search.get(search, ()))
 
+    def rooted_with(self, root: str | None) -> bool:
+        return root is None or not self.roots or root in self.roots
+
     def compatible(self, other: _Cause[_T]) -> bool:
+        if self.roots and other.roots and self.roots.isdisjoint(other.roots):
+            return False
         return all(not _apart(mine, theirs) for search, seen in other.by_search.items() for theirs in seen
                    for mine in self.by_search.get(search, ()))
 
-    def add(self, item: _T, searches: set[Any], needs: tuple[str, ...] | None) -> None:
+    def add(self, item: _T, searches: set[Any], needs: tuple[str, ...] | None, root: str | None) -> None:
         for search in searches:
             self.by_search.setdefault(search, set()).add(needs)
+        if root is not None:
+            self.roots.add(root)
         self.items.append(item)
 
     def absorb(self, other: _Cause[_T]) -> None:
         for search, seen in other.by_search.items():
             self.by_search.setdefault(search, set()).update(seen)
+        self.roots |= other.roots
         self.items.extend(other.items)
 
 
