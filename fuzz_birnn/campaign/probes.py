@@ -179,7 +179,10 @@ class FaultProbes:
             shown = value_of(lambda: self.signature_on(case, self.prop, details), spec.timeout + FORK_GRACE)
             return shown == signature and not self.known(signature, case)
 
-        ends = since + (job.slow_shrink_seconds or job.shrink_seconds or math.inf)
+        # what slow mode gives a new fault's shrinking; a slice that found its candidate slow before
+        # the scheduler knew keeps the ordinary share, so that every search still gets its turn
+        allowance = job.slow_shrink_seconds if job.slow else job.shrink_seconds
+        ends = since + (math.inf if allowance is None else allowance)
         run_ends = math.inf if job.deadline is None else time.monotonic() + job.deadline - time.time()
         reduction = reduce_case(fault.case, fails_alike, within=within_space(spec.space),
                                 deadline=min(ends, run_ends), max_attempts=MAX_ATTEMPTS)

@@ -21,9 +21,10 @@ budget only: without one every search runs to its quota anyway), the scheduler a
   the fault's signature and staying off known faults, ending 1-minimal in every field), for up
   to :func:`shrink_seconds` (a quarter of what is left of the budget, at least the search's
   share). A slice that measures its own candidate slow (its checked cases so far, when it finds
-  its first fault) does this too, before the scheduler knows. A fault whose reduction was
-  still cut short is not known to its search, whose next slice finds and reduces it again from
-  its own first failing case;
+  its first fault) reduces too, before the scheduler knows, but within the ordinary share of
+  shrinking, so that every search still gets its turn. A fault whose reduction was cut short
+  is not known to its search, whose next slice finds and reduces it again from its own first
+  failing case;
 * **a fault found once, shrunk once**: a fault another layer type's search of the same property
   has found counts as known here (where the case has what it needs), instead of being found
   and shrunk again in each layer type (a fault that shows only in this layer type, with the
