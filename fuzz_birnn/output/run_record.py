@@ -218,6 +218,11 @@ class Smallest:
     mistakes: list[str]
     raised_at: str | None = None
 
+    @property
+    def complete(self) -> bool:
+        """Whether its shrinking ran to its end (of two cases of one size, the one to show)."""
+        return self.shrink.startswith("complete")
+
 
 @dataclass(frozen=True)
 class Seen:
@@ -338,7 +343,7 @@ def _group(findings: Sequence[Finding]) -> list[FindingGroup]:
     costs = {}
     for members in by_cause(findings, lambda f: (f.signature, f.needs, {(f.prop, f.mode, f.isa)},
                                                  root_of(f.signature, f.follows, {f.prop}))):
-        smallest = min(members, key=lambda f: (f.cost, f.folder))
+        smallest = min(members, key=lambda f: (f.cost, not f.shrink.startswith("complete"), f.folder))
         diagnosis = smallest.diagnosis or {}
         costs[Path(smallest.folder).name] = smallest.cost
         grouped.append(FindingGroup(
@@ -350,7 +355,7 @@ def _group(findings: Sequence[Finding]) -> list[FindingGroup]:
             needs=None if smallest.needs is None else list(smallest.needs),
             follows=next((f.follows for f in members if f.follows), None),
         ))
-    return one_per_mistake(onto_agreement(grouped), lambda smallest: costs[smallest.report])
+    return one_per_mistake(onto_agreement(grouped), lambda smallest: (costs[smallest.report], not smallest.complete))
 
 
 def onto_agreement(groups: Sequence[FindingGroup]) -> list[FindingGroup]:
