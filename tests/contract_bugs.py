@@ -414,13 +414,17 @@ def no_float16_kernel(module, input, hx=None):
     return module(input, hx)
 
 
+def drops_h0_with_layers(module, input, hx=None):
+    """Drops the caller's h0/c0 with two layers or more; right with one."""
+    return module(input, None if module.num_layers > 1 else hx)
+
+
 def drops_h0_with_layers_and_dies_in_a_child(module, input, hx=None):
-    """Drops the caller's h0/c0 with two layers or more; and kills the process it runs in unless
-    that is the one named by the environment's ``FUZZ_BIRNN_TEST_PID`` (a test's own: every forked
-    child dies)."""
+    """:func:`drops_h0_with_layers`, in a process that kills itself unless it is the one named by
+    the environment's ``FUZZ_BIRNN_TEST_PID`` (a test's own: every forked child dies)."""
     import os
     import signal
 
     if str(os.getpid()) != os.environ.get("FUZZ_BIRNN_TEST_PID"):
         os.kill(os.getpid(), signal.SIGKILL)
-    return module(input, None if module.num_layers > 1 else hx)
+    return drops_h0_with_layers(module, input, hx)

@@ -153,15 +153,14 @@ def test_a_slow_candidates_fault_whose_shrinking_was_cut_short_stays_unknown_to_
         assert campaign.findings == [finding]  # its report stands either way
 
 
-def _reduced_slice(tmp_path, *, slow, budget, isolate=False, candidate="two_final_state_faults"):
+def _reduced_slice(tmp_path, *, slow, budget, isolate=False, candidate="two_final_state_faults", shrink=300.0):
     """One agreement slice of GRU cases with a given h0 (the dropped h0 shows on nearly every one)."""
     tmp_path.mkdir(exist_ok=True)
     [spec], _ = plan_searches(f"tests.contract_bugs:{candidate}", ["agreement"], ["GRU"],
                               CaseSpace(dtypes=("float64",), bias=False, initial_state=True), seed=0,
                               reports=tmp_path, timeout=60, database=None)
     deadline = None if budget is None else time.time() + budget
-    job = Slice(spec, 1, 40, 7, (), isolate, 1.0, deadline, 60.0, reuse=False, shrink_seconds=300.0, slow=slow,
-                slow_shrink_seconds=300.0)
+    job = Slice(spec, 1, 40, 7, (), isolate, 1.0, deadline, 60.0, reuse=False, shrink_seconds=shrink, slow=slow)
     with WriteAhead(tmp_path / ".inflight-0.json") as ahead:
         return run_slice(job, NoCapture(), ahead, lambda counts, generated: None)
 
@@ -220,3 +219,13 @@ def test_two_stopped_faults_of_a_final_replay_stop_the_slice_once():
 
     with pytest.raises(BaseExceptionGroup):
         _stopped_once(other)
+
+
+def test_a_slice_that_finds_its_candidate_slow_itself_reduces_within_the_ordinary_share(tmp_path, monkeypatch):
+    import fuzz_birnn.campaign.slow as slow
+
+    monkeypatch.setattr(slow, "SLOW_CASE_SECONDS", 1e-9)
+    [finding] = _reduced_slice(tmp_path, slow=False, budget=600, shrink=0.0,  # the scheduler's share: none
+                               candidate="drops_h0_with_layers").findings
+    assert finding.shrink.startswith("shrinking cut short: its search's share of the time budget ran out")
+    assert "(slow target: reduced field by field, 0 attempts)" in finding.shrink

@@ -469,10 +469,12 @@ class _EndSearch(BaseException):
 
 
 class _Stop(BaseException):
-    """Ends a slice at once: its share, or the run's budget, is spent."""
+    """Ends a slice at once: its share, or the run's budget, is spent, or a slow candidate's new
+    fault is to be reduced (:data:`_REDUCE`)."""
 
 
-#: Why a slow candidate's slice stops once it has a new fault: to reduce it (see ``reduced``).
+#: Why a slow candidate's slice stops once it has a new fault: to reduce it
+#: (:meth:`~fuzz_birnn.campaign.probes.FaultProbes.reduced`).
 _REDUCE = "reduce field by field"
 
 

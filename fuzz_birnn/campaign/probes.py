@@ -81,18 +81,25 @@ class FaultProbes:
         """How a failure's float64 twin fares (:func:`~fuzz_birnn.campaign.signature.signature_of`
         reads it): checked the same way, in-process, under the time limit; a twin that overruns
         counts as one that does not show the fault."""
-        prop, spec = of or self.prop, self.job.search
+        prop = of or self.prop
 
         def mismatch(twin: Case) -> Mismatch | None:
-            try:
-                with time_limit(spec.timeout):
-                    prop.run(self.candidate, twin, spec.candidate, details)
-            except CheckFailure as failure:
-                return failure.mismatch
-            except (Exception, CaseTimeout):
-                return None
-            return None
+            failure = self._checked(twin, prop, details)
+            return None if failure is None else failure.mismatch
         return mismatch
+
+    def _checked(self, case: Case, of: Property, details: dict[str, Any]) -> CheckFailure | None:
+        """``of``'s failure on ``case``, checked in this process under the case's time limit;
+        ``None`` where it passes (or overruns, or the harness raises)."""
+        spec = self.job.search
+        try:
+            with time_limit(spec.timeout):
+                of.run(self.candidate, case, spec.candidate, details)
+        except CheckFailure as failure:
+            return failure
+        except (Exception, CaseTimeout):
+            return None
+        return None
 
     def probing(self, case: Case, prop_name: str, details: dict[str, Any]) -> None:
         """Write ahead a case a probe is about to check (see the module docstring)."""
@@ -102,17 +109,9 @@ class FaultProbes:
     def failure_on(self, case: Case, of: Property, details: dict[str, Any]) -> CheckFailure | None:
         """``case`` written ahead and checked by ``of`` in this process: its failure, ``None``
         where it passes (or overruns, or the harness raises)."""
-        spec = self.job.search
         self.probing(case, of.name, details)
         self.capture.reset()
-        try:
-            with time_limit(spec.timeout):
-                of.run(self.candidate, case, spec.candidate, details)
-        except CheckFailure as failure:
-            return failure
-        except (Exception, CaseTimeout):
-            return None
-        return None
+        return self._checked(case, of, details)
 
     def signature_on(self, case: Case, of: Property, details: dict[str, Any]) -> str | None:
         """The signature of ``of``'s failure on ``case`` (:meth:`failure_on`), ``None`` where it passes."""
@@ -179,10 +178,9 @@ class FaultProbes:
             shown = value_of(lambda: self.signature_on(case, self.prop, details), spec.timeout + FORK_GRACE)
             return shown == signature and not self.known(signature, case)
 
-        # what slow mode gives a new fault's shrinking; a slice that found its candidate slow before
-        # the scheduler knew keeps the ordinary share, so that every search still gets its turn
-        allowance = job.slow_shrink_seconds if job.slow else job.shrink_seconds
-        ends = since + (math.inf if allowance is None else allowance)
+        # what the slice may shrink for: slow mode's allowance where the scheduler knows the candidate
+        # is slow; a slice that found it slow itself keeps the ordinary share, so every search gets its turn
+        ends = since + (math.inf if job.shrink_seconds is None else job.shrink_seconds)
         run_ends = math.inf if job.deadline is None else time.monotonic() + job.deadline - time.time()
         reduction = reduce_case(fault.case, fails_alike, within=within_space(spec.space),
                                 deadline=min(ends, run_ends), max_attempts=MAX_ATTEMPTS)
@@ -199,5 +197,6 @@ class FaultProbes:
             return fault, how
         again = self.failure_on(reduction.case, self.prop, details)
         if again is None or signature_of(again, self.twin(details)) != signature:
-            return fault, how + "; its smallest case did not fail alike again here, so the report keeps the first"
+            return fault, ("shrinking cut short: its smallest case did not fail alike again in this process, so the "
+                           f"report keeps the first failing case (slow target: {reduction.attempts} attempts)")
         return as_fault(again, signature, details, self.capture.read()), how

@@ -129,9 +129,6 @@ class Slice:
     slow: bool = False
     #: draw from :func:`~fuzz_birnn.campaign.slow.small_space` (a slow search's first slices)
     small: bool = False
-    #: how long a slow candidate's new fault may be reduced (:mod:`.slow`: under a time budget,
-    #: also for a slice that finds its candidate slow itself); ``None``: no budget
-    slow_shrink_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -248,10 +245,8 @@ class Scheduler:
         slow = self.slow(search.spec)
         shrink = self.shrink_seconds
         needs = {signature: list(listed) for signature, listed in search.needs.items()}
-        slow_shrink = None if self.deadline is None else slow_shrink_seconds(max(0.0, self.deadline - time.time()),
-                                                                              self.share)
         if slow and self.deadline is not None:
-            shrink = slow_shrink
+            shrink = slow_shrink_seconds(max(0.0, self.deadline - time.time()), self.share)
             for other in self._siblings(search):  # a fault found in another layer type is not shrunk again
                 known = known | other.known
                 for signature, listed in other.needs.items():
@@ -262,7 +257,7 @@ class Scheduler:
                      reuse=search.slices == 1, shrink_seconds=shrink, escalate=borrowed,
                      never_returned=borrowed and not slowest, refused=tuple(sorted(search.refused)),
                      needs=tuple((signature, tuple(listed)) for signature, listed in sorted(needs.items())),
-                     slow=slow, small=slow and search.slices <= SMALL_SLICES + 1, slow_shrink_seconds=slow_shrink)
+                     slow=slow, small=slow and search.slices <= SMALL_SLICES + 1)
 
     def _siblings(self, search: Search) -> list[Search]:
         """The searches of the same property, candidate and level in the run's other layer types."""

@@ -221,7 +221,7 @@ class Smallest:
     @property
     def complete(self) -> bool:
         """Whether its shrinking ran to its end (of two cases of one size, the one to show)."""
-        return self.shrink.startswith("complete")
+        return complete(self.shrink)
 
 
 @dataclass(frozen=True)
@@ -343,7 +343,7 @@ def _group(findings: Sequence[Finding]) -> list[FindingGroup]:
     costs = {}
     for members in by_cause(findings, lambda f: (f.signature, f.needs, {(f.prop, f.mode, f.isa)},
                                                  root_of(f.signature, f.follows, {f.prop}))):
-        smallest = min(members, key=lambda f: (f.cost, not f.shrink.startswith("complete"), f.folder))
+        smallest = min(members, key=lambda f: (f.cost, not complete(f.shrink), f.folder))
         diagnosis = smallest.diagnosis or {}
         costs[Path(smallest.folder).name] = smallest.cost
         grouped.append(FindingGroup(
@@ -469,6 +469,11 @@ class _Cause(Generic[_T]):
             self.by_search.setdefault(search, set()).update(seen)
         self.roots |= other.roots
         self.items.extend(other.items)
+
+
+def complete(shrink: str) -> bool:
+    """Whether a report's shrinking (its ``shrink``) ran to its end."""
+    return shrink.startswith("complete")
 
 
 def last_frame(traceback: str | None) -> str | None:
@@ -627,7 +632,7 @@ def print_summary(record: RunRecord, reports: Path) -> None:
                 print(f"     raised at: {smallest.raised_at}")
             if smallest.diagnosis:
                 print(f"     diagnosis: {smallest.diagnosis}")
-            if not smallest.shrink.startswith("complete"):
+            if not smallest.complete:
                 print(f"       ({smallest.shrink})")
             places = collections.defaultdict(list)
             for seen in finding.seen_in:
