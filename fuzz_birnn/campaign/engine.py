@@ -16,9 +16,11 @@ signature is its own Hypothesis bug, so two new faults in one slice are both shr
 as a report, and what it needs measured (a slow candidate's new fault is reduced field by field
 instead, in far fewer calls: :mod:`~fuzz_birnn.campaign.slow`). Each passing case reports its
 error relative to its allowance to ``hypothesis.target``, which steers generation towards
-near-misses. A slice stops at its next
-case once it overruns its share, or the run's ``--time-budget`` is spent; a failure whose
-shrinking is cut short by the budget is still written, with the smallest case found so far.
+near-misses. A slice stops at its next case once it overruns its share, or the run's
+``--time-budget`` is spent; a failure whose shrinking is cut short by the budget is still
+written, with the smallest case found so far. What a slice learns of a new fault beyond its case
+(its needs, the agreement fault it follows, a slow candidate's reduction) comes from
+:mod:`~fuzz_birnn.campaign.probes`.
 
 **Crashes and hangs.** Before each case a worker writes it *ahead* (:mod:`fuzz_birnn.campaign.writeahead`)
 and empties its output file (:mod:`fuzz_birnn.processes.capture`). If the worker dies, the parent reads the
