@@ -167,7 +167,7 @@ class FaultProbes:
         """A slow candidate's new fault (found at ``since``, ``time.monotonic()``) and how its
         reduction ended: the greedy field-by-field reduction of :mod:`.reducer` from the failing
         case, a call a proposal where Hypothesis' shrinker takes hundreds, keeping the signature
-        and staying off known faults, for what slow mode gives a new fault's shrinking. Each
+        and staying off known faults, for the slice's shrinking allowance. Each
         proposal is checked in a forked child where the candidate allows it (one that crashes on a
         simpler case costs the child, not the fault); the smallest is checked again here for its
         report."""
