@@ -54,14 +54,14 @@ def test_nothing_stands_apart_where_every_value_passes_or_every_value_fails(caps
     assert "support (" not in capsys.readouterr().out
 
 
-def test_of_two_reports_of_one_size_a_finding_shows_the_one_whose_shrinking_ran_to_its_end():
+def test_a_finding_shows_a_report_whose_shrinking_ran_to_its_end_before_a_smaller_cut_short_one():
     from fuzz_birnn.output.run_record import Finding
     from fuzz_birnn.output.run_record import _group as group_findings
 
     cut_short = Finding("final state wrong", "agreement", "RNN_TANH", "/r/67b6", True, "s",
                         "shrinking cut short: its search's share of the time budget ran out", 4, None,
                         needs=("given h0",))
-    complete = Finding("final state wrong", "agreement", "RNN_RELU", "/r/cb80", True, "s", "complete", 4, None,
+    complete = Finding("final state wrong", "agreement", "LSTM", "/r/cb80", True, "s", "complete", 27, None,
                        needs=("given h0",))
     [finding] = group_findings([cut_short, complete])
     assert finding.smallest.report == "cb80" and finding.smallest.complete

@@ -133,14 +133,14 @@ def _findings(groups: list[FindingGroup], reports: Path) -> list[FindingGroup]:
     merged = []
     for members in by_cause(groups, lambda g: (g.signature, g.needs, {(s.property, s.mode, s.isa) for s in g.seen_in},
                                                root_of(g.signature, g.follows, {s.property for s in g.seen_in}))):
-        smallest = min(members, key=lambda m: (_cost(reports / m.smallest.report), not m.smallest.complete,
+        smallest = min(members, key=lambda m: (not m.smallest.complete, _cost(reports / m.smallest.report),
                                                m.smallest.report))
         seen: list[Seen] = [s for m in members for s in m.seen_in]
         also = list(dict.fromkeys(s for m in members for s in m.also))
         reports_of = sorted({r for m in members for r in m.reports})
         merged.append(FindingGroup(members[0].signature, smallest.smallest, reports_of, seen, also, smallest.needs,
                                    next((m.follows for m in members if m.follows), None)))
-    return one_per_mistake(onto_agreement(merged), lambda s: (_cost(reports / s.report), not s.complete, s.report))
+    return one_per_mistake(onto_agreement(merged), lambda s: (not s.complete, _cost(reports / s.report), s.report))
 
 
 def _cost(report: Path) -> float:

@@ -220,7 +220,9 @@ class Smallest:
 
     @property
     def complete(self) -> bool:
-        """Whether its shrinking ran to its end (of two cases of one size, the one to show)."""
+        """Whether its shrinking ran to its end: a finding shows the smallest of its reports that did,
+        and a cut-short one only where none did (a cut-short case may be small in its sizes and
+        still carry flags the fault does not need)."""
         return complete(self.shrink)
 
 
@@ -343,7 +345,7 @@ def _group(findings: Sequence[Finding]) -> list[FindingGroup]:
     costs = {}
     for members in by_cause(findings, lambda f: (f.signature, f.needs, {(f.prop, f.mode, f.isa)},
                                                  root_of(f.signature, f.follows, {f.prop}))):
-        smallest = min(members, key=lambda f: (f.cost, not complete(f.shrink), f.folder))
+        smallest = min(members, key=lambda f: (not complete(f.shrink), f.cost, f.folder))
         diagnosis = smallest.diagnosis or {}
         costs[Path(smallest.folder).name] = smallest.cost
         grouped.append(FindingGroup(
@@ -355,7 +357,7 @@ def _group(findings: Sequence[Finding]) -> list[FindingGroup]:
             needs=None if smallest.needs is None else list(smallest.needs),
             follows=next((f.follows for f in members if f.follows), None),
         ))
-    return one_per_mistake(onto_agreement(grouped), lambda smallest: (costs[smallest.report], not smallest.complete))
+    return one_per_mistake(onto_agreement(grouped), lambda smallest: (not smallest.complete, costs[smallest.report]))
 
 
 def onto_agreement(groups: Sequence[FindingGroup]) -> list[FindingGroup]:
