@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fuzz_birnn.campaign.needs import family, needs_of
-from fuzz_birnn.campaign.reducer import reduce_case, within_space
+from fuzz_birnn.campaign.reducer import MAX_ATTEMPTS, reduce_case, within_space
 from fuzz_birnn.campaign.scheduler import Slice
 from fuzz_birnn.campaign.signature import signature_of
 from fuzz_birnn.campaign.writeahead import WriteAhead
@@ -43,8 +43,6 @@ __all__ = ["NEEDS_SECONDS", "FaultProbes", "as_fault"]
 #: not needed.
 NEEDS_SECONDS = 30.0
 
-#: Proposals a slow candidate's fault's reduction may try.
-MAX_ATTEMPTS = 500
 #: Seconds a forked proposal may run past the case's time limit before its child is killed.
 FORK_GRACE = 5.0
 
@@ -183,7 +181,7 @@ class FaultProbes:
         ends = since + (math.inf if job.shrink_seconds is None else job.shrink_seconds)
         run_ends = math.inf if job.deadline is None else time.monotonic() + job.deadline - time.time()
         reduction = reduce_case(fault.case, fails_alike, within=within_space(spec.space),
-                                deadline=min(ends, run_ends), max_attempts=MAX_ATTEMPTS)
+                                deadline=min(ends, run_ends))
         if reduction.complete:
             how = "complete"
         elif reduction.attempts >= MAX_ATTEMPTS:

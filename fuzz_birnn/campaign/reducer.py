@@ -33,7 +33,10 @@ from typing import Any
 from fuzz_birnn.core.case import DTYPES, SCALES, Case
 from fuzz_birnn.core.space import CaseSpace
 
-__all__ = ["Reduction", "proposals", "reduce_case", "within_space"]
+__all__ = ["MAX_ATTEMPTS", "Reduction", "proposals", "reduce_case", "within_space"]
+
+#: Proposals a reduction tries at most.
+MAX_ATTEMPTS = 500
 
 
 
@@ -49,7 +52,7 @@ class Reduction:
 
 
 def reduce_case(case: Case, reproduces: Callable[[Case], bool], *, within: Callable[[Case], bool],
-                deadline: float, max_attempts: int = 500) -> Reduction:
+                deadline: float, max_attempts: int = MAX_ATTEMPTS) -> Reduction:
     """Greedy reduction of ``case`` while ``reproduces`` holds; stops at ``deadline`` (monotonic)."""
     started = time.monotonic()
     best, tried, attempts = case, {_key(case)}, 0

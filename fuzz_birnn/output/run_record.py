@@ -59,7 +59,7 @@ import dataclasses
 import datetime
 import json
 import platform
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, NamedTuple, TypeVar
@@ -439,7 +439,7 @@ def _apart(one: tuple[str, ...] | None, other: tuple[str, ...] | None) -> bool:
 class _Cause(Generic[_T]):
     """Items taken for one fault, and the needs each of their searches saw it with."""
 
-    signature: Hashable
+    signature: str
     needs: tuple[str, ...] | None
     by_search: dict[Any, set[tuple[str, ...] | None]] = dataclasses.field(default_factory=dict)
     items: list[_T] = dataclasses.field(default_factory=list)
